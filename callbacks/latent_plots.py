@@ -1,0 +1,53 @@
+"""Save (and log to W&B) the embedding of the test set and a grid of decoded latent points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from lvm.plots import decoded_grid, plot_embedding, plot_image_grid
+
+__all__ = ["LatentPlots"]
+
+
+class LatentPlots(L.Callback):
+    """At the end of testing, writes ``<run dir>/plots/embedding.png`` (posterior-mean
+    embedding of the test set coloured by label) and ``plots/decoded_grid.png``.
+
+    Args:
+        num_points: lattice size for the posterior (``None``: the model's evaluation default).
+        per_side: images per side of the decoded grid.
+        reduce: ``"mean"`` (circular on the torus) or ``"mode"`` of the posterior.
+    """
+
+    def __init__(self, num_points: int | None = None, per_side: int = 12, reduce: str = "mean"):
+        self.num_points, self.per_side, self.reduce = num_points, per_side, reduce
+
+    @rank_zero_only
+    def on_test_end(self, trainer, pl_module):
+        embedding, labels = [], []
+        for batch in trainer.datamodule.test_dataloader():
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            embedding.append(pl_module.embed(x.to(pl_module.device), self.reduce, self.num_points).cpu())
+            if isinstance(batch, (list, tuple)) and len(batch) > 1:
+                labels.append(torch.as_tensor(batch[1]).cpu())
+        figures = {
+            "embedding": plot_embedding(torch.cat(embedding).numpy(), torch.cat(labels).numpy() if labels else None,
+                                        periodic=pl_module.latent.periodic),
+            "decoded_grid": plot_image_grid(decoded_grid(pl_module, self.per_side), self.per_side),
+        }
+        out_dir = Path(trainer.default_root_dir) / "plots"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, figure in figures.items():
+            figure.savefig(out_dir / f"{name}.png", dpi=120, bbox_inches="tight")
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    figure.canvas.draw()
+                    logger.log_image(key=f"plots/{name}", images=[np.asarray(figure.canvas.buffer_rgba())[..., :3]])
+            plt.close(figure)

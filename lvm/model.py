@@ -1,0 +1,181 @@
+"""The single LightningModule of lvm: a decoder, a likelihood, a latent space, an optional
+encoder and one objective plugin that supplies the training loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MeanMetric
+
+from objectives.base import Objective
+
+from .lattices import default_num_points, lattice_rule, random_shift
+from .latent_spaces import LatentSpace
+from .likelihoods import Likelihood
+from .qmc import qmc_log_likelihood, qmc_posterior
+
+__all__ = ["LatentVariableModel", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised before the optimiser step when a training loss is NaN or infinite, so the
+    parameters and the checkpoints already written stay those of the last good step."""
+
+
+class LatentVariableModel(L.LightningModule):
+    """A deep latent variable model p(x) = integral p(x | f(z)) p(z) dz.
+
+    Args:
+        decoder: maps latent features ``latent.features(z)`` to likelihood parameters.
+        likelihood: the observation model p(x | decoder output).
+        latent: the latent space and prior (the torus by default for QMC).
+        objective: the training objective plugin (see :class:`objectives.Objective`).
+        encoder: optional amortised posterior network (needed by ELBO/IWAE).
+        optimizer: a callable ``params -> Optimizer``; Adam (lr=1e-3, its default) as in appendix B.
+        lr_scheduler: an optional callable ``optimizer -> scheduler``; plateau schedulers watch
+            ``val/loss``.
+        eval_num_points: lattice size for the held-out log-likelihood (``val/`` and
+            ``test/log_likelihood``); ``None`` picks the dense default for the latent dimension.
+        eval_chunk_size: decode at most this many lattice points at once during evaluation.
+    """
+
+    def __init__(
+        self,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        latent: LatentSpace,
+        objective: Objective,
+        encoder: nn.Module | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        eval_num_points: int | None = None,
+        eval_chunk_size: int = 4096,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.decoder, self.likelihood, self.latent = decoder, likelihood, latent
+        self.encoder, self.objective = encoder, objective
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.eval_num_points = eval_num_points or default_num_points(latent.dim)
+        self.eval_chunk_size = eval_chunk_size
+        with torch.no_grad():  # fixes the input size of lazy first layers
+            self.decoder(self.latent.features(self.latent.sample(1)))
+        objective.attach(self)
+        self.heldout_log_likelihood = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        self.heldout_bits_per_dim = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+
+    # ----- the public API a scientist uses on a trained model -----------------------------
+
+    @staticmethod
+    def flatten(x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(start_dim=1)  # [b, D]
+
+    def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood parameters for latent values ``z: [n, d]``, flattened to ``[n, D]``."""
+        return self.decoder(self.latent.features(z)).flatten(start_dim=1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoded mean ``f_theta(z) = E[x | z]`` with the data's shape ``[n, *data_shape]``."""
+        out = self.decoder(self.latent.features(z))
+        return self.likelihood.mean(out)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """Decoded means of ``n`` draws from the prior."""
+        return self.decode(self.latent.sample(n, device=self.device))
+
+    def _cube_points(self, num_points: int | None, shift: bool) -> torch.Tensor:
+        points = lattice_rule(num_points or self.eval_num_points, self.latent.dim)
+        return random_shift(points) if shift else points
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, num_points: int | None = None) -> torch.Tensor:
+        """Randomized-QMC estimate of ``log p(x)`` in nats per example (eq. 5), ``[b]``.
+
+        Works for any decoder (QLVM, VAE, IWAE): the lattice is mapped into the latent space
+        by the inversion method, so VAE decoders are scored against their N(0, I) prior.
+        """
+        return qmc_log_likelihood(self, self.flatten(x), self._cube_points(num_points, True), self.eval_chunk_size)
+
+    @torch.no_grad()
+    def posterior(self, x: torch.Tensor, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The discrete posterior over the (unshifted) lattice: points ``[m, d]`` and
+        normalised weights ``[b, m]`` proportional to ``p(x | z_j)`` (Fig. 1C)."""
+        return qmc_posterior(self, self.flatten(x), self._cube_points(num_points, False), self.eval_chunk_size)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, reduce: str = "mean", num_points: int | None = None) -> torch.Tensor:
+        """A point embedding ``[b, d]``: the posterior mean (circular on the torus) or mode."""
+        if reduce not in ("mean", "mode"):
+            raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
+        z, weights = self.posterior(x, num_points)
+        if reduce == "mode":
+            return z[weights.argmax(dim=1)]
+        return self.latent.weighted_mean(z, weights)
+
+    # ----- Lightning hooks ---------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        data_shape = getattr(self.trainer.datamodule, "data_shape", None) if self._trainer else None
+        if data_shape is None:
+            return
+        with torch.no_grad():
+            produced = self.decode(self.latent.sample(1, device=self.device)).shape[1:]
+            if math.prod(produced) != math.prod(data_shape):
+                raise ValueError(
+                    f"The decoder produces outputs of shape {list(produced)} but the data have shape "
+                    f"{list(data_shape)}; set the decoder's output shape (e.g. decoder.init_args.data_shape)."
+                )
+            if self.encoder is not None:  # fixes the input size of a lazy first layer
+                self.encoder(torch.zeros(1, *data_shape, device=self.device))
+
+    @staticmethod
+    def _data(batch) -> torch.Tensor:
+        return batch[0] if isinstance(batch, Sequence) else batch
+
+    def _log_objective(self, outputs: dict, stage: str, batch_size: int) -> None:
+        self.log_dict(
+            {f"{stage}/{key}": value for key, value in outputs.items()},
+            batch_size=batch_size, prog_bar=False, sync_dist=stage != "train",
+        )
+
+    def training_step(self, batch, batch_idx):
+        x = self._data(batch)
+        outputs = self.objective(self, x)
+        if not torch.isfinite(outputs["loss"]):
+            raise NonFiniteLossError(
+                f"The training loss is {outputs['loss'].item()} at global step {self.global_step} "
+                f"(batch {batch_idx}). Training stopped before the optimiser step; the checkpoints "
+                "written so far are intact (resume with --ckpt_path <run dir>/checkpoints/last.ckpt, "
+                "e.g. with a lower learning rate)."
+            )
+        self._log_objective(outputs, "train", len(x))
+        return outputs["loss"]
+
+    def _heldout_step(self, batch, stage: str):
+        x = self._data(batch)
+        self._log_objective(self.objective(self, x), stage, len(x))
+        log_likelihood = self.log_likelihood(x)
+        ll_metric, bpd_metric = self.heldout_log_likelihood[stage], self.heldout_bits_per_dim[stage]
+        ll_metric.update(log_likelihood)
+        bpd_metric.update(-log_likelihood / (self.flatten(x).shape[1] * math.log(2)))
+        self.log(f"{stage}/log_likelihood", ll_metric, prog_bar=True)
+        self.log(f"{stage}/bits_per_dim", bpd_metric)
+
+    def validation_step(self, batch, batch_idx):
+        self._heldout_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._heldout_step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}

@@ -1,0 +1,62 @@
+"""Plain plotting functions for a trained model: call them from a notebook or a callback."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+__all__ = ["plot_embedding", "decoded_grid", "plot_image_grid"]
+
+
+def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, periodic: bool = False,
+                   title: str = "Posterior-mean embedding") -> plt.Figure:
+    """Scatter a 1-D/2-D embedding ``[n, d]`` coloured by label (3-D: the three 2-D projections).
+    On the torus the axes span exactly one period [0, 1)."""
+    d = embedding.shape[1]
+    pairs = [(0, 1)] if d == 2 else [(0, 1), (0, 2), (1, 2)] if d == 3 else [(0, None)]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
+    for ax, (i, j) in zip(axes[0], pairs):
+        y = embedding[:, j] if j is not None else np.random.default_rng(0).uniform(-1, 1, len(embedding))
+        points = ax.scatter(embedding[:, i], y, c=labels, cmap="tab10", s=6, alpha=0.8)
+        ax.set_xlabel(f"z{i + 1}")
+        ax.set_ylabel(f"z{j + 1}" if j is not None else "jitter")
+        if periodic:
+            ax.set_xlim(0, 1)
+            if j is not None:
+                ax.set_ylim(0, 1)
+        ax.set_aspect("equal" if j is not None and periodic else "auto")
+    if labels is not None:
+        fig.colorbar(points, ax=axes[0].tolist(), label="label")
+    fig.suptitle(title)
+    return fig
+
+
+@torch.no_grad()
+def decoded_grid(model, per_side: int = 10) -> torch.Tensor:
+    """Decode a regular ``per_side x per_side`` grid of cell centres of the unit square mapped into
+    the latent space (a 2-D latent, or the first two coordinates with the rest at 0.5).
+    Returns images ``[per_side**2, *data_shape]``, row-major with z2 increasing upward."""
+    centres = (torch.arange(per_side, dtype=torch.float64) + 0.5) / per_side
+    z2, z1 = torch.meshgrid(centres.flip(0), centres, indexing="ij")  # top row = largest z2
+    cube = torch.full((per_side**2, model.latent.dim), 0.5, dtype=torch.float64)
+    cube[:, 0] = z1.reshape(-1)
+    if model.latent.dim > 1:
+        cube[:, 1] = z2.reshape(-1)
+    z = model.latent.from_unit_cube(cube).to(device=model.device, dtype=model.dtype)
+    return model.decode(z)
+
+
+def plot_image_grid(images: torch.Tensor, per_side: int, title: str = "Decoded latent grid") -> plt.Figure:
+    """Tile images ``[per_side**2, C, H, W]`` (C = 1 or 3) into one figure."""
+    images = images.detach().cpu().float().clamp(0, 1)
+    n, c, h, w = images.shape
+    tiles = images.view(per_side, per_side, c, h, w).permute(0, 3, 1, 4, 2).reshape(per_side * h, per_side * w, c)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(tiles.squeeze(-1).numpy(), cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    ax.set_axis_off()
+    ax.set_title(title)
+    return fig

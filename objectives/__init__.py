@@ -1,0 +1,8 @@
+"""Objective plugins. Each file holds one objective; :class:`Objective` is the extension point."""
+
+from .base import Objective
+from .elbo import ELBO
+from .iwae import IWAE
+from .qmc import QMCObjective
+
+__all__ = ["Objective", "QMCObjective", "ELBO", "IWAE"]

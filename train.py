@@ -1,0 +1,6 @@
+"""Train and test a latent variable model: ``python train.py --config configs/quickstart.yaml``."""
+
+from lvm.cli import cli_main
+
+if __name__ == "__main__":
+    cli_main()
