@@ -40,8 +40,10 @@ class LatentPlots(L.Callback):
         figures = {
             "embedding": plot_embedding(torch.cat(embedding).numpy(), torch.cat(labels).numpy() if labels else None,
                                         periodic=pl_module.latent.periodic),
-            "decoded_grid": plot_image_grid(decoded_grid(pl_module, self.per_side), self.per_side),
         }
+        decoded = decoded_grid(pl_module, self.per_side)
+        if decoded.dim() == 4:  # images [n, C, H, W]; vector data has no picture grid
+            figures["decoded_grid"] = plot_image_grid(decoded, self.per_side)
         out_dir = Path(trainer.default_root_dir) / "plots"
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, figure in figures.items():

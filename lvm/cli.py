@@ -16,6 +16,7 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import WandbLogger
 
 from callbacks.metrics_file import MetricsFile
 
@@ -100,9 +101,14 @@ class LVMCLI(LightningCLI):
                 logger.init_args.name, logger.init_args.version = "", ""
 
     def run(self) -> None:
-        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.config.ckpt_path)
-        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        try:
+            self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.config.ckpt_path)
+            best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        finally:
+            for logger in self.trainer.loggers:
+                if isinstance(logger, WandbLogger):  # close the run so the next one in this process starts fresh
+                    logger.experiment.finish()
 
 
 def cli_main(args: list[str] | None = None) -> LVMCLI:

@@ -4,6 +4,7 @@ encoder and one objective plugin that supplies the training loss."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import lightning as L
@@ -57,7 +58,12 @@ class LatentVariableModel(L.LightningModule):
         eval_chunk_size: int = 4096,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        with warnings.catch_warnings():
+            # The CLI stores the components as class_path configs, which is what lets
+            # load_from_checkpoint rebuild them; Lightning's advice to ignore nn.Module
+            # arguments would break that, so its warning is silenced here.
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
+            self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.decoder, self.likelihood, self.latent = decoder, likelihood, latent
         self.encoder, self.objective = encoder, objective
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 __all__ = ["plot_embedding", "decoded_grid", "plot_image_grid"]
 
@@ -52,11 +53,9 @@ def decoded_grid(model, per_side: int = 10) -> torch.Tensor:
 
 def plot_image_grid(images: torch.Tensor, per_side: int, title: str = "Decoded latent grid") -> plt.Figure:
     """Tile images ``[per_side**2, C, H, W]`` (C = 1 or 3) into one figure."""
-    images = images.detach().cpu().float().clamp(0, 1)
-    n, c, h, w = images.shape
-    tiles = images.view(per_side, per_side, c, h, w).permute(0, 3, 1, 4, 2).reshape(per_side * h, per_side * w, c)
+    tiles = make_grid(images.detach().cpu().float().clamp(0, 1), nrow=per_side, padding=1, pad_value=1.0)
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(tiles.squeeze(-1).numpy(), cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    ax.imshow(tiles.permute(1, 2, 0).numpy())  # [H, W, 3]
     ax.set_axis_off()
     ax.set_title(title)
     return fig

@@ -37,12 +37,12 @@ class Objective(nn.Module):
         name = type(self).__name__
         if self.requires_encoder and model.encoder is None:
             raise ValueError(
-                f"{name} needs an encoder: set model.init_args.encoder (e.g. class_path: "
+                f"{name} needs an encoder: set model.encoder in the config (e.g. class_path: "
                 "lvm.networks.MLPEncoder with latent_dim equal to the latent space's dim)."
             )
         if self.requires_gaussian_latent and not isinstance(model.latent, GaussianLatent):
             raise ValueError(
-                f"{name} assumes a standard normal prior; set model.init_args.latent to "
+                f"{name} assumes a standard normal prior; set model.latent to "
                 f"lvm.latent_spaces.GaussianLatent (got {type(model.latent).__name__})."
             )
 

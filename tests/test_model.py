@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lvm.latent_spaces import GaussianLatent, TorusLatent, UnitCubeLatent
+from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from lvm.model import LatentVariableModel
+from lvm.networks import ConvDecoder, ConvEncoder, MLPDecoder
+from objectives import QMCObjective
+
+
+def _torus_model(objective=None, likelihood=None):
+    torch.manual_seed(0)
+    decoder = MLPDecoder([12], hidden=[16])
+    return LatentVariableModel(decoder, likelihood or GaussianLikelihood(0.1), TorusLatent(2),
+                               objective or QMCObjective(89, points="qmc"))
+
+
+def test_torus_log_likelihood_matches_dense_grid_quadrature():
+    model = _torus_model()
+    x = model.sample(4) + 0.05 * torch.randn(4, 12)
+    side = 400
+    centres = (torch.arange(side) + 0.5) / side
+    grid = torch.stack(torch.meshgrid(centres, centres, indexing="ij"), -1).reshape(-1, 2)  # [side^2, 2]
+    log_p = model.likelihood.log_prob(x[:, None, :], model.decoder_params(grid)[None])  # brute force [b, n, D]
+    reference = torch.logsumexp(log_p, dim=1) - math.log(len(grid))
+    assert torch.allclose(model.log_likelihood(x, num_points=6765), reference, atol=1e-3)
+
+
+def test_qmc_objective_equals_brute_force_average_over_the_lattice():
+    model = _torus_model(likelihood=BernoulliLikelihood())
+    x = torch.bernoulli(torch.full((5, 12), 0.4))
+    lattice = model.objective.point_set.draw()  # the fixed 89-point Fibonacci lattice
+    expected = []
+    for xi in x:
+        p = torch.stack([model.likelihood.log_prob(xi, model.decoder_params(z[None].float())[0]).exp() for z in lattice])
+        expected.append(torch.log(p.mean()))
+    loss = model.objective(model, x)["loss"]
+    assert loss.item() == pytest.approx(-torch.stack(expected).mean().item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.decoder.parameters())
+
+
+def test_posterior_weights_are_bayes_rule_on_the_lattice():
+    model = _torus_model()
+    x = model.sample(3)
+    z, weights = model.posterior(x, num_points=233)
+    assert z.shape == (233, 2) and weights.shape == (3, 233)
+    assert torch.allclose(weights.sum(1), torch.ones(3))
+    log_p = model.likelihood.log_prob(x[:, None, :], model.decoder_params(z)[None])
+    assert torch.allclose(weights, torch.softmax(log_p, dim=1), atol=1e-6)
+    assert torch.equal(model.embed(x, "mode", 233), z[weights.argmax(1)])
+
+
+def test_circular_mean_on_the_torus_wraps_around_the_seam():
+    z = torch.tensor([[0.95, 0.5], [0.05, 0.5]])
+    weights = torch.tensor([[0.5, 0.5]])
+    torus_mean = TorusLatent(2).weighted_mean(z, weights)[0]
+    seam_distance = torch.minimum(torus_mean[0], 1 - torus_mean[0])
+    assert seam_distance.item() < 1e-6 and torus_mean[1].item() == pytest.approx(0.5)
+    assert UnitCubeLatent(2).weighted_mean(z, weights)[0, 0].item() == pytest.approx(0.5)
+
+
+def test_embed_uses_the_circular_mean():
+    model = _torus_model()
+    x = model.decode(torch.tensor([[0.999, 0.3]]))  # an image decoded at the seam
+    z, weights = model.posterior(x, 6765)
+    assert torch.allclose(model.embed(x, "mean", 6765), model.latent.weighted_mean(z, weights))
+    with pytest.raises(ValueError, match="reduce"):
+        model.embed(x, "median")
+
+
+def test_latent_features_and_inversion():
+    torus = TorusLatent(2)
+    z = torch.rand(5, 2)
+    assert torch.allclose(torus.features(z), torus.features(z + 1.0), atol=1e-5)  # periodic
+    assert torus.features(z).shape == (5, 4)
+    gaussian = GaussianLatent(1)
+    c = torch.tensor([[0.5], [0.975]], dtype=torch.float64)
+    assert gaussian.from_unit_cube(c)[:, 0].tolist() == pytest.approx([0.0, 1.959964], abs=1e-5)
+    with pytest.raises(ValueError, match="at least 1"):
+        TorusLatent(0)
+
+
+def test_conv_networks_shapes_and_configuration_errors():
+    assert ConvDecoder(28)(torch.randn(2, 4)).shape == (2, 1, 28, 28)
+    assert ConvDecoder(80, channels=[64, 64, 32, 32])(torch.randn(2, 4)).shape == (2, 1, 80, 80)
+    assert ConvEncoder(3, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 6)
+    with pytest.raises(ValueError, match="4 entries"):
+        ConvDecoder(80, channels=[64, 32])
+
+
+def test_sample_and_decode_shapes():
+    model = LatentVariableModel(ConvDecoder(28), BernoulliLikelihood(), TorusLatent(2), QMCObjective(89))
+    images = model.sample(6)
+    assert images.shape == (6, 1, 28, 28) and ((images > 0) & (images < 1)).all()
+    assert isinstance(model.decoder.project[0], nn.Linear)  # the lazy layer was materialised
