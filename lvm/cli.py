@@ -73,7 +73,7 @@ class LVMCLI(LightningCLI):
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="Resume this checkpoint's run (e.g. runs/<run>/checkpoints/last.ckpt).")
         parser.add_argument("--run_name", type=str | None, default=None,
-                            help="Prefix of the run directory (default: the config file's name).")
+                            help="Prefix of the run directory (default: the first config file's name).")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/log_likelihood",
@@ -89,7 +89,7 @@ class LVMCLI(LightningCLI):
             run_dir = _run_dir_of_checkpoint(config.ckpt_path)
         else:
             config_files = config.get("config") or []
-            name = config.run_name or (Path(str(config_files[-1])).stem if config_files else "run")
+            name = config.run_name or (Path(str(config_files[0])).stem if config_files else "run")
             run_dir = new_run_dir(Path(config.trainer.default_root_dir or DEFAULT_ROOT), name)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir

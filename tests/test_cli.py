@@ -1,0 +1,103 @@
+"""End-to-end runs of ``train.py`` (in-process through ``cli_main``) on the bundled digits."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lvm.cli import cli_main
+from lvm.lattices import PointSet
+from lvm.model import LatentVariableModel, NonFiniteLossError
+from lvm.qmc import pairwise_log_likelihood
+from objectives import Objective
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
+FAST = [
+    "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    "--model.eval_num_points", "233",
+]
+CSV = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
+
+pytestmark = pytest.mark.slow
+
+
+def _run(tmp_path, *args):
+    cli = cli_main(["--config", QUICKSTART, "--trainer.default_root_dir", str(tmp_path), *FAST, *args])
+    return cli, Path(cli.trainer.default_root_dir)
+
+
+class NaNAfterTwoSteps(Objective):
+    """Eq. 5 on a fixed lattice until global step 2, then a NaN loss."""
+
+    def attach(self, model):
+        super().attach(model)
+        self.point_set = PointSet(89, model.latent.dim, "qmc")
+
+    def forward(self, model, x):
+        log_p = pairwise_log_likelihood(model, model.flatten(x), self.point_set.draw().to(x))
+        loss = -torch.logsumexp(log_p, dim=1).mean()
+        return {"loss": loss * float("nan") if model.global_step >= 2 else loss}
+
+
+def test_quickstart_writes_checkpoints_metrics_plots_config_and_wandb_files(tmp_path):
+    _, run_dir = _run(tmp_path, "--trainer.max_epochs", "1")
+    assert run_dir.parent == tmp_path and run_dir.name.startswith("quickstart-")
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/log_likelihood"] < 0 or metrics["test/log_likelihood"] > 0  # a finite number
+    assert metrics["test/bits_per_dim"] == pytest.approx(-metrics["test/log_likelihood"] / (64 * 0.6931471805599453), rel=1e-4)
+    assert (run_dir / "plots" / "embedding.png").stat().st_size > 10_000
+    assert (run_dir / "plots" / "decoded_grid.png").stat().st_size > 10_000
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["objective"]["class_path"] == "objectives.QMCObjective"
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_resume_from_last_checkpoint_continues_the_same_run(tmp_path):
+    _, run_dir = _run(tmp_path, "--trainer.max_epochs", "1", *CSV)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 3
+    cli, resumed_dir = _run(tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", str(last), *CSV)
+    assert resumed_dir == run_dir and len(list(tmp_path.iterdir())) == 1
+    assert torch.load(last, weights_only=False)["global_step"] == 6
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 6 and "test/log_likelihood" in metrics
+    model = LatentVariableModel.load_from_checkpoint(last)
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(model.decode(torch.full((1, 2), 0.3)), cli.model.cpu().decode(torch.full((1, 2), 0.3)))
+    assert model.embed(x).shape == (4, 2)
+
+
+def test_custom_objective_from_a_test_module_trains_via_class_path(tmp_path):
+    config = tmp_path / "nan.yaml"
+    config.write_text(yaml.safe_dump({"model": {"objective": {"class_path": f"{__name__}.NaNAfterTwoSteps"}}}))
+    with pytest.raises(NonFiniteLossError, match="global step 2"):
+        _run(tmp_path, "--config", str(config), "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1",
+             "--trainer.limit_val_batches", "1", *CSV)
+    run_dir = next(tmp_path.glob("quickstart-*"))
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 2  # the last good state, written before the NaN step
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def _readme_block(language: str, marker: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(rf"```{language}\n(# {re.escape(marker)}\n.*?)```", readme, re.S)
+    assert match, f"README has no ```{language} block starting with '# {marker}'"
+    return match.group(1)
+
+
+def test_readme_plugin_example_trains_from_the_users_own_module(tmp_path, monkeypatch):
+    (tmp_path / "my_objectives.py").write_text(_readme_block("python", "my_objectives.py"))
+    (tmp_path / "my_objective.yaml").write_text(_readme_block("yaml", "my_objective.yaml"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cli, run_dir = _run(tmp_path / "runs", "--config", str(tmp_path / "my_objective.yaml"), "--trainer.max_epochs", "1", *CSV)
+    assert type(cli.model.objective).__name__ == "HardLatticeObjective"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "train/best_log_likelihood" in metrics and "test/log_likelihood" in metrics
