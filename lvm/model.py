@@ -127,7 +127,7 @@ class LatentVariableModel(L.LightningModule):
     # ----- Lightning hooks ---------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        data_shape = getattr(self.trainer.datamodule, "data_shape", None) if self._trainer else None
+        data_shape = getattr(self.trainer.datamodule, "data_shape", None)
         if data_shape is None:
             return
         with torch.no_grad():

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lvm.latent_spaces import GaussianLatent
+
 __all__ = ["Objective"]
 
 
@@ -32,8 +34,6 @@ class Objective(nn.Module):
     def attach(self, model) -> None:
         """Check that ``model`` provides what this objective needs (clear errors otherwise)
         and build any buffers that depend on it (e.g. the latent dimension)."""
-        from lvm.latent_spaces import GaussianLatent
-
         name = type(self).__name__
         if self.requires_encoder and model.encoder is None:
             raise ValueError(

@@ -1,0 +1,137 @@
+"""QMC training-step cost (QLVM paper, sections 2.2-2.3 and 3.2).
+
+For b = 128 images, m = 2584 lattice points, D = 784 and the MNIST MLP decoder, measured side
+by side in one run (forward + backward, median of repeats):
+
+* the QMC step (eq. 5 through ``QMCObjective``) / a decoder-only pass over the same m points
+  (target <= 1.3: the [b, m] likelihood table is one matmul, so eq. 5 costs little beyond decoding);
+* the naive broadcast implementation (a [b, m, D] tensor) / the QMC step, in time and peak memory
+  (target >= 20x faster);
+* an IWAE step with the same number of decoder evaluations per batch (k = m / b samples per
+  example) / the QMC step.
+
+Usage: ``python benchmarks/qmc_step.py [--device cuda] [--repeats 5]``. The last output line
+is one JSON object with all figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.memory import PeakMemory  # noqa: E402
+from lvm.latent_spaces import GaussianLatent, TorusLatent  # noqa: E402
+from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
+from lvm.model import LatentVariableModel  # noqa: E402
+from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
+from lvm.qmc import log_mean_exp  # noqa: E402
+from objectives import IWAE, QMCObjective  # noqa: E402
+
+
+def _median_seconds(step, device, repeats: int) -> float:
+    """Median seconds of ``step()`` over ``repeats`` runs after a warm-up."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    step()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_bytes_in_fresh_process(name: str) -> int:
+    """Peak extra memory of one ``name`` step, measured in a fresh process so that memory
+    freed by other steps (kept by the CPU allocator) cannot hide it."""
+    command = [sys.executable, __file__, *sys.argv[1:], "--memory-of", name]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return int(output.strip().splitlines()[-1])
+
+
+def build_steps(device: torch.device, b: int, m: int) -> tuple[dict, int]:
+    """The four steps to compare, as closures over models on ``device``, and the IWAE k."""
+    torch.manual_seed(0)
+
+    qmc = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), TorusLatent(2),
+                              QMCObjective(m)).to(device)
+    iwae = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), GaussianLatent(2),
+                               IWAE(num_samples=max(1, round(m / b))), MLPEncoder(2, [512, 256])).to(device)
+    x = torch.bernoulli(torch.full((b, 1, 28, 28), 0.15, device=device))
+    iwae.encoder(x)  # materialise the lazy first layer
+    x_flat = x.flatten(1)
+
+    def decoder_only():
+        z = qmc.latent.from_unit_cube(qmc.objective.point_set.draw().to(device, torch.float32))
+        qmc.zero_grad(set_to_none=True)
+        qmc.decoder_params(z).sum().backward()
+
+    def qmc_step():
+        qmc.zero_grad(set_to_none=True)
+        qmc.objective(qmc, x)["loss"].backward()
+
+    def naive_step():
+        z = qmc.latent.from_unit_cube(qmc.objective.point_set.draw().to(device, torch.float32))
+        qmc.zero_grad(set_to_none=True)
+        log_p = qmc.likelihood.log_prob(x_flat[:, None, :], qmc.decoder_params(z)[None])  # [b, m] via [b, m, D]
+        (-log_mean_exp(log_p, dim=1).mean()).backward()
+
+    def iwae_step():
+        iwae.zero_grad(set_to_none=True)
+        iwae.objective(iwae, x)["loss"].backward()
+
+    steps = {"decoder_only": decoder_only, "qmc": qmc_step, "naive_broadcast": naive_step, "iwae": iwae_step}
+    return steps, iwae.objective.num_samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--points", type=int, default=2584)
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: one step's peak memory
+    args = parser.parse_args()
+    device, b, m = torch.device(args.device), args.batch, args.points
+    steps, k = build_steps(device, b, m)
+    if args.memory_of:
+        with PeakMemory(device) as peak:
+            steps[args.memory_of]()
+        print(peak.bytes)
+        return
+
+    results = {name: (_median_seconds(step, device, args.repeats), _peak_bytes_in_fresh_process(name))
+               for name, step in steps.items()}
+    print(f"device={device}  b={b}  m={m}  D=784  MLP decoder (256, 512); IWAE k={k}")
+    print(f"{'step':<18}{'time (ms)':>12}{'peak memory (MB)':>20}")
+    for name, (seconds, peak) in results.items():
+        print(f"{name:<18}{seconds * 1e3:>12.1f}{peak / 2**20:>20.1f}")
+    qmc_time, qmc_mem = results["qmc"]
+    figures = {
+        "device": str(device), "batch": b, "points": m, "data_dim": 784,
+        "time_ms": {k: round(v[0] * 1e3, 3) for k, v in results.items()},
+        "peak_memory_mb": {k: round(v[1] / 2**20, 2) for k, v in results.items()},
+        "qmc_over_decoder_only": qmc_time / results["decoder_only"][0],
+        "naive_over_qmc_time": results["naive_broadcast"][0] / qmc_time,
+        "naive_over_qmc_memory": results["naive_broadcast"][1] / max(qmc_mem, 1),
+        "iwae_over_qmc_time": results["iwae"][0] / qmc_time,
+    }
+    print(f"QMC step / decoder-only: {figures['qmc_over_decoder_only']:.2f} (target <= 1.3)")
+    print(f"naive / QMC: {figures['naive_over_qmc_time']:.1f}x time (target >= 20), "
+          f"{figures['naive_over_qmc_memory']:.1f}x peak memory")
+    print(f"IWAE (same decoder evaluations) / QMC: {figures['iwae_over_qmc_time']:.2f}x time")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
