@@ -2,5 +2,6 @@
 
 from .latent_plots import LatentPlots
 from .metrics_file import MetricsFile
+from .rng_state import RNGStateCheckpoint
 
-__all__ = ["LatentPlots", "MetricsFile"]
+__all__ = ["LatentPlots", "MetricsFile", "RNGStateCheckpoint"]

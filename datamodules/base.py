@@ -25,13 +25,18 @@ def seeded_split(dataset: Dataset, fractions: list[float], seed: int) -> list[Su
 
 class SplitDataModule(L.LightningDataModule):
     """A datamodule whose ``setup`` fills ``train_set``, ``val_set`` and ``test_set`` once.
-    Subclasses set ``data_shape`` and implement :meth:`build_splits`."""
+    Subclasses set ``data_shape`` and implement :meth:`build_splits`.
+
+    The training order is drawn from a generator of its own, seeded by ``seed`` and saved in
+    checkpoints, so a resumed run sees the same batches as an uninterrupted one (the global
+    RNG, used by the objectives, is saved by :class:`callbacks.RNGStateCheckpoint`)."""
 
     data_shape: tuple[int, ...]
 
-    def __init__(self, batch_size: int, num_workers: int):
+    def __init__(self, batch_size: int, num_workers: int, seed: int):
         super().__init__()
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.shuffle_generator = torch.Generator().manual_seed(seed)
 
     def build_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         raise NotImplementedError
@@ -42,7 +47,13 @@ class SplitDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, generator=self.shuffle_generator if shuffle else None)
+
+    def state_dict(self) -> dict:
+        return {"shuffle_generator": self.shuffle_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.shuffle_generator.set_state(state_dict["shuffle_generator"])
 
     def train_dataloader(self):
         return self._loader(self.train_set, shuffle=True)

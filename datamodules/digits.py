@@ -28,9 +28,9 @@ class DigitsDataModule(SplitDataModule):
 
     def __init__(self, batch_size: int = 64, test_fraction: float = 0.2, val_fraction: float = 0.1,
                  seed: int = 0, num_workers: int = 0):
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
-        self.test_fraction, self.val_fraction, self.seed = test_fraction, val_fraction, seed
+        self.test_fraction, self.val_fraction = test_fraction, val_fraction
 
     def build_splits(self):
         digits = load_digits()

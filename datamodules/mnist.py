@@ -32,9 +32,9 @@ class MNISTDataModule(SplitDataModule):
 
     def __init__(self, root: str = "data", download: bool = True, val_size: int = 5000, batch_size: int = 128,
                  seed: int = 0, num_workers: int = 0):
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
-        self.root, self.download, self.val_size, self.seed = Path(root), download, val_size, seed
+        self.root, self.download, self.val_size = Path(root), download, val_size
 
     def _missing_files_error(self, reason: str) -> FileNotFoundError:
         raw = (self.root / "MNIST" / "raw").resolve()

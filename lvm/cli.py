@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from callbacks.metrics_file import MetricsFile
+from callbacks.rng_state import RNGStateCheckpoint
 
 from .model import LatentVariableModel
 
@@ -64,7 +65,7 @@ class LVMCLI(LightningCLI):
             args=args,
             seed_everything_default=0,
             save_config_kwargs={"config_filename": "config.yaml", "overwrite": True},
-            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "logger": DEFAULT_LOGGER, "callbacks": [MetricsFile()]},
+            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "logger": DEFAULT_LOGGER, "callbacks": [MetricsFile(), RNGStateCheckpoint()]},
             **kwargs,
         )
         self.run()

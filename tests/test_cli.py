@@ -74,6 +74,16 @@ def test_resume_from_last_checkpoint_continues_the_same_run(tmp_path):
     assert model.embed(x).shape == (4, 2)
 
 
+def test_resumed_run_matches_an_uninterrupted_run_exactly(tmp_path):
+    _, straight = _run(tmp_path / "straight", "--trainer.max_epochs", "2", *CSV)
+    _, first = _run(tmp_path / "resumed", "--trainer.max_epochs", "1", *CSV)
+    _run(tmp_path / "resumed", "--trainer.max_epochs", "2", "--ckpt_path", str(first / "checkpoints" / "last.ckpt"), *CSV)
+    expected = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    resumed = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert expected.keys() == resumed.keys()
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
+
+
 def test_custom_objective_from_a_test_module_trains_via_class_path(tmp_path):
     config = tmp_path / "nan.yaml"
     config.write_text(yaml.safe_dump({"model": {"objective": {"class_path": f"{__name__}.NaNAfterTwoSteps"}}}))
