@@ -59,6 +59,12 @@ def test_quickstart_writes_checkpoints_metrics_plots_config_and_wandb_files(tmp_
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
+@pytest.mark.parametrize("logger,pattern", [("CSVLogger", "metrics.csv"), ("TensorBoardLogger", "events.out.tfevents.*")])
+def test_fallback_loggers_write_into_the_run_directory(tmp_path, logger, pattern):
+    _, run_dir = _run(tmp_path, "--trainer.max_epochs", "1", "--trainer.logger", f"lightning.pytorch.loggers.{logger}")
+    assert list(run_dir.glob(pattern)) and (run_dir / "config.yaml").is_file() and (run_dir / "metrics.json").is_file()
+
+
 def test_resume_from_last_checkpoint_continues_the_same_run(tmp_path):
     _, run_dir = _run(tmp_path, "--trainer.max_epochs", "1", *CSV)
     last = run_dir / "checkpoints" / "last.ckpt"

@@ -11,7 +11,9 @@ from lightning.pytorch.cli import instantiate_module
 from lvm.cli import cli_main
 from lvm.model import LatentVariableModel
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+ABLATIONS = sorted((CONFIG_DIR / "ablations").glob("*.yaml"))
 
 
 def test_the_paper_configs_exist():
@@ -19,13 +21,34 @@ def test_the_paper_configs_exist():
     assert {"quickstart", "digits_vae", "digits_iwae", "qlvm_mnist", "vae_mnist", "iwae_mnist"} <= names
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
-def test_config_parses_and_builds_its_model(config):
+def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
+    """Resolve the configs as train.py would (``--print_config``) and build the model."""
+    args = [item for config in configs for item in ("--config", str(config))]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), pytest.raises(SystemExit) as exit_info:
-        cli_main(["--config", str(config), "--print_config"])
+        cli_main([*args, "--print_config"])
     assert exit_info.value.code in (0, None)
     resolved = yaml.safe_load(printed.getvalue())
     model_config = {k: v for k, v in resolved["model"].items() if k not in ("optimizer", "lr_scheduler")}
     model = instantiate_module(LatentVariableModel, model_config)
     assert model.sample(2).shape[1:] == tuple(resolved["model"]["decoder"]["init_args"]["data_shape"])
+    return resolved, model
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
+def test_config_parses_and_builds_its_model(config):
+    _build_model(config)
+
+
+def test_ablation_overlays_change_only_what_they_name():
+    changes = {
+        "mc_points": lambda r, m: m.objective.point_set.kind == "mc",
+        "fixed_lattice": lambda r, m: m.objective.point_set.kind == "qmc",
+        "nonperiodic": lambda r, m: type(m.latent).__name__ == "UnitCubeLatent",
+        "gaussian_prior": lambda r, m: type(m.latent).__name__ == "GaussianLatent",
+    }
+    assert {a.stem for a in ABLATIONS} == set(changes)
+    for ablation in ABLATIONS:
+        resolved, model = _build_model(CONFIG_DIR / "qlvm_mnist.yaml", ablation)
+        assert changes[ablation.stem](resolved, model), ablation.stem
+        assert model.objective.num_points == 2584 and resolved["data"]["class_path"] == "datamodules.MNISTDataModule"

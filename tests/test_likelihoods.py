@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
@@ -32,3 +34,14 @@ def test_gaussian_rejects_bad_arguments():
         GaussianLikelihood(0.0)
     with pytest.raises(ValueError, match="mean_activation"):
         GaussianLikelihood(0.1, "relu")
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 6), m=st.integers(1, 9), d=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_pairwise_log_prob_matches_reference_for_any_shape(b, m, d, seed):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, d, generator=generator, dtype=torch.float64)
+    params = 3 * torch.randn(m, d, generator=generator, dtype=torch.float64)
+    for likelihood in LIKELIHOODS:
+        reference = likelihood.log_prob(x[:, None, :], params[None, :, :])
+        assert torch.allclose(likelihood.pairwise_log_prob(x, params), reference, atol=1e-9)

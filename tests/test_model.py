@@ -97,3 +97,27 @@ def test_sample_and_decode_shapes():
     images = model.sample(6)
     assert images.shape == (6, 1, 28, 28) and ((images > 0) & (images < 1)).all()
     assert isinstance(model.decoder.project[0], nn.Linear)  # the lazy layer was materialised
+
+
+def test_chunked_evaluation_is_exact():
+    model = _torus_model()
+    x = model.sample(5)
+    torch.manual_seed(1)
+    whole = model.log_likelihood(x, num_points=987)
+    model.eval_chunk_size = 100
+    torch.manual_seed(1)
+    assert torch.allclose(model.log_likelihood(x, num_points=987), whole, atol=1e-5)
+    z_whole, w_whole = model.posterior(x, 987)
+    model.eval_chunk_size = 4096
+    assert torch.allclose(model.posterior(x, 987)[1], w_whole, atol=1e-6)
+
+
+def test_decoder_output_shape_mismatch_is_reported_at_setup():
+    class FakeTrainer:
+        class datamodule:
+            data_shape = (1, 8, 8)
+
+    model = _torus_model()  # decodes 12 values, the data have 64
+    model._trainer = FakeTrainer()
+    with pytest.raises(ValueError, match=r"decoder produces outputs of shape \[12\] but the data have shape \[1, 8, 8\]"):
+        model.setup("fit")
