@@ -25,13 +25,18 @@ def _mlp(widths: list[int], activation: type[nn.Module]) -> list[nn.Module]:
     return layers
 
 
-def _num_upsamplings(image_size: int) -> int:
-    """How many stride-2 stages take a base grid of side <= 7 to ``image_size``
-    (28 -> 7: 2 stages, 64 -> 4: 4 stages, 80 -> 5: 4 stages)."""
-    stages = 0
-    while image_size % 2 == 0 and image_size > 7:
-        image_size //= 2
+def _num_stages(image_size: int, channels: list[int]) -> int:
+    """How many stride-2 stages link ``image_size`` to a base grid of side <= 7
+    (28 -> 7: 2 stages, 64 -> 4: 4 stages, 80 -> 5: 4 stages); ``channels`` needs one entry each."""
+    stages, side = 0, image_size
+    while side % 2 == 0 and side > 7:
+        side //= 2
         stages += 1
+    if len(channels) != stages:
+        raise ValueError(
+            f"image_size={image_size} needs {stages} stride-2 stages, so channels must have "
+            f"{stages} entries; got {list(channels)}."
+        )
     return stages
 
 
@@ -55,12 +60,7 @@ class ConvDecoder(nn.Module):
     def __init__(self, image_size: int = 28, out_channels: int = 1, hidden: int = 256,
                  channels: list[int] = (64, 32)):
         super().__init__()
-        stages = _num_upsamplings(image_size)
-        if len(channels) != stages:
-            raise ValueError(
-                f"image_size={image_size} needs {stages} upsampling stages, so channels must have "
-                f"{stages} entries; got {list(channels)}."
-            )
+        stages = _num_stages(image_size, channels)
         self.base = image_size // 2**stages
         self.image_size, self.out_channels = image_size, out_channels
         self.channels = list(channels)
@@ -96,12 +96,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, latent_dim: int, image_size: int = 28, in_channels: int = 1, hidden: int = 256,
                  channels: list[int] = (32, 64)):
         super().__init__()
-        stages = _num_upsamplings(image_size)
-        if len(channels) != stages:
-            raise ValueError(
-                f"image_size={image_size} needs {stages} downsampling stages, so channels must "
-                f"have {stages} entries; got {list(channels)}."
-            )
+        _num_stages(image_size, channels)
         self.latent_dim = latent_dim
         convs: list[nn.Module] = []
         widths = [in_channels] + list(channels)
