@@ -11,10 +11,10 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
-from torchmetrics import MeanMetric
 
 from objectives.base import Objective
 
+from .evaluation import HeldOutEvaluation
 from .lattices import default_num_points, lattice_rule, random_shift
 from .latent_spaces import LatentSpace
 from .likelihoods import Likelihood
@@ -43,6 +43,8 @@ class LatentVariableModel(L.LightningModule):
         eval_num_points: lattice size for the held-out log-likelihood (``val/`` and
             ``test/log_likelihood``); ``None`` picks the dense default for the latent dimension.
         eval_chunk_size: decode at most this many lattice points at once during evaluation.
+        eval_num_samples: K for the importance-sampled held-out estimate of encoder models
+            (see :mod:`lvm.evaluation`).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class LatentVariableModel(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         eval_num_points: int | None = None,
         eval_chunk_size: int = 4096,
+        eval_num_samples: int = 100,
     ):
         super().__init__()
         with warnings.catch_warnings():
@@ -67,13 +70,12 @@ class LatentVariableModel(L.LightningModule):
         self.decoder, self.likelihood, self.latent = decoder, likelihood, latent
         self.encoder, self.objective = encoder, objective
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self.eval_num_points = eval_num_points or default_num_points(latent.dim)
+        self.evaluation = HeldOutEvaluation(latent.dim, encoder is not None, eval_num_samples)
+        self.eval_num_points = eval_num_points
         self.eval_chunk_size = eval_chunk_size
         with torch.no_grad():  # fixes the input size of lazy first layers
             self.decoder(self.latent.features(self.latent.sample(1)))
         objective.attach(self)
-        self.heldout_log_likelihood = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
-        self.heldout_bits_per_dim = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
 
     # ----- the public API a scientist uses on a trained model -----------------------------
 
@@ -96,7 +98,8 @@ class LatentVariableModel(L.LightningModule):
         return self.decode(self.latent.sample(n, device=self.device))
 
     def _cube_points(self, num_points: int | None, shift: bool) -> torch.Tensor:
-        points = lattice_rule(num_points or self.eval_num_points, self.latent.dim)
+        num_points = num_points or self.eval_num_points or default_num_points(self.latent.dim)
+        points = lattice_rule(num_points, self.latent.dim)
         return random_shift(points) if shift else points
 
     @torch.no_grad()
@@ -166,12 +169,7 @@ class LatentVariableModel(L.LightningModule):
     def _heldout_step(self, batch, stage: str):
         x = self._data(batch)
         self._log_objective(self.objective(self, x), stage, len(x))
-        log_likelihood = self.log_likelihood(x)
-        ll_metric, bpd_metric = self.heldout_log_likelihood[stage], self.heldout_bits_per_dim[stage]
-        ll_metric.update(log_likelihood)
-        bpd_metric.update(-log_likelihood / (self.flatten(x).shape[1] * math.log(2)))
-        self.log(f"{stage}/log_likelihood", ll_metric, prog_bar=True)
-        self.log(f"{stage}/bits_per_dim", bpd_metric)
+        self.evaluation.update(self, x, stage)
 
     def validation_step(self, batch, batch_idx):
         self._heldout_step(batch, "val")

@@ -3,15 +3,14 @@
     L_ELBO(x) = (1/k) sum_j log p_theta(x | z_j) - KL(q_phi(z | x) || N(0, I)),
     z_j ~ q_phi(z | x) = N(mu_phi(x), diag sigma_phi(x)^2)   (reparameterised),
 
-with the KL in closed form (:func:`lvm.variational.kl_to_standard_normal`).
+with the KL in closed form (:func:`lvm.variational.elbo_terms`).
 """
 
 from __future__ import annotations
 
-from lvm.variational import kl_to_standard_normal
+from lvm.variational import elbo_terms
 
 from .base import Objective
-from .sampling import encode_and_sample
 
 __all__ = ["ELBO"]
 
@@ -29,8 +28,5 @@ class ELBO(Objective):
         self.num_samples = num_samples
 
     def forward(self, model, x):
-        draw = encode_and_sample(model, x, self.num_samples)
-        reconstruction = draw.log_likelihood.mean(0)  # [b]
-        kl = kl_to_standard_normal(draw.mean, draw.log_var)  # [b]
-        elbo = reconstruction - kl
+        elbo, reconstruction, kl = elbo_terms(model, x, self.num_samples)
         return {"loss": -elbo.mean(), "elbo": elbo.mean(), "reconstruction": reconstruction.mean(), "kl": kl.mean()}

@@ -7,11 +7,9 @@ It equals the ELBO for k = 1 and increases to log p(x) as k grows (in expectatio
 
 from __future__ import annotations
 
-from lvm.qmc import log_mean_exp
-from lvm.variational import diagonal_gaussian_log_prob
+from lvm.variational import iwae_bound
 
 from .base import Objective
-from .sampling import encode_and_sample
 
 __all__ = ["IWAE"]
 
@@ -29,11 +27,5 @@ class IWAE(Objective):
         self.num_samples = num_samples
 
     def forward(self, model, x):
-        draw = encode_and_sample(model, x, self.num_samples)
-        log_weights = (
-            draw.log_likelihood
-            + model.latent.log_prior(draw.z)
-            - diagonal_gaussian_log_prob(draw.z, draw.mean, draw.log_var)
-        )  # [k, b]
-        bound = log_mean_exp(log_weights, dim=0)  # [b]
+        bound = iwae_bound(model, x, self.num_samples)
         return {"loss": -bound.mean(), "iwae": bound.mean()}
