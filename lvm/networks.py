@@ -17,6 +17,15 @@ from torch import nn
 __all__ = ["MLPDecoder", "ConvDecoder", "MLPEncoder", "ConvEncoder"]
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+
+
+def _activation(name: str) -> type[nn.Module]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.")
+    return ACTIVATIONS[name]
+
+
 def _mlp(widths: list[int], activation: type[nn.Module]) -> list[nn.Module]:
     """``LazyLinear(widths[0]) act Linear(widths[1]) act ...`` (activation after every layer)."""
     layers: list[nn.Module] = []
@@ -41,12 +50,14 @@ def _num_stages(image_size: int, channels: list[int]) -> int:
 
 
 class MLPDecoder(nn.Module):
-    """Fully connected decoder for vectors or small images (digits, MNIST MLP of Fig. A2)."""
+    """Fully connected decoder for vectors or small images (digits, MNIST MLP of Fig. A2).
+    ``activation``: ``"relu"`` (default), ``"tanh"`` or ``"elu"``."""
 
-    def __init__(self, data_shape: list[int], hidden: list[int] = (256, 512)):
+    def __init__(self, data_shape: list[int], hidden: list[int] = (256, 512), activation: str = "relu"):
         super().__init__()
         self.data_shape = tuple(data_shape)
-        self.net = nn.Sequential(*_mlp(list(hidden), nn.ReLU), nn.Linear(hidden[-1], math.prod(data_shape)))
+        self.net = nn.Sequential(*_mlp(list(hidden), _activation(activation)),
+                                 nn.Linear(hidden[-1], math.prod(data_shape)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).view(-1, *self.data_shape)
@@ -79,12 +90,14 @@ class ConvDecoder(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    """Fully connected Gaussian encoder: flattened input -> tanh MLP -> (mean, log-variance)."""
+    """Fully connected Gaussian encoder: flattened input -> MLP -> (mean, log-variance).
+    ``activation`` defaults to tanh (QLVM appendix B.2); the Taylor-VAE MNIST setting uses ReLU."""
 
-    def __init__(self, latent_dim: int, hidden: list[int] = (512, 256)):
+    def __init__(self, latent_dim: int, hidden: list[int] = (512, 256), activation: str = "tanh"):
         super().__init__()
         self.latent_dim = latent_dim
-        self.net = nn.Sequential(nn.Flatten(), *_mlp(list(hidden), nn.Tanh), nn.Linear(hidden[-1], 2 * latent_dim))
+        self.net = nn.Sequential(nn.Flatten(), *_mlp(list(hidden), _activation(activation)),
+                                 nn.Linear(hidden[-1], 2 * latent_dim))
 
     def forward(self, x):
         return self.net(x)  # [n, 2d]

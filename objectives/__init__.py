@@ -4,5 +4,6 @@ from .base import Objective
 from .elbo import ELBO
 from .iwae import IWAE
 from .qmc import QMCObjective
+from .taylor import TaylorELBO
 
-__all__ = ["Objective", "QMCObjective", "ELBO", "IWAE"]
+__all__ = ["Objective", "QMCObjective", "ELBO", "IWAE", "TaylorELBO"]
