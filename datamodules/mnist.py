@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Subset, TensorDataset
 from torchvision.datasets import MNIST
 
 from .base import SplitDataModule, seeded_split
@@ -25,16 +25,18 @@ class MNISTDataModule(SplitDataModule):
         root: directory holding ``MNIST/raw/<idx files>`` (torchvision's layout).
         download: try to download when the files are absent.
         val_size: training images held out for validation.
-        batch_size, num_workers, seed: as usual; ``seed`` fixes the validation split.
+        train_subset: train on this many training images only, drawn by ``seed`` (the 1 000-image
+            full-batch setting of the sampling-free VAE paper, Table 4); ``None`` uses them all.
+        batch_size, num_workers, seed: as usual; ``seed`` fixes the splits.
     """
 
     data_shape = (1, 28, 28)
 
-    def __init__(self, root: str = "data", download: bool = True, val_size: int = 5000, batch_size: int = 128,
-                 seed: int = 0, num_workers: int = 0):
+    def __init__(self, root: str = "data", download: bool = True, val_size: int = 5000,
+                 train_subset: int | None = None, batch_size: int = 128, seed: int = 0, num_workers: int = 0):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
-        self.root, self.download, self.val_size = Path(root), download, val_size
+        self.root, self.download, self.val_size, self.train_subset = Path(root), download, val_size, train_subset
 
     def _missing_files_error(self, reason: str) -> FileNotFoundError:
         raw = (self.root / "MNIST" / "raw").resolve()
@@ -64,4 +66,8 @@ class MNISTDataModule(SplitDataModule):
         train_full = self._tensors(train=True)
         fraction = self.val_size / len(train_full)
         train_set, val_set = seeded_split(train_full, [1.0 - fraction, fraction], self.seed)
+        if self.train_subset is not None:
+            if not 0 < self.train_subset <= len(train_set):
+                raise ValueError(f"train_subset must be between 1 and {len(train_set)}; got {self.train_subset}.")
+            train_set = Subset(train_set, range(self.train_subset))  # train_set is already in seeded random order
         return train_set, val_set, self._tensors(train=False)

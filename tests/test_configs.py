@@ -14,11 +14,13 @@ from lvm.model import LatentVariableModel
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 ABLATIONS = sorted((CONFIG_DIR / "ablations").glob("*.yaml"))
+BASELINES = sorted((CONFIG_DIR / "baselines").glob("*.yaml"))
 
 
 def test_the_paper_configs_exist():
     names = {c.stem for c in CONFIGS}
     assert {"quickstart", "digits_vae", "digits_iwae", "qlvm_mnist", "vae_mnist", "iwae_mnist"} <= names
+    assert {"taylor_mnist", "taylor_collapse_mnist", "taylor_mnist_tanh", "taylor_digits"} <= names
 
 
 def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
@@ -52,3 +54,15 @@ def test_ablation_overlays_change_only_what_they_name():
         resolved, model = _build_model(CONFIG_DIR / "qlvm_mnist.yaml", ablation)
         assert changes[ablation.stem](resolved, model), ablation.stem
         assert model.objective.num_points == 2584 and resolved["data"]["class_path"] == "datamodules.MNISTDataModule"
+
+
+@pytest.mark.parametrize("base", ["taylor_mnist", "taylor_mnist_tanh", "taylor_collapse_mnist"])
+def test_baseline_overlays_swap_only_the_objective(base):
+    expected = {"sampling_vae": "ELBO", "iwae": "IWAE"}
+    assert {b.stem for b in BASELINES} == set(expected)
+    _, taylor = _build_model(CONFIG_DIR / f"{base}.yaml")
+    for overlay in BASELINES:
+        _, baseline = _build_model(CONFIG_DIR / f"{base}.yaml", overlay)
+        assert type(baseline.objective).__name__ == expected[overlay.stem]
+        assert baseline.latent.dim == taylor.latent.dim
+        assert [p.shape for p in baseline.decoder.parameters()] == [p.shape for p in taylor.decoder.parameters()]

@@ -48,6 +48,12 @@ def test_mnist_reads_the_real_idx_format(tmp_path):
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (8, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
     assert y.dtype == torch.int64
+    subset = MNISTDataModule(root=str(tmp_path), download=False, val_size=6, train_subset=10, batch_size=100)
+    subset.setup("fit")
+    assert len(subset.train_set) == 10 and len(next(iter(subset.train_dataloader()))[0]) == 10
+    with pytest.raises(ValueError, match="between 1 and 24"):
+        bad = MNISTDataModule(root=str(tmp_path), download=False, val_size=6, train_subset=100)
+        bad.setup("fit")
 
 
 def test_mnist_missing_files_error_says_what_to_download_and_where(tmp_path):
