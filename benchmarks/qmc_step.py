@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.memory import PeakMemory  # noqa: E402
+from benchmarks.measure import PeakMemory, median_seconds  # noqa: E402
 from lvm.latent_spaces import GaussianLatent, TorusLatent  # noqa: E402
 from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
@@ -36,19 +34,6 @@ from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
 from lvm.qmc import log_mean_exp  # noqa: E402
 from objectives import IWAE, QMCObjective  # noqa: E402
 
-
-def _median_seconds(step, device, repeats: int) -> float:
-    """Median seconds of ``step()`` over ``repeats`` runs after a warm-up."""
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    step()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _peak_bytes_in_fresh_process(name: str) -> int:
@@ -110,7 +95,7 @@ def main() -> None:
         print(peak.bytes)
         return
 
-    results = {name: (_median_seconds(step, device, args.repeats), _peak_bytes_in_fresh_process(name))
+    results = {name: (median_seconds(step, device, args.repeats), _peak_bytes_in_fresh_process(name))
                for name, step in steps.items()}
     print(f"device={device}  b={b}  m={m}  D=784  MLP decoder (256, 512); IWAE k={k}")
     print(f"{'step':<18}{'time (ms)':>12}{'peak memory (MB)':>20}")

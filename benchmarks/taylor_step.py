@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.measure import median_seconds  # noqa: E402
 from lvm.jacobians import forward_jacobian  # noqa: E402
 from lvm.latent_spaces import GaussianLatent  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
@@ -39,18 +38,6 @@ from objectives import ELBO, TaylorELBO  # noqa: E402
 
 C, GAMMA, N = 0.5, 0.5, 784
 
-
-def _median_seconds(step, device, repeats: int) -> float:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def dense_log_prob(residual: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -95,9 +82,9 @@ def main() -> None:
             _, jacobian = forward_jacobian(lambda z: taylor.likelihood.mean(taylor.decoder_params(z)), mean)
             jacobian.sum().backward()
 
-        t_taylor = _median_seconds(lambda: step(taylor), device, args.repeats)
-        t_vae = _median_seconds(lambda: step(vae), device, args.repeats)
-        t_jvp = _median_seconds(jacobian_only, device, args.repeats)
+        t_taylor = median_seconds(lambda: step(taylor), device, args.repeats)
+        t_vae = median_seconds(lambda: step(vae), device, args.repeats)
+        t_jvp = median_seconds(jacobian_only, device, args.repeats)
         entry = {"taylor_ms": t_taylor * 1e3, "vae_ms": t_vae * 1e3, "jvp_ms": t_jvp * 1e3,
                  "taylor_over_vae": t_taylor / t_vae, "taylor_over_floor": t_taylor / (t_vae + t_jvp)}
         figures["per_latent_dim"][str(d)] = entry
@@ -114,7 +101,7 @@ def main() -> None:
         elbo = dense_log_prob(decoded - taylor.flatten(x), factor) - kl_to_standard_normal(mean, log_var).sum(-1)
         (-elbo.mean()).backward()
 
-    t_dense_step = _median_seconds(dense_taylor_step, device, max(1, args.repeats // 2))
+    t_dense_step = median_seconds(dense_taylor_step, device, max(1, args.repeats // 2))
     figures.update(dense_step_ms=t_dense_step * 1e3,
                    dense_step_over_taylor_step=t_dense_step / figures["per_latent_dim"]["16"]["taylor_ms"] * 1e3)
 
@@ -127,8 +114,8 @@ def main() -> None:
         factor.grad = None
         log_prob(residual, factor).sum().backward()
 
-    t_woodbury = _median_seconds(lambda: loss_step(lambda r, u: lowrank_gaussian_log_prob(r, u, C, GAMMA)), device, args.repeats)
-    t_dense = _median_seconds(lambda: loss_step(dense_log_prob), device, max(1, args.repeats // 2))
+    t_woodbury = median_seconds(lambda: loss_step(lambda r, u: lowrank_gaussian_log_prob(r, u, C, GAMMA)), device, args.repeats)
+    t_dense = median_seconds(lambda: loss_step(dense_log_prob), device, max(1, args.repeats // 2))
     figures.update(woodbury_ms=t_woodbury * 1e3, dense_ms=t_dense * 1e3, dense_over_woodbury=t_dense / t_woodbury)
 
     print(f"device={device}  batch={args.batch}  n={N}  ReLU MLP (512, 256); forward + backward")

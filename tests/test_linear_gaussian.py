@@ -10,6 +10,8 @@ from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from objectives import ELBO, IWAE, QMCObjective
 
+pytestmark = pytest.mark.usefixtures("float64")
+
 D, S2 = 6, 0.5
 
 
@@ -40,14 +42,6 @@ def _ppca(weight, objective, encoder=None):
 def _exact_log_marginal(x, weight, bias):
     cov = weight @ weight.T + S2 * torch.eye(D, dtype=torch.float64)
     return torch.distributions.MultivariateNormal(bias, cov).log_prob(x)
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 @pytest.fixture

@@ -16,15 +16,9 @@ from lvm.networks import MLPDecoder, MLPEncoder
 from lvm.variational import kl_to_standard_normal
 from objectives import TaylorELBO
 
+pytestmark = pytest.mark.usefixtures("float64")
+
 C = 0.5
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 def _dense_log_prob(residual, factor, c, gamma):

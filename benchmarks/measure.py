@@ -1,14 +1,16 @@
-"""Peak memory of a block of code: CUDA allocator statistics on a GPU, sampled RSS on the CPU."""
+"""Measurement helpers for the benchmarks: median step time and peak memory."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["PeakMemory"]
+__all__ = ["PeakMemory", "median_seconds"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -52,3 +54,17 @@ class PeakMemory:
             self._thread.join()
             self.bytes = max(self._peak, _rss_bytes()) - self._base
         return False
+
+
+def median_seconds(step: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median wall time of ``step()`` over ``repeats`` runs after one warm-up (CUDA synchronised)."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    step()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
