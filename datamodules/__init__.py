@@ -1,6 +1,7 @@
 """LightningDataModules; batches are ``(x, label)`` with ``x: [b, *data_shape]``."""
 
+from .celeba import CelebADataModule
 from .digits import DigitsDataModule
 from .mnist import MNISTDataModule
 
-__all__ = ["DigitsDataModule", "MNISTDataModule"]
+__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule"]

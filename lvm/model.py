@@ -14,11 +14,12 @@ from torch import nn
 
 from objectives.base import Objective
 
-from .evaluation import HeldOutEvaluation
+from .evaluation import MAX_QMC_DIM, HeldOutEvaluation
 from .lattices import default_num_points, lattice_rule, random_shift
 from .latent_spaces import LatentSpace
 from .likelihoods import Likelihood
 from .qmc import qmc_log_likelihood, qmc_posterior
+from .variational import encode
 
 __all__ = ["LatentVariableModel", "NonFiniteLossError"]
 
@@ -119,9 +120,13 @@ class LatentVariableModel(L.LightningModule):
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, reduce: str = "mean", num_points: int | None = None) -> torch.Tensor:
-        """A point embedding ``[b, d]``: the posterior mean (circular on the torus) or mode."""
+        """A point embedding ``[b, d]``: the posterior mean (circular on the torus) or mode on the
+        lattice. Above 3-D, where lattices are impractical, the encoder's mean (the mean and mode of
+        the Gaussian q(z | x))."""
         if reduce not in ("mean", "mode"):
             raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
+        if self.latent.dim > MAX_QMC_DIM and self.encoder is not None:
+            return encode(self, x)[0]
         z, weights = self.posterior(x, num_points)
         if reduce == "mode":
             return z[weights.argmax(dim=1)]

@@ -15,10 +15,11 @@ __all__ = ["plot_embedding", "decoded_grid", "plot_image_grid"]
 
 def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, periodic: bool = False,
                    title: str = "Posterior-mean embedding") -> plt.Figure:
-    """Scatter a 1-D/2-D embedding ``[n, d]`` coloured by label (3-D: the three 2-D projections).
-    On the torus the axes span exactly one period [0, 1)."""
+    """Scatter an embedding ``[n, d]`` coloured by label: 1-D against jitter, 2-D directly, 3-D as
+    its three 2-D projections, higher as its first two coordinates. On the torus the axes span
+    exactly one period [0, 1)."""
     d = embedding.shape[1]
-    pairs = [(0, 1)] if d == 2 else [(0, 1), (0, 2), (1, 2)] if d == 3 else [(0, None)]
+    pairs = [(0, None)] if d == 1 else [(0, 1), (0, 2), (1, 2)] if d == 3 else [(0, 1)]
     fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
         y = embedding[:, j] if j is not None else np.random.default_rng(0).uniform(-1, 1, len(embedding))

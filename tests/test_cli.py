@@ -26,8 +26,8 @@ CSV = ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
 pytestmark = pytest.mark.slow
 
 
-def _run(tmp_path, *args):
-    cli = cli_main(["--config", QUICKSTART, "--trainer.default_root_dir", str(tmp_path), *FAST, *args])
+def _run(tmp_path, *args, config=QUICKSTART):
+    cli = cli_main(["--config", config, "--trainer.default_root_dir", str(tmp_path), *FAST, *args])
     return cli, Path(cli.trainer.default_root_dir)
 
 
@@ -63,6 +63,14 @@ def test_quickstart_writes_checkpoints_metrics_plots_config_and_wandb_files(tmp_
 def test_fallback_loggers_write_into_the_run_directory(tmp_path, logger, pattern):
     _, run_dir = _run(tmp_path, "--trainer.max_epochs", "1", "--trainer.logger", f"lightning.pytorch.loggers.{logger}")
     assert list(run_dir.glob(pattern)) and (run_dir / "config.yaml").is_file() and (run_dir / "metrics.json").is_file()
+
+
+def test_taylor_run_logs_biased_and_unbiased_estimates_side_by_side(tmp_path):
+    _, run_dir = _run(tmp_path, "--trainer.max_epochs", "1", *CSV, config=str(ROOT / "configs" / "taylor_digits.yaml"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("taylor_elbo", "sampled_elbo", "importance_log_likelihood", "log_likelihood", "collapsed_fraction"):
+        assert f"test/{key}" in metrics, key
+    assert metrics["test/sampled_elbo"] < metrics["test/importance_log_likelihood"]
 
 
 def test_resume_from_last_checkpoint_continues_the_same_run(tmp_path):

@@ -20,7 +20,7 @@ BASELINES = sorted((CONFIG_DIR / "baselines").glob("*.yaml"))
 def test_the_paper_configs_exist():
     names = {c.stem for c in CONFIGS}
     assert {"quickstart", "digits_vae", "digits_iwae", "qlvm_mnist", "vae_mnist", "iwae_mnist"} <= names
-    assert {"taylor_mnist", "taylor_collapse_mnist", "taylor_mnist_tanh", "taylor_digits"} <= names
+    assert {"taylor_mnist", "taylor_collapse_mnist", "taylor_mnist_tanh", "taylor_digits", "taylor_celeba"} <= names
 
 
 def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
@@ -33,7 +33,10 @@ def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
     resolved = yaml.safe_load(printed.getvalue())
     model_config = {k: v for k, v in resolved["model"].items() if k not in ("optimizer", "lr_scheduler")}
     model = instantiate_module(LatentVariableModel, model_config)
-    assert model.sample(2).shape[1:] == tuple(resolved["model"]["decoder"]["init_args"]["data_shape"])
+    data_args = resolved["data"]["init_args"]
+    expected_shape = resolved["model"]["decoder"]["init_args"].get("data_shape") or [
+        1 if data_args.get("grayscale") else 3, data_args["image_size"], data_args["image_size"]]
+    assert model.sample(2).shape[1:] == tuple(expected_shape)
     return resolved, model
 
 
@@ -56,7 +59,7 @@ def test_ablation_overlays_change_only_what_they_name():
         assert model.objective.num_points == 2584 and resolved["data"]["class_path"] == "datamodules.MNISTDataModule"
 
 
-@pytest.mark.parametrize("base", ["taylor_mnist", "taylor_mnist_tanh", "taylor_collapse_mnist"])
+@pytest.mark.parametrize("base", ["taylor_mnist", "taylor_mnist_tanh", "taylor_collapse_mnist", "taylor_celeba"])
 def test_baseline_overlays_swap_only_the_objective(base):
     expected = {"sampling_vae": "ELBO", "iwae": "IWAE"}
     assert {b.stem for b in BASELINES} == set(expected)

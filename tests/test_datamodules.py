@@ -1,10 +1,11 @@
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from datamodules import DigitsDataModule, MNISTDataModule
+from datamodules import CelebADataModule, DigitsDataModule, MNISTDataModule
 
 
 def test_digits_split_is_80_20_deterministic_and_scaled():
@@ -64,3 +65,52 @@ def test_mnist_missing_files_error_says_what_to_download_and_where(tmp_path):
     assert "train-images-idx3-ubyte.gz" in message and str(tmp_path / "nowhere" / "MNIST" / "raw") in message
     with pytest.raises(FileNotFoundError, match="MNIST/raw"):
         dm.setup("fit")
+
+
+def _fake_celeba(root, partitions=(0, 0, 0, 0, 1, 1, 2, 2)):
+    """The CelebA files in torchvision's layout and formats, with a few random 178x218 JPEGs."""
+    from PIL import Image
+
+    folder = root / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"{i + 1:06d}.jpg" for i in range(len(partitions))]
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(folder / "img_align_celeba" / name)
+    attributes = ["Bald", "Smiling", "Young"]
+    rows = {
+        "list_eval_partition.txt": (None, [[p] for p in partitions]),
+        "identity_CelebA.txt": (None, [[i % 3] for i in range(len(names))]),
+        "list_attr_celeba.txt": (attributes, [[1 if (i + j) % 2 else -1 for j in range(3)] for i in range(len(names))]),
+        "list_bbox_celeba.txt": (["image_id", "x_1", "y_1", "width", "height"], [[1, 2, 3, 4]] * len(names)),
+        "list_landmarks_align_celeba.txt": ([f"p{k}" for k in range(10)], [list(range(10))] * len(names)),
+    }
+    for filename, (header, values) in rows.items():
+        lines = [str(len(names)), " ".join(header)] if header else []
+        lines += [" ".join([name, *map(str, row)]) for name, row in zip(names, values)]
+        (folder / filename).write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("image_size,grayscale", [(64, False), (80, True)])
+def test_celeba_reads_torchvision_layout_in_both_paper_settings(tmp_path, monkeypatch, image_size, grayscale):
+    from torchvision.datasets import CelebA
+
+    _fake_celeba(tmp_path)
+    # the generated annotation files cannot match torchvision's MD5 sums of the real ones
+    monkeypatch.setattr(CelebA, "_check_integrity", lambda self: (Path(self.root) / "celeba" / "img_align_celeba").is_dir())
+    dm = CelebADataModule(root=str(tmp_path), image_size=image_size, crop_size=148, grayscale=grayscale,
+                          batch_size=4, num_workers=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (4, 2, 2)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, *dm.data_shape) == (4, 1 if grayscale else 3, image_size, image_size)
+    assert 0 <= x.min() and x.max() <= 1 and x.dtype == torch.float32
+    assert sorted(set(y.tolist())) == [0, 1]  # "Smiling" alternates in the fake annotations
+    with pytest.raises(ValueError, match="Unknown CelebA attribute"):
+        CelebADataModule(root=str(tmp_path), label_attribute="Wings", num_workers=0).prepare_data()
+
+
+def test_celeba_missing_files_error_says_what_to_download_and_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match="img_align_celeba.zip.*list_eval_partition.txt"):
+        CelebADataModule(root=str(tmp_path)).prepare_data()

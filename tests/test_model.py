@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -121,3 +122,17 @@ def test_decoder_output_shape_mismatch_is_reported_at_setup():
     model._trainer = FakeTrainer()
     with pytest.raises(ValueError, match=r"decoder produces outputs of shape \[12\] but the data have shape \[1, 8, 8\]"):
         model.setup("fit")
+
+
+def test_high_dimensional_encoder_models_embed_with_the_encoder_mean_and_plot():
+    from lvm.networks import MLPEncoder
+    from lvm.plots import plot_embedding
+    from objectives import ELBO
+
+    model = LatentVariableModel(MLPDecoder([12], [8]), GaussianLikelihood(), GaussianLatent(5), ELBO(),
+                                MLPEncoder(5, [8]))
+    x = torch.rand(4, 12)
+    assert torch.equal(model.embed(x), model.encoder(x)[:, :5])
+    with pytest.raises(ValueError, match="num_points"):
+        model.log_likelihood(x)
+    assert len(plot_embedding(model.embed(x).numpy(), np.arange(4)).axes) == 2  # scatter + colour bar
