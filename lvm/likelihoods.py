@@ -36,6 +36,12 @@ class Likelihood(nn.Module):
     def sample(self, params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def mean_fisher_information(self, mean: torch.Tensor) -> torch.Tensor:
+        """The Fisher information of each data dimension with respect to its mean, ``[..., D]``:
+        ``J^T diag(F) J`` with the decoder Jacobian J is the Gauss-Newton curvature of
+        ``-log p(x | z)`` in z (the Laplace proposal of :mod:`lvm.laplace`)."""
+        raise NotImplementedError
+
 
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli pixels with logits ``l``:
@@ -56,6 +62,9 @@ class BernoulliLikelihood(Likelihood):
 
     def sample(self, params):
         return torch.bernoulli(torch.sigmoid(params))
+
+    def mean_fisher_information(self, mean):
+        return 1.0 / (mean * (1 - mean)).clamp_min(1e-6)  # 1 / (mu (1 - mu))
 
 
 class GaussianLikelihood(Likelihood):
@@ -99,3 +108,6 @@ class GaussianLikelihood(Likelihood):
     def sample(self, params):
         mu = self.mean(params)
         return mu + math.sqrt(self.variance) * torch.randn_like(mu)
+
+    def mean_fisher_information(self, mean):
+        return torch.full_like(mean, 1.0 / self.variance)

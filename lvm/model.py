@@ -71,12 +71,18 @@ class LatentVariableModel(L.LightningModule):
         self.decoder, self.likelihood, self.latent = decoder, likelihood, latent
         self.encoder, self.objective = encoder, objective
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self.evaluation = HeldOutEvaluation(latent.dim, encoder is not None, eval_num_samples)
+        self.evaluation = HeldOutEvaluation(latent.dim, self._encoder_kind(encoder, objective), eval_num_samples)
         self.eval_num_points = eval_num_points
         self.eval_chunk_size = eval_chunk_size
         with torch.no_grad():  # fixes the input size of lazy first layers
             self.decoder(self.latent.features(self.latent.sample(1)))
         objective.attach(self)
+
+    @staticmethod
+    def _encoder_kind(encoder: nn.Module | None, objective: Objective) -> str | None:
+        if encoder is None:
+            return None
+        return "deterministic" if objective.deterministic_encoder else "gaussian"
 
     # ----- the public API a scientist uses on a trained model -----------------------------
 
@@ -87,6 +93,19 @@ class LatentVariableModel(L.LightningModule):
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latent values ``z: [n, d]``, flattened to ``[n, D]``."""
         return self.decoder(self.latent.features(z)).flatten(start_dim=1)
+
+    def decoded_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """``f_theta(z) = E[x | z]`` flattened to ``[n, D]``."""
+        return self.likelihood.mean(self.decoder_params(z))
+
+    def latent_code(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's point code ``[b, d]``: ``f(x)`` for an autoencoder (deterministic encoder),
+        the mean of q(z | x) for a variational one."""
+        if self.encoder is None:
+            raise ValueError("latent_code needs an encoder; use embed(x) for the lattice posterior of a decoder-only model.")
+        if self.objective.deterministic_encoder:
+            return self.encoder(x)
+        return encode(self, x)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoded mean ``f_theta(z) = E[x | z]`` with the data's shape ``[n, *data_shape]``."""
@@ -126,7 +145,7 @@ class LatentVariableModel(L.LightningModule):
         if reduce not in ("mean", "mode"):
             raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
         if self.latent.dim > MAX_QMC_DIM and self.encoder is not None:
-            return encode(self, x)[0]
+            return self.latent_code(x)
         z, weights = self.posterior(x, num_points)
         if reduce == "mode":
             return z[weights.argmax(dim=1)]
@@ -146,7 +165,15 @@ class LatentVariableModel(L.LightningModule):
                     f"{list(data_shape)}; set the decoder's output shape (e.g. decoder.init_args.data_shape)."
                 )
             if self.encoder is not None:  # fixes the input size of a lazy first layer
-                self.encoder(torch.zeros(1, *data_shape, device=self.device))
+                outputs = self.encoder(torch.zeros(1, *data_shape, device=self.device)).shape[-1]
+                expected = self.latent.dim * (1 if self.objective.deterministic_encoder else 2)
+                if outputs != expected:
+                    kind = "a code z" if self.objective.deterministic_encoder else "mean and log-variance"
+                    raise ValueError(
+                        f"{type(self.objective).__name__} needs an encoder that outputs {kind} ({expected} features "
+                        f"for a {self.latent.dim}-D latent); it outputs {outputs}. Set encoder.init_args.latent_dim: "
+                        f"{self.latent.dim} and encoder.init_args.deterministic: {self.objective.deterministic_encoder}."
+                    )
 
     @staticmethod
     def _data(batch) -> torch.Tensor:

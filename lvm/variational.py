@@ -4,6 +4,7 @@ built on them, shared by the encoder-based objectives and by held-out evaluation
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +12,7 @@ import torch
 
 __all__ = [
     "split_mean_log_var", "encode", "rsample", "diagonal_gaussian_log_prob", "kl_to_standard_normal",
-    "PosteriorDraw", "encode_and_sample", "elbo_terms", "iwae_bound",
+    "PosteriorDraw", "encode_and_sample", "elbo_terms", "importance_sampled_log_likelihood", "iwae_bound",
 ]
 
 
@@ -79,16 +80,31 @@ def elbo_terms(model, x: torch.Tensor, num_samples: int = 1) -> tuple[torch.Tens
     return reconstruction - kl, reconstruction, kl
 
 
-def iwae_bound(model, x: torch.Tensor, num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
-    """The importance-weighted bound of QLVM eq. 7 per example, ``[b]``:
-    ``log (1/k) sum_j p(x | z_j) p(z_j) / q(z_j | x)``, ``z_j ~ q(z | x)``. With large ``k`` it is
-    the importance-sampled estimate of ``log p(x)``; ``chunk_size`` bounds memory by drawing the
-    samples in chunks and combining their log-sum-exps (exact)."""
-    mean, log_var = encode(model, x)
+def importance_sampled_log_likelihood(model, x: torch.Tensor, draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+                                      num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
+    """The importance-sampled estimate of ``log p(x)`` per example, ``[b]``:
+    ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k)``, ``z_k ~ q``, a stochastic lower bound whose
+    expectation increases to ``log p(x)`` with ``K`` (QLVM eq. 7 when q is the encoder's posterior).
+    ``draw(k)`` returns ``k`` proposal draws per example ``z: [k, b, d]`` and ``log q(z): [k, b]``;
+    ``chunk_size`` bounds memory by drawing in chunks and combining their log-sum-exps (exact)."""
     x_flat = model.flatten(x)
+    step = chunk_size or num_samples
     chunk_log_sums = []
-    for start in range(0, num_samples, chunk_size or num_samples):
-        z = rsample(mean, log_var, min(chunk_size or num_samples, num_samples - start))  # [k', b, d]
-        log_weights = _score(model, x_flat, z) + model.latent.log_prior(z) - diagonal_gaussian_log_prob(z, mean, log_var)
+    for start in range(0, num_samples, step):
+        z, log_proposal = draw(min(step, num_samples - start))
+        log_weights = _score(model, x_flat, z) + model.latent.log_prior(z) - log_proposal  # [k', b]
         chunk_log_sums.append(torch.logsumexp(log_weights, dim=0))  # [b]
     return torch.logsumexp(torch.stack(chunk_log_sums), dim=0) - math.log(num_samples)
+
+
+def iwae_bound(model, x: torch.Tensor, num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
+    """The importance-weighted bound of QLVM eq. 7 per example, ``[b]``, with the encoder's
+    q(z | x) as the proposal: the ELBO for ``k = 1``, the importance-sampled estimate of
+    ``log p(x)`` for large ``k``."""
+    mean, log_var = encode(model, x)
+
+    def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        z = rsample(mean, log_var, k)  # [k, b, d]
+        return z, diagonal_gaussian_log_prob(z, mean, log_var)
+
+    return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size)

@@ -3,7 +3,8 @@
 from .base import Objective
 from .elbo import ELBO
 from .iwae import IWAE
+from .mlae import MLAEObjective
 from .qmc import QMCObjective
 from .taylor import TaylorELBO
 
-__all__ = ["Objective", "QMCObjective", "ELBO", "IWAE", "TaylorELBO"]
+__all__ = ["Objective", "QMCObjective", "ELBO", "IWAE", "TaylorELBO", "MLAEObjective"]

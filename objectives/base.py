@@ -8,7 +8,8 @@ scalar ``"loss"`` to minimise; every other scalar entry is logged as ``"{stage}/
 
 Through ``model`` an objective reaches ``model.latent`` (:class:`lvm.latent_spaces.LatentSpace`),
 ``model.likelihood`` (:class:`lvm.likelihoods.Likelihood`), ``model.encoder`` (or ``None``),
-``model.decoder_params(z) -> [n, D]`` and ``model.flatten(x) -> [b, D]``.
+``model.decoder_params(z) -> [n, D]``, ``model.decoded_mean(z) -> [n, D]``, ``model.latent_code(x) -> [b, d]``
+and ``model.flatten(x) -> [b, D]``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ __all__ = ["Objective"]
 class Objective(nn.Module):
     """Base class for training objectives. Subclasses override :meth:`forward`.
 
-    Set ``requires_encoder = True`` when the objective needs ``model.encoder``, and
-    ``requires_gaussian_latent = True`` when it assumes the N(0, I) prior.
+    Set ``requires_encoder = True`` when the objective needs ``model.encoder``,
+    ``requires_gaussian_latent = True`` when it assumes the N(0, I) prior, and
+    ``deterministic_encoder = True`` when the encoder outputs a code ``z = f(x): [b, d]`` (an
+    autoencoder such as MLAE) rather than the mean and log-variance ``[b, 2d]`` of q(z | x).
     """
 
     requires_encoder: bool = False
     requires_gaussian_latent: bool = False
+    deterministic_encoder: bool = False
 
     def attach(self, model) -> None:
         """Check that ``model`` provides what this objective needs (clear errors otherwise)

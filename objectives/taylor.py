@@ -54,9 +54,7 @@ class TaylorELBO(Objective):
 
     def forward(self, model, x):
         mean, log_var = encode(model, x)  # g(x), log h(x): [b, m]
-        decoded_mean, jacobian = forward_jacobian(
-            lambda z: model.likelihood.mean(model.decoder_params(z)), mean
-        )  # f(g(x)): [b, n], J: [b, n, m]
+        decoded_mean, jacobian = forward_jacobian(model.decoded_mean, mean)  # f(g(x)): [b, n], J: [b, n, m]
         factor = jacobian * (0.5 * log_var).exp().unsqueeze(1)  # U = J diag(sqrt h): [b, n, m]
         residual = decoded_mean - model.flatten(x)
         reconstruction = lowrank_gaussian_log_prob(residual, factor, model.likelihood.variance, self.gamma)
