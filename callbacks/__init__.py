@@ -1,7 +1,9 @@
 """Lightning callbacks: they schedule analyses from :mod:`lvm` and log their results."""
 
+from .frechet import GaussianFrechetScore
 from .latent_plots import LatentPlots
+from .latent_sampler import FitLatentSampler
 from .metrics_file import MetricsFile
 from .rng_state import RNGStateCheckpoint
 
-__all__ = ["LatentPlots", "MetricsFile", "RNGStateCheckpoint"]
+__all__ = ["FitLatentSampler", "GaussianFrechetScore", "LatentPlots", "MetricsFile", "RNGStateCheckpoint"]

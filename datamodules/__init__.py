@@ -3,5 +3,6 @@
 from .celeba import CelebADataModule
 from .digits import DigitsDataModule
 from .mnist import MNISTDataModule
+from .sinusoid import NoisySinusoidDataModule
 
-__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule"]
+__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "NoisySinusoidDataModule"]

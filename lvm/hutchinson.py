@@ -21,7 +21,9 @@ import math
 from collections.abc import Callable
 
 import torch
+from torch import nn
 from torch.func import jvp, vjp, vmap
+from torch.nn.parameter import is_lazy
 
 __all__ = ["hutchinson_noise", "log_det_surrogate", "GRADIENT_TARGETS"]
 
@@ -63,6 +65,9 @@ def log_det_surrogate(encode: Callable[[torch.Tensor], torch.Tensor],
     """
     if gradient_to not in GRADIENT_TARGETS:
         raise ValueError(f"gradient_to must be one of {GRADIENT_TARGETS}; got {gradient_to!r}.")
+    if isinstance(encode, nn.Module) and any(is_lazy(p) for p in encode.parameters()):
+        with torch.no_grad():  # lazy layers must not be initialised inside a torch.func transform
+            encode(x[:1])
 
     def decode_with_jvp(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # g(z) once and g'(z) eps_k for every k: [b, D], [K, b, D]

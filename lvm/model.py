@@ -46,6 +46,9 @@ class LatentVariableModel(L.LightningModule):
         eval_chunk_size: decode at most this many lattice points at once during evaluation.
         eval_num_samples: K for the importance-sampled held-out estimate of encoder models
             (see :mod:`lvm.evaluation`).
+        latent_sampler: an optional sampler fitted to the training codes after training (e.g.
+            :class:`lvm.samplers.GaussianMixtureSampler`, fitted by :class:`callbacks.FitLatentSampler`);
+            once fitted, :meth:`sample` draws latents from it instead of the prior.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class LatentVariableModel(L.LightningModule):
         eval_num_points: int | None = None,
         eval_chunk_size: int = 4096,
         eval_num_samples: int = 100,
+        latent_sampler: nn.Module | None = None,
     ):
         super().__init__()
         with warnings.catch_warnings():
@@ -74,6 +78,9 @@ class LatentVariableModel(L.LightningModule):
         self.evaluation = HeldOutEvaluation(latent.dim, self._encoder_kind(encoder, objective), eval_num_samples)
         self.eval_num_points = eval_num_points
         self.eval_chunk_size = eval_chunk_size
+        self.latent_sampler = latent_sampler
+        if latent_sampler is not None:
+            latent_sampler.attach(latent.dim)
         with torch.no_grad():  # fixes the input size of lazy first layers
             self.decoder(self.latent.features(self.latent.sample(1)))
         objective.attach(self)
@@ -113,9 +120,15 @@ class LatentVariableModel(L.LightningModule):
         return self.likelihood.mean(out)
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """Decoded means of ``n`` draws from the prior."""
-        return self.decode(self.latent.sample(n, device=self.device))
+    def sample(self, n: int, from_prior: bool = False) -> torch.Tensor:
+        """Decoded means of ``n`` latent draws: from the fitted ``latent_sampler`` if there is one
+        (unless ``from_prior``), else from the prior."""
+        sampler = self.latent_sampler
+        if sampler is not None and sampler.fitted and not from_prior:
+            z = sampler.sample(n, dtype=next(self.decoder.parameters()).dtype).to(self.device)
+        else:
+            z = self.latent.sample(n, device=self.device)
+        return self.decode(z)
 
     def _cube_points(self, num_points: int | None, shift: bool) -> torch.Tensor:
         num_points = num_points or self.eval_num_points or default_num_points(self.latent.dim)

@@ -7,12 +7,15 @@ import pytest
 import torch
 from torch import nn
 
+from datamodules.sinusoid import noisy_sinusoid
 from lvm.hutchinson import hutchinson_noise, log_det_surrogate
 from lvm.laplace import laplace_log_likelihood
+from lvm.metrics import GaussianFrechetDistance
 from lvm.latent_spaces import GaussianLatent
 from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
-from lvm.networks import MLPDecoder, MLPEncoder
+from lvm.networks import MLPDecoder, MLPEncoder, ResidualMLPDecoder, ResidualMLPEncoder
+from lvm.samplers import GaussianMixtureSampler
 from objectives import MLAEObjective
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -181,3 +184,96 @@ def test_laplace_estimate_is_exact_for_linear_gaussian_with_the_posterior_mean_c
         encoder.bias.add_(0.3)  # a code away from the posterior mean: a stochastic lower bound, tight with K
     loose, tight = laplace_log_likelihood(model, x, 1).mean(), laplace_log_likelihood(model, x, 5000, 500).mean()
     assert loose < tight - 0.05 and tight == pytest.approx(exact.mean().item(), abs=0.03)
+
+
+def _with_moments(n, mean, covariance, generator):
+    """``n`` samples whose empirical mean and unbiased covariance are exactly ``mean`` and ``covariance``."""
+    raw = torch.randn(n, len(mean), generator=generator)
+    raw = raw - raw.mean(0)
+    whitened = raw @ torch.linalg.inv(torch.linalg.cholesky(raw.T @ raw / (n - 1))).T
+    return mean + whitened @ torch.linalg.cholesky(covariance).T
+
+
+def test_gaussian_frechet_distance_is_zero_for_identical_samples_and_matches_the_closed_form():
+    generator = torch.Generator().manual_seed(0)
+    metric = GaussianFrechetDistance(3)
+    samples = torch.randn(500, 3, generator=generator) @ torch.randn(3, 3, generator=generator)
+    metric.update(samples[:200], real=True), metric.update(samples[200:], real=True)
+    metric.update(samples.flip(0), real=False)
+    assert metric.compute().item() == pytest.approx(0.0, abs=1e-9)
+    metric.reset()
+    # N(mu_1, diag a) vs N(mu_2, diag b): |mu_1 - mu_2|^2 + sum (sqrt a - sqrt b)^2
+    mu_1, mu_2 = torch.tensor([0.0, 1.0, -1.0]), torch.tensor([0.5, 1.0, 1.0])
+    a, b = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([9.0, 1.0, 0.25])
+    metric.update(_with_moments(300, mu_1, torch.diag(a), generator), real=True)
+    metric.update(_with_moments(700, mu_2, torch.diag(b), generator), real=False)
+    expected = (mu_1 - mu_2).pow(2).sum() + (a.sqrt() - b.sqrt()).pow(2).sum()  # 4.25 + 4 + 1 = 9.25
+    assert metric.compute().item() == pytest.approx(expected.item(), abs=1e-8)
+    # a rotated (non-commuting) covariance: the general formula against scipy's matrix square root
+    from scipy.linalg import sqrtm
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=generator))
+    cov_r, cov_g = q @ torch.diag(a) @ q.T, torch.diag(b)
+    metric.reset()
+    metric.update(_with_moments(400, mu_1, cov_r, generator), real=True)
+    metric.update(_with_moments(400, mu_2, cov_g, generator), real=False)
+    half = torch.from_numpy(sqrtm(cov_r.numpy()).real)
+    root = torch.from_numpy(sqrtm((half @ cov_g @ half).numpy()).real)
+    expected = (mu_1 - mu_2).pow(2).sum() + torch.trace(cov_r + cov_g - 2 * root)
+    assert metric.compute().item() == pytest.approx(expected.item(), abs=1e-8)
+
+
+def test_gaussian_mixture_sampler_recovers_separated_clusters_and_drives_model_sampling():
+    torch.manual_seed(0)
+    centres = torch.tensor([[-4.0, 0.0], [4.0, 0.0], [0.0, 5.0]])
+    codes = torch.cat([c + 0.3 * torch.randn(400, 2) for c in centres])
+    sampler = GaussianMixtureSampler(num_components=3)
+    sampler.attach(2)
+    assert not sampler.fitted
+    sampler.fit(codes)
+    order = sampler.means[:, 0].argsort()
+    assert torch.allclose(sampler.means[order].to(centres), centres[[0, 2, 1]], atol=0.1)
+    assert torch.allclose(sampler.weights, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.01)
+    draws = sampler.sample(3000)
+    nearest = torch.cdist(draws.double(), centres.double()).argmin(1)
+    assert torch.bincount(nearest).min() > 850
+    model = LatentVariableModel(nn.Linear(2, D), GaussianLikelihood(0.1, "identity"), GaussianLatent(2), MLAEObjective(),
+                                MLPEncoder(2, [4], deterministic=True), latent_sampler=GaussianMixtureSampler(3))
+    model.latent_sampler.load_state_dict(sampler.state_dict())
+    torch.manual_seed(1)
+    decoded = model.sample(5)
+    torch.manual_seed(1)
+    assert torch.allclose(decoded, model.decode(sampler.sample(5).double()))
+    with pytest.raises(ValueError, match="at least as many codes"):
+        GaussianMixtureSampler(10).fit(codes[:5])
+
+
+def _train_on_sinusoid(beta: float, steps: int = 600) -> tuple[torch.Tensor, torch.Tensor]:
+    """MLAE with a 1-D latent on the noisy sinusoid (Fig. 3); returns the codes and clean positions."""
+    torch.manual_seed(0)
+    x, t = noisy_sinusoid(2000, 0.1, torch.Generator().manual_seed(0))
+    encoder = ResidualMLPEncoder(1, [64, 64], 2, [64], deterministic=True)
+    decoder = ResidualMLPDecoder([2], 1, [64, 64], 2, [64])
+    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), GaussianLatent(1), MLAEObjective(beta),
+                                encoder)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(steps):
+        batch = x[torch.randint(0, len(x), (128,))]
+        optimizer.zero_grad()
+        model.objective(model, batch)["loss"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        return encoder(x)[:, 0], t
+
+
+def test_sinusoid_phase_transition_in_beta():
+    """Section 4.2 / Fig. 3: with a large reconstruction weight the 1-D code follows the position
+    along the curve (monotone: |Spearman rho| ~ 1); with a small one the likelihood term wins and
+    the code discards the position (it concentrates the projected data instead)."""
+    from scipy.stats import spearmanr
+
+    def rank_correlation(beta):
+        z, t = _train_on_sinusoid(beta)
+        return abs(spearmanr(z.double().numpy(), t.double().numpy()).correlation) if z.std() > 1e-6 else 0.0
+
+    assert rank_correlation(10.0) > 0.97
+    assert rank_correlation(0.1) < 0.3
