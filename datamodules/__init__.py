@@ -4,5 +4,7 @@ from .celeba import CelebADataModule
 from .digits import DigitsDataModule
 from .mnist import MNISTDataModule
 from .sinusoid import NoisySinusoidDataModule
+from .tabular import GasDataModule, HepmassDataModule, MinibooneDataModule, PowerDataModule
 
-__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "NoisySinusoidDataModule"]
+__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "NoisySinusoidDataModule",
+           "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]
