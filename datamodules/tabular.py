@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 
 from .base import SplitDataModule
 
-__all__ = ["TabularDataModule", "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]
+__all__ = ["JitteredDataset", "TabularDataModule", "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]
 
 SOURCE = "https://zenodo.org/record/1161203 (data.tar.gz, the preprocessed data of Papamakarios et al. 2017)"
 Splits = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -51,15 +51,20 @@ class TabularDataModule(SplitDataModule):
 
     Args:
         root: the extracted ``data/`` folder of the MAF release.
+        train_noise: standard deviation of isotropic Gaussian noise added to each training example
+            each time it is drawn (0.01 in the MLAE paper, appendix E.3); held-out data stay clean.
         batch_size, seed, num_workers: as usual (``seed`` orders the training batches only).
     """
 
     files: tuple[str, ...]
 
-    def __init__(self, root: str = "data/maf", batch_size: int = 512, seed: int = 0, num_workers: int = 0):
+    def __init__(self, root: str = "data/maf", train_noise: float = 0.0, batch_size: int = 512, seed: int = 0,
+                 num_workers: int = 0):
         super().__init__(batch_size, num_workers, seed)
+        if train_noise < 0:
+            raise ValueError(f"train_noise must be a non-negative standard deviation; got {train_noise}.")
         self.save_hyperparameters()
-        self.root = Path(root)
+        self.root, self.train_noise = Path(root), train_noise
 
     def load(self) -> Splits:
         raise NotImplementedError
@@ -89,7 +94,20 @@ class TabularDataModule(SplitDataModule):
                                          f"not [N > 0, {self.data_shape[0]}]")
             if not np.isfinite(part).all():
                 raise self._format_error(f"the {name} split holds NaN or infinite values")
-        return tuple(TensorDataset(torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))) for part in splits)
+        train, val, test = (torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32)) for part in splits)
+        return JitteredDataset(train, self.train_noise), TensorDataset(val), TensorDataset(test)
+
+
+class JitteredDataset(TensorDataset):
+    """A one-tensor dataset whose items get fresh isotropic Gaussian noise of std ``noise``."""
+
+    def __init__(self, data: torch.Tensor, noise: float):
+        super().__init__(data)
+        self.noise = noise
+
+    def __getitem__(self, index):
+        (x,) = super().__getitem__(index)
+        return (x + self.noise * torch.randn_like(x),) if self.noise else (x,)
 
 
 class PowerDataModule(TabularDataModule):

@@ -125,3 +125,19 @@ def test_readme_plugin_example_trains_from_the_users_own_module(tmp_path, monkey
     assert type(cli.model.objective).__name__ == "HardLatticeObjective"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "train/best_log_likelihood" in metrics and "test/log_likelihood" in metrics
+
+
+def test_mlae_run_fits_the_mixture_sampler_into_its_checkpoints_and_logs_the_frechet_score(tmp_path):
+    _, run_dir = _run(tmp_path, "--trainer.max_epochs", "2", *CSV, config=str(ROOT / "configs" / "mlae_digits.yaml"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("log_likelihood", "bits_per_dim", "frechet_gaussian", "reconstruction", "latent_nll"):
+        assert f"test/{key}" in metrics, key
+    assert metrics["test/frechet_gaussian"] > 0
+    best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    model = LatentVariableModel.load_from_checkpoint(best)
+    assert model.latent_sampler.fitted and model.latent_sampler.means.shape == (10, 2)
+    torch.manual_seed(0)
+    from_mixture = model.sample(3)
+    torch.manual_seed(0)
+    assert torch.allclose(from_mixture, model.decode(model.latent_sampler.sample(3)))
+    assert model.sample(3, from_prior=True).shape == (3, 1, 8, 8)

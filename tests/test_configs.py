@@ -5,8 +5,9 @@ import io
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
-from lightning.pytorch.cli import instantiate_module
+from lightning.pytorch.cli import instantiate_class, instantiate_module
 
 from lvm.cli import cli_main
 from lvm.model import LatentVariableModel
@@ -21,6 +22,8 @@ def test_the_paper_configs_exist():
     names = {c.stem for c in CONFIGS}
     assert {"quickstart", "digits_vae", "digits_iwae", "qlvm_mnist", "vae_mnist", "iwae_mnist"} <= names
     assert {"taylor_mnist", "taylor_collapse_mnist", "taylor_mnist_tanh", "taylor_digits", "taylor_celeba"} <= names
+    assert {"mlae_sinusoid", "mlae_mnist", "mlae_mnist_convnet_plus", "mlae_celeba", "mlae_digits", "mlae_power",
+            "mlae_gas", "mlae_hepmass", "mlae_miniboone"} <= names
 
 
 def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
@@ -33,10 +36,11 @@ def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
     resolved = yaml.safe_load(printed.getvalue())
     model_config = {k: v for k, v in resolved["model"].items() if k not in ("optimizer", "lr_scheduler")}
     model = instantiate_module(LatentVariableModel, model_config)
-    data_args = resolved["data"]["init_args"]
-    expected_shape = resolved["model"]["decoder"]["init_args"].get("data_shape") or [
-        1 if data_args.get("grayscale") else 3, data_args["image_size"], data_args["image_size"]]
-    assert model.sample(2).shape[1:] == tuple(expected_shape)
+    datamodule = instantiate_class((), resolved["data"])  # reads no data until setup
+    assert model.sample(2).shape[1:] == tuple(datamodule.data_shape)
+    if model.encoder is not None:
+        codes = model.encoder(torch.zeros(2, *datamodule.data_shape))
+        assert codes.shape == (2, model.latent.dim * (1 if model.objective.deterministic_encoder else 2))
     return resolved, model
 
 

@@ -111,3 +111,13 @@ def test_noisy_sinusoid_lies_on_the_curve_up_to_the_noise():
     same = NoisySinusoidDataModule(num_train=20_000, num_val=10, num_test=10, noise=0.1, seed=3)
     same.setup()
     assert torch.equal(same.test_set.tensors[0], dm.test_set.tensors[0])
+
+
+def test_training_noise_jitters_only_the_training_split(tmp_path):
+    _miniboone(tmp_path, n=300)
+    dm = MinibooneDataModule(root=str(tmp_path), train_noise=0.01)
+    dm.setup()
+    clean = dm.train_set.tensors[0]
+    jitter = torch.stack([dm.train_set[i][0] for i in range(len(clean))]) - clean
+    assert jitter.std().item() == pytest.approx(0.01, rel=0.05)
+    assert torch.equal(dm.val_set[0][0], dm.val_set.tensors[0][0])
