@@ -70,17 +70,24 @@ def log_det_surrogate(encode: Callable[[torch.Tensor], torch.Tensor],
             encode(x[:1])
 
     def decode_with_jvp(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # g(z) once and g'(z) eps_k for every k: [b, D], [K, b, D]
+        """g(z) once and g'(z) eps_k for every k: [b, D], [K, b, D] (no vmap for K = 1: it costs time)."""
+        if len(noise) == 1:
+            x_hat, column = jvp(decode, (z,), (noise[0],))
+            return x_hat, column.unsqueeze(0)
         return vmap(lambda tangent: jvp(decode, (z,), (tangent,)), out_dims=(None, 0))(noise)
+
+    def pull_back(pullback) -> torch.Tensor:
+        """eps_k^T f'(.) for every k, reusing one forward pass of the encoder: [K, b, D]."""
+        return torch.stack([pullback(eps)[0].flatten(1) for eps in noise])
 
     if gradient_to == "encoder":
         z, pullback = vjp(encode, x)
-        encoder_rows = vmap(pullback)(noise)[0].flatten(2)  # eps_k^T f'(x): [K, b, D]
+        encoder_rows = pull_back(pullback)  # eps_k^T f'(x)
         x_hat, decoder_columns = decode_with_jvp(z)
         products = (encoder_rows * decoder_columns.detach()).sum(-1)  # [K, b]
         return z, x_hat, -products.mean(0)
     z = encode(x)
     x_hat, decoder_columns = decode_with_jvp(z)
     _, pullback = vjp(encode, x_hat.detach().view_as(x))
-    encoder_rows = vmap(pullback)(noise)[0].flatten(2).detach()  # eps_k^T f'(x_hat): [K, b, D]
+    encoder_rows = pull_back(pullback).detach()  # eps_k^T f'(x_hat)
     return z, x_hat, (encoder_rows * decoder_columns).sum(-1).mean(0)
