@@ -40,7 +40,10 @@ def _tail_splits(data: np.ndarray) -> Splits:
     return rest[:-n_val], rest[-n_val:], test
 
 
-def _standardise(splits: Splits, reference: np.ndarray) -> Splits:
+def _standardised_tail_splits(data: np.ndarray) -> Splits:
+    """:func:`_tail_splits`, standardised by the training + validation statistics (POWER, MINIBOONE)."""
+    splits = _tail_splits(data)
+    reference = np.vstack(splits[:2])
     mean, std = reference.mean(axis=0), reference.std(axis=0)
     return tuple((part - mean) / std for part in splits)
 
@@ -82,6 +85,12 @@ class TabularDataModule(SplitDataModule):
         return ValueError(f"{type(self).__name__}: {what} in {self.root.resolve()}; expected the standard MAF files "
                           f"from {SOURCE}.")
 
+    def _load_array(self, name: str, columns: int) -> np.ndarray:
+        data = np.load(self.root / name)
+        if data.ndim != 2 or data.shape[1] != columns:
+            raise self._format_error(f"{name} has shape {data.shape}, not [N, {columns}]")
+        return data
+
     def prepare_data(self) -> None:
         self._check_files()
 
@@ -120,16 +129,13 @@ class PowerDataModule(TabularDataModule):
     data_shape = (6,)
 
     def load(self):
-        data = np.load(self.root / self.files[0])
-        if data.ndim != 2 or data.shape[1] != 8:
-            raise self._format_error(f"power/data.npy has shape {data.shape}, not [N, 8]")
+        data = self._load_array(self.files[0], 8)
         rng = np.random.RandomState(42)
         rng.shuffle(data)
         data = np.delete(data, [1, 3], axis=1)  # [N, 6]: active power, voltage, 3 sub-meterings, time
         n = len(data)
         noise = np.hstack([0.001 * rng.rand(n, 1), 0.01 * rng.rand(n, 1), rng.rand(n, 3), np.zeros((n, 1))])
-        train, val, test = _tail_splits(data + noise)
-        return _standardise((train, val, test), np.vstack([train, val]))
+        return _standardised_tail_splits(data + noise)
 
 
 class GasDataModule(TabularDataModule):
@@ -186,8 +192,4 @@ class MinibooneDataModule(TabularDataModule):
     data_shape = (43,)
 
     def load(self):
-        data = np.load(self.root / self.files[0])
-        if data.ndim != 2 or data.shape[1] != 43:
-            raise self._format_error(f"miniboone/data.npy has shape {data.shape}, not [N, 43]")
-        train, val, test = _tail_splits(data)
-        return _standardise((train, val, test), np.vstack([train, val]))
+        return _standardised_tail_splits(self._load_array(self.files[0], 43))
