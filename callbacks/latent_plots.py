@@ -11,14 +11,15 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lvm.plots import decoded_grid, plot_embedding, plot_image_grid
+from lvm.plots import decoded_grid, plot_code_on_data, plot_embedding, plot_image_grid
 
 __all__ = ["LatentPlots"]
 
 
 class LatentPlots(L.Callback):
     """At the end of testing, writes ``<run dir>/plots/embedding.png`` (posterior-mean
-    embedding of the test set coloured by label) and ``plots/decoded_grid.png``.
+    embedding of the test set coloured by label), ``plots/decoded_grid.png`` (image data) and
+    ``plots/code_on_data.png`` (2-D vector data coloured by the code, MLAE Fig. 3).
 
     Args:
         num_points: lattice size for the posterior (``None``: the model's evaluation default).
@@ -31,16 +32,20 @@ class LatentPlots(L.Callback):
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module):
-        embedding, labels = [], []
+        data, embedding, labels = [], [], []
         for batch in trainer.datamodule.test_dataloader():
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            data.append(x.cpu())
             embedding.append(pl_module.embed(x.to(pl_module.device), self.reduce, self.num_points).cpu())
             if isinstance(batch, (list, tuple)) and len(batch) > 1:
                 labels.append(torch.as_tensor(batch[1]).cpu())
+        data, embedding = torch.cat(data).numpy(), torch.cat(embedding).numpy()
         figures = {
-            "embedding": plot_embedding(torch.cat(embedding).numpy(), torch.cat(labels).numpy() if labels else None,
+            "embedding": plot_embedding(embedding, torch.cat(labels).numpy() if labels else None,
                                         periodic=pl_module.latent.periodic),
         }
+        if data.ndim == 2 and data.shape[1] == 2:  # 2-D vector data: the data coloured by the code (MLAE Fig. 3)
+            figures["code_on_data"] = plot_code_on_data(data, embedding)
         decoded = decoded_grid(pl_module, self.per_side)
         if decoded.dim() == 4:  # images [n, C, H, W]; vector data has no picture grid
             figures["decoded_grid"] = plot_image_grid(decoded, self.per_side)

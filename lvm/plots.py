@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-__all__ = ["plot_embedding", "decoded_grid", "plot_image_grid"]
+__all__ = ["plot_embedding", "plot_code_on_data", "decoded_grid", "plot_image_grid"]
 
 
 def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, periodic: bool = False,
@@ -23,7 +23,7 @@ def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, peri
     fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
         y = embedding[:, j] if j is not None else np.random.default_rng(0).uniform(-1, 1, len(embedding))
-        points = ax.scatter(embedding[:, i], y, c=labels, cmap="tab10", s=6, alpha=0.8)
+        points = ax.scatter(embedding[:, i], y, c=labels, cmap=_colormap(labels), s=6, alpha=0.8)
         ax.set_xlabel(f"z{i + 1}")
         ax.set_ylabel(f"z{j + 1}" if j is not None else "jitter")
         if periodic:
@@ -34,6 +34,23 @@ def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, peri
     if labels is not None:
         fig.colorbar(points, ax=axes[0].tolist(), label="label")
     fig.suptitle(title)
+    return fig
+
+
+def _colormap(labels: np.ndarray | None) -> str:
+    """Categorical colours for integer labels (digits), a continuous map for real-valued ones."""
+    return "tab10" if labels is None or np.issubdtype(labels.dtype, np.integer) else "viridis"
+
+
+def plot_code_on_data(data: np.ndarray, code: np.ndarray, title: str = "Data coloured by their latent code") -> plt.Figure:
+    """2-D data ``[n, 2]`` coloured by the first latent coordinate of each point (MLAE paper, Fig. 3):
+    which direction of the data the code follows."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    points = ax.scatter(data[:, 0], data[:, 1], c=code[:, 0], cmap="viridis", s=6)
+    fig.colorbar(points, ax=ax, label="z1")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.set_title(title)
     return fig
 
 
