@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import lightning as L
-import torch
-from torch.utils.data import DataLoader
 
 __all__ = ["FitLatentSampler"]
 
@@ -30,12 +28,8 @@ class FitLatentSampler(L.Callback):
         if not hasattr(trainer.datamodule, "train_set"):
             raise ValueError("FitLatentSampler reads trainer.datamodule.train_set; this datamodule has none.")
 
-    @torch.no_grad()
     def fit(self, trainer, pl_module) -> None:
-        loader = DataLoader(trainer.datamodule.train_set, batch_size=self.batch_size, shuffle=False)
-        codes = [pl_module.latent_code((batch[0] if isinstance(batch, (list, tuple)) else batch).to(pl_module.device))
-                 for batch in loader]
-        pl_module.latent_sampler.fit(torch.cat(codes))
+        pl_module.latent_sampler.fit(pl_module.encode_dataset(trainer.datamodule.train_set, self.batch_size))
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0:

@@ -27,7 +27,7 @@ __all__ = ["HeldOutEvaluation", "MAX_QMC_DIM", "ENCODER_KINDS"]
 
 MAX_QMC_DIM = 3
 STAGES = ("val", "test")
-ENCODER_KINDS = (None, "gaussian", "deterministic")
+ENCODER_KINDS = (None, "gaussian", "deterministic", "isotropic")
 
 
 class HeldOutEvaluation(nn.Module):
@@ -35,8 +35,9 @@ class HeldOutEvaluation(nn.Module):
 
     Args:
         latent_dim: d.
-        encoder_kind: ``None`` (no encoder), ``"gaussian"`` (the encoder outputs q(z | x); the
-            variational metrics apply) or ``"deterministic"`` (an autoencoder's code z = f(x)).
+        encoder_kind: ``None`` (no encoder), ``"gaussian"`` (the encoder outputs a diagonal q(z | x);
+            the variational metrics apply), ``"deterministic"`` (an autoencoder's code z = f(x)) or
+            ``"isotropic"`` (a mean and one variance, for objectives with their own prior).
         num_samples: K for the importance-sampled estimate.
         chunk_size: samples drawn at once by the importance-sampled estimate.
     """
@@ -70,12 +71,18 @@ class HeldOutEvaluation(nn.Module):
             values["importance_log_likelihood"] = iwae_bound(model, x, self.num_samples, self.chunk_size)
             self.collapse[stage].update(*encode(model, x))
             model.log(f"{stage}/collapsed_fraction", self.collapse[stage])
-        if self.use_qmc:
+        own = model.objective.held_out_log_likelihood(model, x, self.num_samples, self.chunk_size)
+        if own is not None:
+            values["log_likelihood"] = own
+        elif self.use_qmc:
             values["log_likelihood"] = model.log_likelihood(x)
         elif self.encoder_kind == "deterministic":
             values["log_likelihood"] = laplace_log_likelihood(model, x, self.num_samples, self.chunk_size)
-        else:
+        elif self.has_encoder:
             values["log_likelihood"] = values["importance_log_likelihood"]
+        else:
+            raise ValueError(f"{type(model.objective).__name__} with a {model.latent.dim}-D latent needs its own "
+                             "held_out_log_likelihood (objectives.Objective) for the held-out estimate.")
         values["bits_per_dim"] = -values["log_likelihood"] / (model.flatten(x).shape[1] * math.log(2))
         for name, value in values.items():
             metric = self.means[f"{stage}_{name}"]

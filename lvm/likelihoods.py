@@ -15,11 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood"]
+__all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "HeteroscedasticGaussianLikelihood"]
 
 
 class Likelihood(nn.Module):
-    """Base class: a conditionally independent distribution over the ``D`` data dimensions."""
+    """Base class: a conditionally independent distribution over the ``D`` data dimensions.
+
+    ``params_per_dim`` is the number of decoder outputs per data dimension: 1 (the decoder outputs
+    ``[n, *data_shape]``) or k > 1 (it outputs ``[n, k, *data_shape]``, flattened to ``[n, k D]``).
+    Every method takes flattened parameters ``[..., k D]``.
+    """
+
+    params_per_dim = 1
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """``log p(x | params)`` summed over dimensions; ``x`` and ``params`` broadcast ``[..., D]``."""
@@ -111,3 +118,54 @@ class GaussianLikelihood(Likelihood):
 
     def mean_fisher_information(self, mean):
         return torch.full_like(mean, 1.0 / self.variance)
+
+
+
+class HeteroscedasticGaussianLikelihood(Likelihood):
+    """Gaussian with a decoded mean and a decoded variance per dimension (R-VAE paper, eq. 2.3):
+    the decoder outputs ``[n, 2, *data_shape]``, the mean parameter and the log-variance
+    (e.g. :class:`lvm.networks.MeanPrecisionDecoder`); flattened ``[..., 2D] = [mean | log-variance]``.
+
+    Pairwise, ``log p(x_i | mu_j, v_j) = -1/2 [x_i^2 . (1/v_j) - 2 x_i . (mu_j / v_j) + sum mu_j^2 / v_j
+    + sum log 2 pi v_j]``: two ``[b, m]`` matrix products plus a column term.
+
+    Args:
+        mean_activation: ``"sigmoid"`` (images, as the R-VAE's decoder mean) or ``"identity"``.
+    """
+
+    params_per_dim = 2
+
+    def __init__(self, mean_activation: str = "sigmoid"):
+        super().__init__()
+        if mean_activation not in ("sigmoid", "identity"):
+            raise ValueError(f"mean_activation must be 'sigmoid' or 'identity'; got {mean_activation!r}.")
+        self.mean_activation = mean_activation
+
+    def split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance ``[..., D]`` each from ``[..., 2D]``."""
+        raw_mean, log_var = params.chunk(2, dim=-1)
+        return (torch.sigmoid(raw_mean) if self.mean_activation == "sigmoid" else raw_mean), log_var
+
+    def mean(self, params):
+        return self.split(params)[0]
+
+    def std(self, params: torch.Tensor) -> torch.Tensor:
+        """The decoded standard deviation sigma(z), ``[..., D]``."""
+        return torch.exp(0.5 * self.split(params)[1])
+
+    def log_prob(self, x, params):
+        mean, log_var = self.split(params)
+        return -0.5 * ((x - mean).pow(2) * torch.exp(-log_var) + log_var + math.log(2 * math.pi)).sum(-1)
+
+    def pairwise_log_prob(self, x, params):
+        mean, log_var = self.split(params)  # [m, D] each
+        precision = torch.exp(-log_var)
+        column = (mean.pow(2) * precision + log_var).sum(-1) + x.shape[-1] * math.log(2 * math.pi)  # [m]
+        return -0.5 * (x.pow(2) @ precision.T - 2 * x @ (mean * precision).T + column[None, :])  # [b, m]
+
+    def sample(self, params):
+        mean, log_var = self.split(params)
+        return mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+
+    def mean_fisher_information(self, mean):
+        raise NotImplementedError("The Fisher information of a heteroscedastic Gaussian depends on the variance.")

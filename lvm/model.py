@@ -19,7 +19,6 @@ from .lattices import default_num_points, lattice_rule, random_shift
 from .latent_spaces import LatentSpace
 from .likelihoods import Likelihood
 from .qmc import qmc_log_likelihood, qmc_posterior
-from .variational import encode
 
 __all__ = ["LatentVariableModel", "NonFiniteLossError"]
 
@@ -89,7 +88,9 @@ class LatentVariableModel(L.LightningModule):
     def _encoder_kind(encoder: nn.Module | None, objective: Objective) -> str | None:
         if encoder is None:
             return None
-        return "deterministic" if objective.deterministic_encoder else "gaussian"
+        if objective.deterministic_encoder:
+            return "deterministic"
+        return "isotropic" if objective.isotropic_encoder else "gaussian"
 
     # ----- the public API a scientist uses on a trained model -----------------------------
 
@@ -107,26 +108,34 @@ class LatentVariableModel(L.LightningModule):
 
     def latent_code(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's point code ``[b, d]``: ``f(x)`` for an autoencoder (deterministic encoder),
-        the mean of q(z | x) for a variational one."""
+        the mean of q(z | x) for a variational one (the first d encoder outputs in every case)."""
         if self.encoder is None:
             raise ValueError("latent_code needs an encoder; use embed(x) for the lattice posterior of a decoder-only model.")
-        if self.objective.deterministic_encoder:
-            return self.encoder(x)
-        return encode(self, x)[0]
+        return self.encoder(x)[:, :self.latent.dim]
+
+    @torch.no_grad()
+    def encode_dataset(self, dataset, batch_size: int = 1024) -> torch.Tensor:
+        """:meth:`latent_code` of every example of a dataset of ``x`` or ``(x, ...)`` items, ``[n, d]``."""
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        return torch.cat([self.latent_code(self._data(batch).to(self.device)) for batch in loader])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoded mean ``f_theta(z) = E[x | z]`` with the data's shape ``[n, *data_shape]``."""
-        out = self.decoder(self.latent.features(z))
-        return self.likelihood.mean(out)
+        out = self.decoder(self.latent.features(z))  # [n, *data_shape] or [n, k, *data_shape]
+        data_shape = out.shape[1:] if self.likelihood.params_per_dim == 1 else out.shape[2:]
+        return self.likelihood.mean(out.flatten(start_dim=1)).view(-1, *data_shape)
 
     @torch.no_grad()
     def sample(self, n: int, from_prior: bool = False) -> torch.Tensor:
         """Decoded means of ``n`` latent draws: from the fitted ``latent_sampler`` if there is one
-        (unless ``from_prior``), else from the prior."""
-        sampler = self.latent_sampler
+        (unless ``from_prior``), else from the prior (the objective's own, e.g. the R-VAE's Brownian
+        motion, or the latent space's)."""
+        sampler, z = self.latent_sampler, None
         if sampler is not None and sampler.fitted and not from_prior:
             z = sampler.sample(n, dtype=next(self.decoder.parameters()).dtype).to(self.device)
-        else:
+        if z is None:
+            z = self.objective.sample_latent(self, n)
+        if z is None:
             z = self.latent.sample(n, device=self.device)
         return self.decode(z)
 
@@ -179,13 +188,12 @@ class LatentVariableModel(L.LightningModule):
                 )
             if self.encoder is not None:  # fixes the input size of a lazy first layer
                 outputs = self.encoder(torch.zeros(1, *data_shape, device=self.device)).shape[-1]
-                expected = self.latent.dim * (1 if self.objective.deterministic_encoder else 2)
+                expected, kind = self.objective.encoder_outputs(self.latent.dim)
                 if outputs != expected:
-                    kind = "a code z" if self.objective.deterministic_encoder else "mean and log-variance"
                     raise ValueError(
-                        f"{type(self.objective).__name__} needs an encoder that outputs {kind} ({expected} features "
-                        f"for a {self.latent.dim}-D latent); it outputs {outputs}. Set encoder.init_args.latent_dim: "
-                        f"{self.latent.dim} and encoder.init_args.deterministic: {self.objective.deterministic_encoder}."
+                        f"{type(self.objective).__name__} needs an encoder that outputs {kind}: {expected} features "
+                        f"for a {self.latent.dim}-D latent; it outputs {outputs}. Set encoder.init_args.latent_dim: "
+                        f"{self.latent.dim} and the encoder's output kind accordingly."
                     )
 
     @staticmethod

@@ -23,6 +23,7 @@ from torch import nn
 __all__ = [
     "MLPDecoder", "ConvDecoder", "MLPEncoder", "ConvEncoder", "HigginsEncoder", "HigginsDecoder",
     "ResidualMLP", "ResidualMLPEncoder", "ResidualMLPDecoder", "PythaeConvEncoder", "PythaeConvDecoder",
+    "RBFPrecision", "MeanPrecisionDecoder",
 ]
 
 
@@ -43,9 +44,12 @@ def _mlp(widths: list[int], activation: type[nn.Module]) -> list[nn.Module]:
     return layers
 
 
-def _code_size(latent_dim: int, deterministic: bool) -> int:
-    """Encoder output features: the code ``[d]`` or the mean and log-variance ``[2d]``."""
-    return latent_dim if deterministic else 2 * latent_dim
+def _code_size(latent_dim: int, deterministic: bool, isotropic: bool = False) -> int:
+    """Encoder output features: the code ``[d]``, the mean and one log-variance shared by all
+    dimensions ``[d + 1]`` (isotropic posterior, R-VAE) or the mean and log-variances ``[2d]``."""
+    if deterministic and isotropic:
+        raise ValueError("An encoder is either deterministic (a code) or isotropic (a mean and one variance), not both.")
+    return latent_dim if deterministic else latent_dim + 1 if isotropic else 2 * latent_dim
 
 
 def _num_stages(image_size: int, channels: list[int]) -> int:
@@ -106,17 +110,18 @@ class ConvDecoder(nn.Module):
 class MLPEncoder(nn.Module):
     """Fully connected Gaussian encoder: flattened input -> MLP -> (mean, log-variance).
     ``activation`` defaults to tanh (QLVM appendix B.2); the Taylor-VAE MNIST setting uses ReLU.
-    ``deterministic=True`` outputs the code ``[n, d]`` of an autoencoder instead."""
+    ``deterministic=True`` outputs the code ``[n, d]`` of an autoencoder instead, ``isotropic=True``
+    the mean and one log-variance ``[n, d + 1]`` (the R-VAE's heat-kernel posterior)."""
 
     def __init__(self, latent_dim: int, hidden: list[int] = (512, 256), activation: str = "tanh",
-                 deterministic: bool = False):
+                 deterministic: bool = False, isotropic: bool = False):
         super().__init__()
         self.latent_dim = latent_dim
         self.net = nn.Sequential(nn.Flatten(), *_mlp(list(hidden), _activation(activation)),
-                                 nn.Linear(hidden[-1], _code_size(latent_dim, deterministic)))
+                                 nn.Linear(hidden[-1], _code_size(latent_dim, deterministic, isotropic)))
 
     def forward(self, x):
-        return self.net(x)  # [n, 2d] or [n, d]
+        return self.net(x)  # [n, 2d], [n, d] or [n, d + 1]
 
 
 class ConvEncoder(nn.Module):
@@ -317,3 +322,62 @@ class PythaeConvDecoder(nn.Module):
     def forward(self, features):
         grid = self.project(self.latent(features)).view(-1, self.base_channels, self.base, self.base)
         return self.upsample(grid)  # [n, out_channels, image_size, image_size]
+
+
+class RBFPrecision(nn.Module):
+    """A radial-basis-function network for the decoder's precision (R-VAE paper, section 4 and Table 5;
+    Arvanitidis et al. 2018):
+
+        beta(z) = softplus(W) v(z) + floor,   v_k(z) = exp(-bandwidth |z - c_k|^2),
+
+    with positive output weights, so the precision falls to ``floor`` (the variance grows to 1/floor)
+    away from the centres c_k, and the pull-back metric grows off the data. The centres are k-means
+    centres of the training codes (:meth:`fit_centres`; 350 in the paper, bandwidth 0.01).
+
+    Args:
+        latent_dim: d.
+        out_features: D, one precision per data dimension.
+        num_centers: K.
+        bandwidth: the factor on squared distances in the kernel.
+        floor: the precision far from the data.
+    """
+
+    def __init__(self, latent_dim: int, out_features: int, num_centers: int = 350, bandwidth: float = 0.01,
+                 floor: float = 0.1):
+        super().__init__()
+        if bandwidth <= 0 or floor <= 0:
+            raise ValueError(f"bandwidth and floor must be positive; got {bandwidth} and {floor}.")
+        self.bandwidth, self.floor, self.num_centers = bandwidth, floor, num_centers
+        self.register_buffer("centres", torch.randn(num_centers, latent_dim))
+        self.raw_weight = nn.Parameter(torch.randn(out_features, num_centers) * 0.1 - 2.0)
+
+    @torch.no_grad()
+    def fit_centres(self, codes: torch.Tensor, seed: int = 0) -> None:
+        """Place the centres at the k-means centres of the codes ``[n, d]`` (scikit-learn)."""
+        from sklearn.cluster import KMeans
+
+        if len(codes) < self.num_centers:
+            raise ValueError(f"k-means with {self.num_centers} centres needs at least as many codes; got {len(codes)}.")
+        kmeans = KMeans(self.num_centers, n_init=1, random_state=seed).fit(codes.detach().cpu().double().numpy())
+        self.centres.copy_(torch.from_numpy(kmeans.cluster_centers_))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        centres = self.centres.to(z)
+        squared = (z.pow(2).sum(-1, keepdim=True) - 2 * z @ centres.T + centres.pow(2).sum(-1)).clamp_min(0)  # [n, K]
+        kernel = torch.exp(-self.bandwidth * squared)
+        return kernel @ nn.functional.softplus(self.raw_weight).T + self.floor  # [n, D]
+
+
+class MeanPrecisionDecoder(nn.Module):
+    """A decoder of a mean network and a precision network for
+    :class:`lvm.likelihoods.HeteroscedasticGaussianLikelihood`: outputs ``[n, 2, *data_shape]``, the
+    mean network's output and the log-variance ``-log beta(z)``."""
+
+    def __init__(self, mean: nn.Module, precision: RBFPrecision):
+        super().__init__()
+        self.mean, self.precision = mean, precision
+
+    def forward(self, features):
+        mean = self.mean(features)  # [n, *data_shape]
+        log_var = -torch.log(self.precision(features)).view_as(mean)
+        return torch.stack([mean, log_var], dim=1)

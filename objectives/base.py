@@ -28,12 +28,34 @@ class Objective(nn.Module):
     Set ``requires_encoder = True`` when the objective needs ``model.encoder``,
     ``requires_gaussian_latent = True`` when it assumes the N(0, I) prior, and
     ``deterministic_encoder = True`` when the encoder outputs a code ``z = f(x): [b, d]`` (an
-    autoencoder such as MLAE) rather than the mean and log-variance ``[b, 2d]`` of q(z | x).
+    autoencoder such as MLAE) and ``isotropic_encoder = True`` when it outputs a mean and one
+    log-variance ``[b, d + 1]`` (R-VAE), rather than the mean and log-variances ``[b, 2d]`` of q(z | x).
+    An objective with a prior of its own overrides :meth:`held_out_log_likelihood` and
+    :meth:`sample_latent`.
     """
 
     requires_encoder: bool = False
     requires_gaussian_latent: bool = False
     deterministic_encoder: bool = False
+    isotropic_encoder: bool = False
+
+    def encoder_outputs(self, latent_dim: int) -> tuple[int, str]:
+        """How many features the encoder must output, and what they are (for error messages)."""
+        if self.deterministic_encoder:
+            return latent_dim, "a code z (encoder.init_args.deterministic: true)"
+        if self.isotropic_encoder:
+            return latent_dim + 1, "a mean and one log-variance (encoder.init_args.isotropic: true)"
+        return 2 * latent_dim, "a mean and log-variances (the encoders' default)"
+
+    def held_out_log_likelihood(self, model, x: torch.Tensor, num_samples: int,
+                                chunk_size: int | None = None) -> torch.Tensor | None:
+        """The held-out ``log p(x)`` estimate ``[b]`` for a model whose prior the objective owns;
+        ``None`` (the default) lets :mod:`lvm.evaluation` use the latent space's prior."""
+        return None
+
+    def sample_latent(self, model, n: int) -> torch.Tensor | None:
+        """``n`` draws ``[n, d]`` from the objective's own prior; ``None`` (the default): the latent space's."""
+        return None
 
     def attach(self, model) -> None:
         """Check that ``model`` provides what this objective needs (clear errors otherwise)
