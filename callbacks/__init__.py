@@ -1,9 +1,11 @@
 """Lightning callbacks: they schedule analyses from :mod:`lvm` and log their results."""
 
 from .frechet import GaussianFrechetScore
+from .latent_classification import LatentClassification
 from .latent_plots import LatentPlots
 from .latent_sampler import FitLatentSampler
 from .metrics_file import MetricsFile
 from .rng_state import RNGStateCheckpoint
+from .two_phase import TwoPhaseTraining
 
-__all__ = ["FitLatentSampler", "GaussianFrechetScore", "LatentPlots", "MetricsFile", "RNGStateCheckpoint"]
+__all__ = ["FitLatentSampler", "GaussianFrechetScore", "LatentClassification", "LatentPlots", "MetricsFile", "RNGStateCheckpoint", "TwoPhaseTraining"]

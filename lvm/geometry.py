@@ -127,8 +127,9 @@ def geodesic(decoder: Map, z0: torch.Tensor, z1: torch.Tensor, std_decoder: Map 
         return energy
 
     if steps:
-        torch.optim.LBFGS([interior], lr=1.0, max_iter=steps, tolerance_grad=1e-9, tolerance_change=1e-12,
-                          line_search_fn="strong_wolfe").step(summed_energy)
+        with torch.enable_grad():  # the inner optimisation needs gradients even under no_grad (evaluation)
+            torch.optim.LBFGS([interior], lr=1.0, max_iter=steps, tolerance_grad=1e-9, tolerance_change=1e-12,
+                              line_search_fn="strong_wolfe").step(summed_energy)
     points = curve(z0[:, None], interior.detach(), z1[:, None])
     steps_ = _ambient_steps(embed, points)
     return Geodesic(points, steps_.norm(dim=-1).sum(-1), 0.5 * steps_.pow(2).sum((-1, -2)) * (num_points - 1))

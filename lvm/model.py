@@ -162,11 +162,11 @@ class LatentVariableModel(L.LightningModule):
     @torch.no_grad()
     def embed(self, x: torch.Tensor, reduce: str = "mean", num_points: int | None = None) -> torch.Tensor:
         """A point embedding ``[b, d]``: the posterior mean (circular on the torus) or mode on the
-        lattice. Above 3-D, where lattices are impractical, the encoder's mean (the mean and mode of
-        the Gaussian q(z | x))."""
+        lattice. Above 3-D, where lattices are impractical, and for objectives with their own prior
+        (R-VAE), the encoder's code (the mean and mode of q(z | x))."""
         if reduce not in ("mean", "mode"):
             raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
-        if self.latent.dim > MAX_QMC_DIM and self.encoder is not None:
+        if self.encoder is not None and (self.latent.dim > MAX_QMC_DIM or self.objective.own_prior):
             return self.latent_code(x)
         z, weights = self.posterior(x, num_points)
         if reduce == "mode":

@@ -5,6 +5,8 @@ from .elbo import ELBO
 from .iwae import IWAE
 from .mlae import MLAEObjective
 from .qmc import QMCObjective
+from .riemannian import RiemannianBrownianPrior
 from .taylor import TaylorELBO
 
-__all__ = ["Objective", "QMCObjective", "ELBO", "IWAE", "TaylorELBO", "MLAEObjective"]
+__all__ = ["Objective", "QMCObjective", "ELBO", "IWAE", "TaylorELBO", "MLAEObjective",
+           "RiemannianBrownianPrior"]

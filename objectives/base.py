@@ -30,14 +30,16 @@ class Objective(nn.Module):
     ``deterministic_encoder = True`` when the encoder outputs a code ``z = f(x): [b, d]`` (an
     autoencoder such as MLAE) and ``isotropic_encoder = True`` when it outputs a mean and one
     log-variance ``[b, d + 1]`` (R-VAE), rather than the mean and log-variances ``[b, 2d]`` of q(z | x).
-    An objective with a prior of its own overrides :meth:`held_out_log_likelihood` and
-    :meth:`sample_latent`.
+    An objective with a prior of its own sets ``own_prior = True`` (the model then embeds data with
+    the encoder's code, not a lattice posterior under the latent space's prior) and overrides
+    :meth:`held_out_log_likelihood` and :meth:`sample_latent`.
     """
 
     requires_encoder: bool = False
     requires_gaussian_latent: bool = False
     deterministic_encoder: bool = False
     isotropic_encoder: bool = False
+    own_prior: bool = False
 
     def encoder_outputs(self, latent_dim: int) -> tuple[int, str]:
         """How many features the encoder must output, and what they are (for error messages)."""

@@ -1,0 +1,64 @@
+"""Two-phase training (R-VAE paper, appendix C.1; Detlefsen et al. 2019): first the encoder and the
+decoder mean, then, with those frozen, the decoder's precision network and the prior."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+__all__ = ["TwoPhaseTraining"]
+
+
+class TwoPhaseTraining(L.Callback):
+    """Trains the modules named in ``first`` (dotted attribute paths of the model, e.g. ``encoder``,
+    ``decoder.mean``) for ``switch_epoch`` epochs and then those named in ``second`` (e.g.
+    ``decoder.precision``, ``objective``); every other parameter stays frozen. At the switch, the
+    whole training set is encoded once: every module of the second phase with a ``fit_centres``
+    method (:class:`lvm.networks.RBFPrecision`) places its centres by k-means on the codes, and
+    the objective's ``start_prior_phase(model, codes)``, if any, is called. The switch is saved in
+    checkpoints, so a resumed run neither repeats nor skips it.
+
+    Args:
+        switch_epoch: the epoch at which the second phase starts (100 of 300 in the paper).
+        first: modules trained before the switch.
+        second: modules trained from the switch on.
+    """
+
+    def __init__(self, switch_epoch: int = 100, first: list[str] = ("encoder", "decoder.mean"),
+                 second: list[str] = ("decoder.precision", "objective")):
+        self.switch_epoch, self.first, self.second = switch_epoch, list(first), list(second)
+        self.switched = False
+
+    def state_dict(self) -> dict:
+        return {"switched": self.switched}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.switched = state_dict["switched"]
+
+    @staticmethod
+    def _modules(model, paths: list[str]) -> list[torch.nn.Module]:
+        try:
+            return [model.get_submodule(path) for path in paths]
+        except AttributeError as error:
+            raise ValueError(f"TwoPhaseTraining: {error}; name modules of the model such as 'encoder', "
+                             "'decoder.mean', 'decoder.precision', 'objective'.") from error
+
+    def _train_only(self, model, paths: list[str]) -> None:
+        model.requires_grad_(False)
+        for module in self._modules(model, paths):
+            module.requires_grad_(True)
+
+    def setup(self, trainer, pl_module, stage):
+        self._modules(pl_module, self.first + self.second)  # fail early on a wrong name
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if not self.switched and trainer.current_epoch >= self.switch_epoch:
+            codes = pl_module.encode_dataset(trainer.datamodule.train_set)
+            for module in self._modules(pl_module, self.second):
+                for submodule in module.modules():
+                    if hasattr(submodule, "fit_centres"):
+                        submodule.fit_centres(codes)
+            if hasattr(pl_module.objective, "start_prior_phase"):
+                pl_module.objective.start_prior_phase(pl_module, codes)
+            self.switched = True
+        self._train_only(pl_module, self.second if self.switched else self.first)

@@ -1,0 +1,153 @@
+"""R-VAE: a VAE with a Riemannian Brownian-motion prior
+(``shared/papers/riemannian-brownian-motion-prior-vae.txt``).
+
+The decoder z -> (mu(z), sigma(z)) induces the metric G(z) of eq. 2.5 (:mod:`lvm.geometry`). Prior and
+posterior are heat kernels of Brownian motion on that manifold, in the zeroth-order parametrix
+approximation (eq. 3.3; densities with respect to the Riemannian volume measure dM):
+
+    log p_t(z; c) = -d/2 log(2 pi t) + 1/2 (log det G(z) - log det G(c)) - l^2(z, c) / (2 t),
+
+with l the geodesic distance; the prior has a learned centre mu_p and time t_p, the posterior the
+encoder's centre mu_q(x) and time t_q(x) (an isotropic encoder: a mean and one log-variance). With a
+reparameterised draw z = mu_q + sqrt(t_q) eps (as the authors' code), the ELBO (eq. 3.4) uses the
+one-sample Monte Carlo KL of eqs. 3.5-3.8, log q(z | x) - log p(z).
+
+Training has two phases (appendix C.1), switched by :class:`callbacks.TwoPhaseTraining`: first an
+autoencoder phase (reconstruction only; encoder and decoder mean trained), then the prior phase (the
+full ELBO; the precision network and the prior trained), which :meth:`start_prior_phase` opens by
+centring the prior on the training codes. Prior samples are Brownian walks from mu_p for time t_p
+(section 3.2, eq. 3.15).
+
+l^2 = 2 x the energy of a curve from z to the centre: the straight line by default
+(``geodesic_steps=0``, an upper bound that needs no inner optimisation), or a cubic spline optimised
+for ``geodesic_steps`` L-BFGS iterations (appendix B).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from lvm.geometry import brownian_motion, geodesic, log_volume
+from lvm.likelihoods import HeteroscedasticGaussianLikelihood
+from lvm.variational import importance_sampled_log_likelihood
+
+from .base import Objective
+
+__all__ = ["RiemannianBrownianPrior", "log_heat_kernel"]
+
+MIN_TIME, MAX_TIME = 1e-4, 5.0  # the posterior time's range in the authors' code
+
+
+def log_heat_kernel(mean_map, std_map, z: torch.Tensor, centre: torch.Tensor, time: torch.Tensor,
+                    log_volume_z: torch.Tensor, geodesic_steps: int = 0, curve_points: int = 8) -> torch.Tensor:
+    """The parametrix log-density (eq. 3.3) of Brownian motion from ``centre`` for ``time`` at ``z``
+    (``[b, d]`` each, ``time`` broadcastable to ``[b]``), w.r.t. the volume measure; ``log_volume_z``
+    is 1/2 log det G(z) ``[b]``."""
+    d = z.shape[-1]
+    curve = geodesic(mean_map, z, centre, std_map, num_points=curve_points, steps=geodesic_steps)
+    squared_distance = 2 * curve.energy  # l^2 = 2 E for a constant-speed curve
+    log_h0 = log_volume_z - log_volume(mean_map, centre, std_map)
+    return -0.5 * d * torch.log(2 * math.pi * time) + log_h0 - squared_distance / (2 * time)
+
+
+class RiemannianBrownianPrior(Objective):
+    """Args:
+        prior_time: initial t_p (learned).
+        geodesic_steps: L-BFGS iterations per geodesic distance (0: straight lines).
+        curve_points: points discretising each curve.
+        walk_steps: Euler steps of the Brownian walk that samples the prior.
+    """
+
+    requires_encoder = True
+    requires_gaussian_latent = True  # the latent space is R^d with features z; its N(0, I) is not the prior
+    isotropic_encoder = True
+    own_prior = True
+
+    def __init__(self, prior_time: float = 1.0, geodesic_steps: int = 0, curve_points: int = 8, walk_steps: int = 50):
+        super().__init__()
+        if prior_time <= 0:
+            raise ValueError(f"prior_time must be positive; got {prior_time}.")
+        self.geodesic_steps, self.curve_points, self.walk_steps = geodesic_steps, curve_points, walk_steps
+        self.log_prior_time = nn.Parameter(torch.tensor(math.log(prior_time)))
+        self.register_buffer("prior_phase", torch.tensor(False))
+
+    def attach(self, model):
+        super().attach(model)
+        if not isinstance(model.likelihood, HeteroscedasticGaussianLikelihood):
+            raise ValueError(
+                "The R-VAE's metric needs a decoded standard deviation: set model.likelihood to "
+                "lvm.likelihoods.HeteroscedasticGaussianLikelihood and model.decoder to lvm.networks.MeanPrecisionDecoder "
+                f"(got {type(model.likelihood).__name__})."
+            )
+        self.prior_mean = nn.Parameter(torch.zeros(model.latent.dim))
+
+    @property
+    def prior_time(self) -> torch.Tensor:
+        return self.log_prior_time.exp()
+
+    @staticmethod
+    def maps(model):
+        """The immersion's two halves: z -> mu(z) and z -> sigma(z), ``[n, D]`` each."""
+        return model.decoded_mean, lambda z: model.likelihood.std(model.decoder_params(z))
+
+    def posterior(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heat-kernel posterior's centre ``[b, d]`` and time ``[b]``."""
+        out = model.encoder(x)  # [b, d + 1]
+        d = model.latent.dim
+        return out[:, :d], out[:, d].exp().clamp(MIN_TIME, MAX_TIME)
+
+    @torch.no_grad()
+    def start_prior_phase(self, model, codes: torch.Tensor) -> None:
+        """Open the prior phase: the ELBO replaces the reconstruction loss and the prior is centred on
+        the mean of the training codes ``[n, d]`` (the authors' one-cluster k-means)."""
+        self.prior_mean.copy_(codes.mean(0))
+        self.prior_phase.fill_(True)
+
+    def log_prior(self, model, z: torch.Tensor, log_volume_z: torch.Tensor) -> torch.Tensor:
+        """log p(z) w.r.t. the volume measure, eq. 3.7, ``[b]``."""
+        mean_map, std_map = self.maps(model)
+        centre = self.prior_mean.expand_as(z)
+        return log_heat_kernel(mean_map, std_map, z, centre, self.prior_time, log_volume_z, self.geodesic_steps,
+                               self.curve_points)
+
+    def forward(self, model, x):
+        centre, time = self.posterior(model, x)
+        z = centre + time.sqrt()[:, None] * torch.randn_like(centre)  # [b, d]
+        reconstruction = model.likelihood.log_prob(model.flatten(x), model.decoder_params(z))  # [b]
+        if not self.prior_phase:
+            return {"loss": -reconstruction.mean(), "reconstruction": reconstruction.mean()}
+        mean_map, std_map = self.maps(model)
+        log_volume_z = log_volume(mean_map, z, std_map)
+        log_q = log_heat_kernel(mean_map, std_map, z, centre, time, log_volume_z, self.geodesic_steps, self.curve_points)
+        kl = log_q - self.log_prior(model, z, log_volume_z)  # eq. 3.8, one sample
+        elbo = reconstruction - kl
+        return {"loss": -elbo.mean(), "elbo": elbo.mean(), "reconstruction": reconstruction.mean(), "kl": kl.mean(),
+                "prior_time": self.prior_time.detach()}
+
+    def held_out_log_likelihood(self, model, x, num_samples, chunk_size=None):
+        """Importance sampling with the Euclidean proposal N(mu_q, t_q I) and the prior's Lebesgue
+        density p(z) sqrt(det G(z)) (the parametrix is normalised only approximately, so this is an
+        approximate log p(x))."""
+        centre, time = self.posterior(model, x)
+        mean_map, std_map = self.maps(model)
+        d = centre.shape[1]
+
+        def draw(k):
+            eps = torch.randn(k, *centre.shape, dtype=centre.dtype, device=centre.device)
+            log_q = -0.5 * (eps.pow(2).sum(-1) + d * torch.log(2 * math.pi * time))  # [k, b]
+            return centre + time.sqrt()[:, None] * eps, log_q
+
+        def log_prior(z):  # [k, b, d] -> [k, b]
+            flat = z.reshape(-1, d)
+            volume = log_volume(mean_map, flat, std_map)
+            return (self.log_prior(model, flat, volume) + volume).view(z.shape[:-1])
+
+        return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size, log_prior)
+
+    def sample_latent(self, model, n):
+        mean_map, std_map = self.maps(model)
+        start = self.prior_mean.detach().expand(n, -1)
+        return brownian_motion(mean_map, start, self.prior_time.detach(), self.walk_steps, std_map)[-1]
