@@ -2,9 +2,9 @@
 
 from .celeba import CelebADataModule
 from .digits import DigitsDataModule
-from .mnist import MNISTDataModule
+from .mnist import FashionMNISTDataModule, MNISTDataModule
 from .sinusoid import NoisySinusoidDataModule
 from .tabular import GasDataModule, HepmassDataModule, MinibooneDataModule, PowerDataModule
 
-__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "NoisySinusoidDataModule",
+__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "FashionMNISTDataModule", "NoisySinusoidDataModule",
            "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Subset, TensorDataset
-from torchvision.datasets import MNIST
+from torchvision.datasets import MNIST, FashionMNIST
 
 from .base import SplitDataModule, seeded_split
 
-__all__ = ["MNISTDataModule"]
+__all__ = ["MNISTDataModule", "FashionMNISTDataModule"]
 
 _FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -31,6 +31,8 @@ class MNISTDataModule(SplitDataModule):
     """
 
     data_shape = (1, 28, 28)
+    dataset_class = MNIST
+    source = "https://ossci-datasets.s3.amazonaws.com/mnist/ (or http://yann.lecun.com/exdb/mnist/)"
 
     def __init__(self, root: str = "data", download: bool = True, val_size: int = 5000,
                  train_subset: int | None = None, batch_size: int = 128, seed: int = 0, num_workers: int = 0):
@@ -39,24 +41,24 @@ class MNISTDataModule(SplitDataModule):
         self.root, self.download, self.val_size, self.train_subset = Path(root), download, val_size, train_subset
 
     def _missing_files_error(self, reason: str) -> FileNotFoundError:
-        raw = (self.root / "MNIST" / "raw").resolve()
+        name = self.dataset_class.__name__
+        raw = (self.root / name / "raw").resolve()
         return FileNotFoundError(
-            f"MNIST files not found under {raw} ({reason}). Download the four files "
-            f"{', '.join(f + '.gz' for f in _FILES)} from https://ossci-datasets.s3.amazonaws.com/mnist/ "
-            f"(or http://yann.lecun.com/exdb/mnist/), gunzip them and put them in {raw}, "
-            "or set data.init_args.root to the directory that holds MNIST/raw/."
+            f"{name} files not found under {raw} ({reason}). Download the four files "
+            f"{', '.join(f + '.gz' for f in _FILES)} from {self.source}, gunzip them and put them in {raw}, "
+            f"or set data.init_args.root to the directory that holds {name}/raw/."
         )
 
     def prepare_data(self) -> None:
         try:
-            MNIST(self.root, train=True, download=self.download)
+            self.dataset_class(self.root, train=True, download=self.download)
         except RuntimeError as error:  # torchvision raises RuntimeError for absent or undownloadable files
             reason = "download failed" if self.download else "download disabled"
             raise self._missing_files_error(reason) from error
 
     def _tensors(self, train: bool) -> TensorDataset:
         try:
-            dataset = MNIST(self.root, train=train, download=False)
+            dataset = self.dataset_class(self.root, train=train, download=False)
         except RuntimeError as error:
             raise self._missing_files_error("not downloaded") from error
         images = dataset.data.to(torch.float32).div(255.0).unsqueeze(1)  # [n, 1, 28, 28]
@@ -71,3 +73,11 @@ class MNISTDataModule(SplitDataModule):
                 raise ValueError(f"train_subset must be between 1 and {len(train_set)}; got {self.train_subset}.")
             train_set = Subset(train_set, range(self.train_subset))  # train_set is already in seeded random order
         return train_set, val_set, self._tensors(train=False)
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST (Xiao et al. 2017) via torchvision: the same IDX files, sizes and splits as
+    MNIST, under ``<root>/FashionMNIST/raw/`` (the R-VAE paper's second data set, Table 2)."""
+
+    dataset_class = FashionMNIST
+    source = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import lightning as L
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from callbacks.metrics_file import MetricsFile
 from callbacks.rng_state import RNGStateCheckpoint
 
+from .checkpointing import BestAndLastCheckpoint
 from .model import LatentVariableModel
 
 __all__ = ["LVMCLI", "cli_main", "new_run_dir"]
@@ -75,7 +75,7 @@ class LVMCLI(LightningCLI):
                             help="Resume this checkpoint's run (e.g. runs/<run>/checkpoints/last.ckpt).")
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="Prefix of the run directory (default: the first config file's name).")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/log_likelihood",
             "checkpoint.mode": "max",

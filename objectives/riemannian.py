@@ -117,14 +117,15 @@ class RiemannianBrownianPrior(Objective):
         centre, time = self.posterior(model, x)
         z = centre + time.sqrt()[:, None] * torch.randn_like(centre)  # [b, d]
         reconstruction = model.likelihood.log_prob(model.flatten(x), model.decoder_params(z))  # [b]
-        if not self.prior_phase:
+        if not self.prior_phase and model.training:  # the autoencoder phase; held-out batches report the ELBO too
             return {"loss": -reconstruction.mean(), "reconstruction": reconstruction.mean()}
         mean_map, std_map = self.maps(model)
         log_volume_z = log_volume(mean_map, z, std_map)
         log_q = log_heat_kernel(mean_map, std_map, z, centre, time, log_volume_z, self.geodesic_steps, self.curve_points)
         kl = log_q - self.log_prior(model, z, log_volume_z)  # eq. 3.8, one sample
         elbo = reconstruction - kl
-        return {"loss": -elbo.mean(), "elbo": elbo.mean(), "reconstruction": reconstruction.mean(), "kl": kl.mean(),
+        loss = -elbo.mean() if self.prior_phase else -reconstruction.mean()
+        return {"loss": loss, "elbo": elbo.mean(), "reconstruction": reconstruction.mean(), "kl": kl.mean(),
                 "prior_time": self.prior_time.detach()}
 
     def held_out_log_likelihood(self, model, x, num_samples, chunk_size=None):

@@ -154,3 +154,24 @@ def test_mlae_tabular_config_runs_on_generated_maf_files_with_the_laplace_estima
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert np.isfinite(metrics["test/log_likelihood"]) and np.isfinite(metrics["test/frechet_gaussian"])
     assert metrics["test/bits_per_dim"] == pytest.approx(-metrics["test/log_likelihood"] / (43 * np.log(2)), rel=1e-4)
+
+
+def test_rvae_two_phase_run_switches_once_and_samples_by_brownian_motion(tmp_path):
+    config = yaml.safe_load((ROOT / "configs" / "rvae_digits.yaml").read_text())
+    schedule = next(c for c in config["trainer"]["callbacks"] if c["class_path"] == "callbacks.TwoPhaseTraining")
+    schedule["init_args"]["switch_epoch"] = 1
+    (tmp_path / "rvae_digits.yaml").write_text(yaml.safe_dump(config))
+    _, run_dir = _run(tmp_path / "runs", "--trainer.max_epochs", "2", *CSV, config=str(tmp_path / "rvae_digits.yaml"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("elbo", "kl", "reconstruction", "prior_time", "log_likelihood", "code_f1", "code_f1_class_9"):
+        assert f"test/{key}" in metrics, key
+    assert np.isfinite(metrics["test/log_likelihood"]) and 0 <= metrics["test/code_f1"] <= 1
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 1  # last.ckpt is the last epoch even when it did not improve val/log_likelihood
+    (state,) = [v for k, v in last["callbacks"].items() if k.startswith("TwoPhaseTraining")]
+    assert state["switched"]
+    model = LatentVariableModel.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert model.objective.prior_phase and model.objective.prior_mean.abs().sum() > 0  # centred on the codes
+    assert not torch.equal(model.decoder.precision.centres, torch.zeros_like(model.decoder.precision.centres))
+    model.objective.walk_steps = 5
+    assert model.sample(4).shape == (4, 1, 8, 8)

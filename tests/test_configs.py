@@ -24,6 +24,9 @@ def test_the_paper_configs_exist():
     assert {"taylor_mnist", "taylor_collapse_mnist", "taylor_mnist_tanh", "taylor_digits", "taylor_celeba"} <= names
     assert {"mlae_sinusoid", "mlae_mnist", "mlae_mnist_convnet_plus", "mlae_celeba", "mlae_digits", "mlae_power",
             "mlae_gas", "mlae_hepmass", "mlae_miniboone"} <= names
+    for data in ("mnist", "fashion_mnist"):
+        assert {f"rvae_{data}_d{d}" for d in (2, 5, 10)} | {f"rvae_vae_{data}_d{d}" for d in (2, 5, 10)} <= names
+    assert {"rvae_digits", "rvae_vae_digits"} <= names
 
 
 def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
@@ -40,7 +43,7 @@ def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
     assert model.sample(2).shape[1:] == tuple(datamodule.data_shape)
     if model.encoder is not None:
         codes = model.encoder(torch.zeros(2, *datamodule.data_shape))
-        assert codes.shape == (2, model.latent.dim * (1 if model.objective.deterministic_encoder else 2))
+        assert codes.shape == (2, model.objective.encoder_outputs(model.latent.dim)[0])
     return resolved, model
 
 

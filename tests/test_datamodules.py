@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import CelebADataModule, DigitsDataModule, MNISTDataModule
+from datamodules import CelebADataModule, DigitsDataModule, FashionMNISTDataModule, MNISTDataModule
 
 
 def test_digits_split_is_80_20_deterministic_and_scaled():
@@ -31,8 +31,8 @@ def _write_idx(path, array: np.ndarray):
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def _fake_mnist(root, n_train=30, n_test=12):
-    raw = root / "MNIST" / "raw"
+def _fake_mnist(root, n_train=30, n_test=12, folder="MNIST"):
+    raw = root / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
@@ -114,3 +114,12 @@ def test_celeba_reads_torchvision_layout_in_both_paper_settings(tmp_path, monkey
 def test_celeba_missing_files_error_says_what_to_download_and_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="img_align_celeba.zip.*list_eval_partition.txt"):
         CelebADataModule(root=str(tmp_path)).prepare_data()
+
+
+def test_fashion_mnist_reads_its_own_folder_and_names_its_source(tmp_path):
+    _fake_mnist(tmp_path, folder="FashionMNIST")
+    dm = FashionMNISTDataModule(root=str(tmp_path), download=False, val_size=6, batch_size=8)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (24, 6, 12)
+    with pytest.raises(FileNotFoundError, match=r"FashionMNIST/raw.*fashion-mnist|fashion-mnist.*FashionMNIST/raw"):
+        FashionMNISTDataModule(root=str(tmp_path / "nowhere"), download=False).prepare_data()

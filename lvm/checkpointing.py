@@ -1,0 +1,29 @@
+"""A ModelCheckpoint whose ``last.ckpt`` really is the last one."""
+
+from __future__ import annotations
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+__all__ = ["BestAndLastCheckpoint"]
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, except that with ``save_last`` the ``last.ckpt`` is refreshed at
+    every save point (each validation, or each training epoch end) even when no top-k checkpoint is
+    written then. Lightning >= 2.5 refreshes it only together with a top-k checkpoint, so after an
+    epoch that did not improve the monitored metric ``last.ckpt`` would hold an older epoch, and
+    resuming from it would silently repeat epochs."""
+
+    def _refresh_last(self, trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
