@@ -35,7 +35,7 @@ from scipy.sparse.csgraph import dijkstra
 from .jacobians import forward_jacobian
 
 __all__ = [
-    "pullback_metric", "log_volume", "immersion", "curve_length", "curve_energy", "spline_basis", "Geodesic",
+    "pullback_metric", "log_volume", "image_and_log_volume", "immersion", "curve_length", "curve_energy", "spline_basis", "Geodesic",
     "geodesic", "graph_geodesic", "brownian_motion",
 ]
 
@@ -56,6 +56,12 @@ def pullback_metric(decoder: Map, z: torch.Tensor, std_decoder: Map | None = Non
 def log_volume(decoder: Map, z: torch.Tensor, std_decoder: Map | None = None) -> torch.Tensor:
     """The log Riemannian volume element ``1/2 log det G(z)``, ``[b]``."""
     return 0.5 * torch.linalg.slogdet(pullback_metric(decoder, z, std_decoder))[1]
+
+
+def image_and_log_volume(immersion: Map, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image ``F(z): [b, D]`` and ``1/2 log det(J_F^T J_F)``: ``[b]`` from one forward-mode pass."""
+    image, jacobian = forward_jacobian(immersion, z)  # [b, D], [b, D, d]
+    return image, 0.5 * torch.linalg.slogdet(jacobian.mT @ jacobian)[1]
 
 
 def immersion(decoder: Map, std_decoder: Map | None = None) -> Map:

@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from lvm.geometry import brownian_motion, geodesic, log_volume
+from lvm.geometry import brownian_motion, geodesic, image_and_log_volume, log_volume
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood
 from lvm.variational import importance_sampled_log_likelihood
 
@@ -41,15 +41,14 @@ __all__ = ["RiemannianBrownianPrior", "log_heat_kernel"]
 MIN_TIME, MAX_TIME = 1e-4, 5.0  # the posterior time's range in the authors' code
 
 
-def log_heat_kernel(mean_map, std_map, z: torch.Tensor, centre: torch.Tensor, time: torch.Tensor,
-                    log_volume_z: torch.Tensor, geodesic_steps: int = 0, curve_points: int = 8) -> torch.Tensor:
+def log_heat_kernel(immersion, z: torch.Tensor, centre: torch.Tensor, time: torch.Tensor, log_volume_z: torch.Tensor,
+                    log_volume_centre: torch.Tensor, geodesic_steps: int = 0, curve_points: int = 8) -> torch.Tensor:
     """The parametrix log-density (eq. 3.3) of Brownian motion from ``centre`` for ``time`` at ``z``
-    (``[b, d]`` each, ``time`` broadcastable to ``[b]``), w.r.t. the volume measure; ``log_volume_z``
-    is 1/2 log det G(z) ``[b]``."""
+    (``[b, d]`` each, ``time`` broadcastable to ``[b]``), w.r.t. the volume measure, for the immersion
+    z -> (mu(z), sigma(z)); ``log_volume_*`` are 1/2 log det G at z and at the centre."""
     d = z.shape[-1]
-    curve = geodesic(mean_map, z, centre, std_map, num_points=curve_points, steps=geodesic_steps)
-    squared_distance = 2 * curve.energy  # l^2 = 2 E for a constant-speed curve
-    log_h0 = log_volume_z - log_volume(mean_map, centre, std_map)
+    squared_distance = 2 * geodesic(immersion, z, centre, num_points=curve_points, steps=geodesic_steps).energy
+    log_h0 = log_volume_z - log_volume_centre
     return -0.5 * d * torch.log(2 * math.pi * time) + log_h0 - squared_distance / (2 * time)
 
 
@@ -66,7 +65,7 @@ class RiemannianBrownianPrior(Objective):
     isotropic_encoder = True
     own_prior = True
 
-    def __init__(self, prior_time: float = 1.0, geodesic_steps: int = 0, curve_points: int = 8, walk_steps: int = 50):
+    def __init__(self, prior_time: float = 1.0, geodesic_steps: int = 0, curve_points: int = 6, walk_steps: int = 50):
         super().__init__()
         if prior_time <= 0:
             raise ValueError(f"prior_time must be positive; got {prior_time}.")
@@ -89,9 +88,14 @@ class RiemannianBrownianPrior(Objective):
         return self.log_prior_time.exp()
 
     @staticmethod
-    def maps(model):
-        """The immersion's two halves: z -> mu(z) and z -> sigma(z), ``[n, D]`` each."""
-        return model.decoded_mean, lambda z: model.likelihood.std(model.decoder_params(z))
+    def image(model, params: torch.Tensor) -> torch.Tensor:
+        """(mu, sigma) ``[n, 2D]`` from decoder parameters ``[n, 2D]``."""
+        return torch.cat([model.likelihood.mean(params), model.likelihood.std(params)], dim=-1)
+
+    def immersion(self, model):
+        """z -> (mu(z), sigma(z)) ``[n, 2D]`` from one decoder pass (eq. 2.4); its pull-back metric is
+        eq. 2.5."""
+        return lambda z: self.image(model, model.decoder_params(z))
 
     def posterior(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The heat-kernel posterior's centre ``[b, d]`` and time ``[b]``."""
@@ -108,32 +112,48 @@ class RiemannianBrownianPrior(Objective):
 
     def log_prior(self, model, z: torch.Tensor, log_volume_z: torch.Tensor) -> torch.Tensor:
         """log p(z) w.r.t. the volume measure, eq. 3.7, ``[b]``."""
-        mean_map, std_map = self.maps(model)
-        centre = self.prior_mean.expand_as(z)
-        return log_heat_kernel(mean_map, std_map, z, centre, self.prior_time, log_volume_z, self.geodesic_steps,
-                               self.curve_points)
+        immersion = self.immersion(model)
+        log_volume_centre = log_volume(immersion, self.prior_mean[None])  # [1]: one centre for all
+        return log_heat_kernel(immersion, z, self.prior_mean.expand_as(z), self.prior_time, log_volume_z,
+                               log_volume_centre, self.geodesic_steps, self.curve_points)
 
     def forward(self, model, x):
         centre, time = self.posterior(model, x)
         z = centre + time.sqrt()[:, None] * torch.randn_like(centre)  # [b, d]
-        reconstruction = model.likelihood.log_prob(model.flatten(x), model.decoder_params(z))  # [b]
+        params = model.decoder_params(z)
+        reconstruction = model.likelihood.log_prob(model.flatten(x), params)  # [b]
         if not self.prior_phase and model.training:  # the autoencoder phase; held-out batches report the ELBO too
             return {"loss": -reconstruction.mean(), "reconstruction": reconstruction.mean()}
-        mean_map, std_map = self.maps(model)
-        log_volume_z = log_volume(mean_map, z, std_map)
-        log_q = log_heat_kernel(mean_map, std_map, z, centre, time, log_volume_z, self.geodesic_steps, self.curve_points)
-        kl = log_q - self.log_prior(model, z, log_volume_z)  # eq. 3.8, one sample
+        kl = self.kl(model, z, centre, time, self.image(model, params))
         elbo = reconstruction - kl
         loss = -elbo.mean() if self.prior_phase else -reconstruction.mean()
         return {"loss": loss, "elbo": elbo.mean(), "reconstruction": reconstruction.mean(), "kl": kl.mean(),
                 "prior_time": self.prior_time.detach()}
+
+    def kl(self, model, z: torch.Tensor, centre: torch.Tensor, time: torch.Tensor, image_z: torch.Tensor) -> torch.Tensor:
+        """The one-sample KL of eq. 3.8, log q(z | x) - log p(z), ``[b]``:
+
+            d/2 log(t_p / t_q) + 1/2 log det G(mu_p) - 1/2 log det G(mu_q) + l_p^2 / (2 t_p) - l_q^2 / (2 t_q)
+
+        (the volume at z cancels). ``z`` lies within about sqrt(t_q) of mu_q, so l_q^2 is the squared
+        chord |F(z) - F(mu_q)|^2 of the immersion F (exact to second order), reusing F(z) ``image_z``
+        and F(mu_q) from the volume computation; l_p^2 is 2 x the energy of a curve (module docstring)."""
+        immersion = self.immersion(model)
+        image_q, log_volume_q = image_and_log_volume(immersion, centre)  # [b, 2D], [b]
+        log_volume_p = log_volume(immersion, self.prior_mean[None])  # [1]: one centre for all
+        squared_q = (image_z - image_q).pow(2).sum(-1)
+        squared_p = 2 * geodesic(immersion, z, self.prior_mean.expand_as(z), num_points=self.curve_points,
+                                 steps=self.geodesic_steps).energy
+        t_p, d = self.prior_time, z.shape[-1]
+        return (0.5 * d * torch.log(t_p / time) + log_volume_p - log_volume_q + squared_p / (2 * t_p)
+                - squared_q / (2 * time))
 
     def held_out_log_likelihood(self, model, x, num_samples, chunk_size=None):
         """Importance sampling with the Euclidean proposal N(mu_q, t_q I) and the prior's Lebesgue
         density p(z) sqrt(det G(z)) (the parametrix is normalised only approximately, so this is an
         approximate log p(x))."""
         centre, time = self.posterior(model, x)
-        mean_map, std_map = self.maps(model)
+        immersion = self.immersion(model)
         d = centre.shape[1]
 
         def draw(k):
@@ -143,12 +163,11 @@ class RiemannianBrownianPrior(Objective):
 
         def log_prior(z):  # [k, b, d] -> [k, b]
             flat = z.reshape(-1, d)
-            volume = log_volume(mean_map, flat, std_map)
+            volume = log_volume(immersion, flat)
             return (self.log_prior(model, flat, volume) + volume).view(z.shape[:-1])
 
         return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size, log_prior)
 
     def sample_latent(self, model, n):
-        mean_map, std_map = self.maps(model)
         start = self.prior_mean.detach().expand(n, -1)
-        return brownian_motion(mean_map, start, self.prior_time.detach(), self.walk_steps, std_map)[-1]
+        return brownian_motion(self.immersion(model), start, self.prior_time.detach(), self.walk_steps)[-1]

@@ -31,7 +31,8 @@ def test_parametrix_is_the_euclidean_gaussian_for_an_isometric_linear_decoder():
     z, centre = torch.randn(5, LATENT), torch.randn(5, LATENT)
     time = torch.tensor(0.7)
     assert torch.allclose(pullback_metric(mean_map, z, std_map), torch.eye(LATENT).expand(5, -1, -1), atol=1e-12)
-    log_p = log_heat_kernel(mean_map, std_map, z, centre, time, log_volume(mean_map, z, std_map))
+    immersion = lambda z: torch.cat([mean_map(z), std_map(z)], dim=-1)  # noqa: E731
+    log_p = log_heat_kernel(immersion, z, centre, time, log_volume(immersion, z), log_volume(immersion, centre))
     expected = torch.distributions.Normal(centre, time.sqrt()).log_prob(z).sum(-1)
     assert torch.allclose(log_p, expected, atol=1e-10)
 
@@ -97,3 +98,32 @@ def test_rvae_needs_a_decoded_standard_deviation():
         LatentVariableModel(nn.Linear(LATENT, D), GaussianLikelihood(), GaussianLatent(LATENT), RiemannianBrownianPrior(),
                             MLPEncoder(LATENT, [8], isotropic=True))
     assert math.isclose(RiemannianBrownianPrior(prior_time=2.0).prior_time.item(), 2.0)
+
+
+def test_latent_classification_scores_separable_codes_perfectly():
+    from callbacks.latent_classification import LatentClassification
+
+    class Codes(nn.Module):
+        def forward(self, x):
+            return x
+
+    class FakeModel:
+        device = torch.device("cpu")
+        latent_code = Codes()
+        logged = {}
+
+        def log(self, name, value):
+            self.logged[name] = value
+
+    class FakeTrainer:
+        class datamodule:
+            generator = torch.Generator().manual_seed(0)
+            labels = torch.arange(400) % 4
+            separable = torch.utils.data.TensorDataset(labels[:, None] * 3.0 + 0.1 * torch.randn(400, 1, generator=generator),
+                                                       labels)
+            train_set = test_set = separable
+
+    model = FakeModel()
+    LatentClassification(epochs=200).on_test_epoch_end(FakeTrainer(), model)
+    assert model.logged["test/code_f1"] == pytest.approx(1.0)
+    assert set(model.logged) == {"test/code_f1"} | {f"test/code_f1_class_{k}" for k in range(4)}
