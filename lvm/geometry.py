@@ -35,7 +35,8 @@ from scipy.sparse.csgraph import dijkstra
 from .jacobians import forward_jacobian
 
 __all__ = [
-    "pullback_metric", "log_volume", "image_and_log_volume", "immersion", "curve_length", "curve_energy", "spline_basis", "Geodesic",
+    "pullback_metric", "log_volume", "image_and_log_volume", "immersion", "curve_length", "curve_energy",
+    "straight_line_energy", "spline_basis", "Geodesic",
     "geodesic", "graph_geodesic", "brownian_motion",
 ]
 
@@ -88,6 +89,19 @@ def curve_energy(decoder: Map, points: torch.Tensor, std_decoder: Map | None = N
     """Curve energy (B.1) of discretised curves ``[P, T, d]`` on a uniform grid of [0, 1] -> ``[P]``."""
     steps = _ambient_steps(immersion(decoder, std_decoder), points)
     return 0.5 * steps.pow(2).sum((-1, -2)) * (points.shape[1] - 1)
+
+
+def straight_line_energy(immersion: Map, z0: torch.Tensor, z1: torch.Tensor, image0: torch.Tensor,
+                         image1: torch.Tensor, num_points: int) -> torch.Tensor:
+    """:func:`curve_energy` of the straight lines z0 -> z1 (``[P, d]``) at ``num_points`` uniform points
+    when the images ``F(z0)``, ``F(z1)`` (``[P, D]``, broadcastable) are already known: only the
+    ``num_points - 2`` interior points are mapped. ``[P]``."""
+    p, d = z0.shape
+    fractions = torch.linspace(0, 1, num_points, dtype=z0.dtype, device=z0.device)[1:-1, None]  # [T-2, 1]
+    interior = z0[:, None] + fractions * (z1 - z0)[:, None]  # [P, T-2, d]
+    image_interior = immersion(interior.reshape(-1, d)).reshape(p, num_points - 2, -1)
+    images = torch.cat([image0.expand(p, -1)[:, None], image_interior, image1.expand(p, -1)[:, None]], dim=1)
+    return 0.5 * (images[:, 1:] - images[:, :-1]).pow(2).sum((-1, -2)) * (num_points - 1)
 
 
 def spline_basis(num_nodes: int, num_points: int) -> torch.Tensor:

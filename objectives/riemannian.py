@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from lvm.geometry import brownian_motion, geodesic, image_and_log_volume, log_volume
+from lvm.geometry import brownian_motion, geodesic, image_and_log_volume, log_volume, straight_line_energy
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood
 from lvm.variational import importance_sampled_log_likelihood
 
@@ -140,10 +140,14 @@ class RiemannianBrownianPrior(Objective):
         and F(mu_q) from the volume computation; l_p^2 is 2 x the energy of a curve (module docstring)."""
         immersion = self.immersion(model)
         image_q, log_volume_q = image_and_log_volume(immersion, centre)  # [b, 2D], [b]
-        log_volume_p = log_volume(immersion, self.prior_mean[None])  # [1]: one centre for all
+        image_p, log_volume_p = image_and_log_volume(immersion, self.prior_mean[None])  # [1, 2D], [1]: one centre
         squared_q = (image_z - image_q).pow(2).sum(-1)
-        squared_p = 2 * geodesic(immersion, z, self.prior_mean.expand_as(z), num_points=self.curve_points,
-                                 steps=self.geodesic_steps).energy
+        prior_centre = self.prior_mean.expand_as(z)
+        if self.geodesic_steps:
+            energy_p = geodesic(immersion, z, prior_centre, num_points=self.curve_points, steps=self.geodesic_steps).energy
+        else:  # the straight line, reusing the images of its end points
+            energy_p = straight_line_energy(immersion, z, prior_centre, image_z, image_p, self.curve_points)
+        squared_p = 2 * energy_p
         t_p, d = self.prior_time, z.shape[-1]
         return (0.5 * d * torch.log(t_p / time) + log_volume_p - log_volume_q + squared_p / (2 * t_p)
                 - squared_q / (2 * time))

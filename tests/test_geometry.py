@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lvm.geometry import (brownian_motion, curve_length, geodesic, graph_geodesic, log_volume, pullback_metric,
-                          spline_basis)
+                          spline_basis, straight_line_energy)
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -89,3 +89,9 @@ def test_brownian_step_covariance_matches_the_inverse_metric():
 def test_graph_geodesic_rejects_high_dimensional_latents():
     with pytest.raises(ValueError, match="2-D and 3-D"):
         graph_geodesic(lambda z: z, torch.zeros(4), torch.ones(4))
+
+
+def test_straight_line_energy_with_known_end_images_equals_the_straight_geodesic():
+    z0, z1 = torch.randn(3, 2), torch.randn(3, 2)
+    reference = geodesic(_bump, z0, z1, steps=0, num_points=7).energy
+    assert torch.allclose(straight_line_energy(_bump, z0, z1, _bump(z0), _bump(z1), 7), reference, atol=1e-12)
