@@ -15,8 +15,10 @@ class TwoPhaseTraining(L.Callback):
     ``decoder.precision``, ``objective``); every other parameter stays frozen. At the switch, the
     whole training set is encoded once: every module of the second phase with a ``fit_centres``
     method (:class:`lvm.networks.RBFPrecision`) places its centres by k-means on the codes, and
-    the objective's ``start_prior_phase(model, codes)``, if any, is called. The switch is saved in
-    checkpoints, so a resumed run neither repeats nor skips it.
+    the objective's ``start_prior_phase(model, codes)``, if any, is called, and the checkpoint
+    callbacks forget their best scores, since models of the two phases are not comparable (the best
+    checkpoint of the first phase stays on disk). The switch is saved in checkpoints, so a resumed run
+    neither repeats nor skips it.
 
     Args:
         switch_epoch: the epoch at which the second phase starts (100 of 300 in the paper).
@@ -48,6 +50,12 @@ class TwoPhaseTraining(L.Callback):
         for module in self._modules(model, paths):
             module.requires_grad_(True)
 
+    @staticmethod
+    def _restart_model_selection(checkpoint) -> None:
+        checkpoint.best_k_models, checkpoint.kth_best_model_path, checkpoint.best_model_path = {}, "", ""
+        checkpoint.best_model_score = None
+        checkpoint.kth_value = torch.tensor(float("inf") if checkpoint.mode == "min" else float("-inf"))
+
     def setup(self, trainer, pl_module, stage):
         self._modules(pl_module, self.first + self.second)  # fail early on a wrong name
 
@@ -60,5 +68,7 @@ class TwoPhaseTraining(L.Callback):
                         submodule.fit_centres(codes)
             if hasattr(pl_module.objective, "start_prior_phase"):
                 pl_module.objective.start_prior_phase(pl_module, codes)
+            for checkpoint in trainer.checkpoint_callbacks:
+                self._restart_model_selection(checkpoint)
             self.switched = True
         self._train_only(pl_module, self.second if self.switched else self.first)

@@ -8,9 +8,12 @@ approximation (eq. 3.3; densities with respect to the Riemannian volume measure 
     log p_t(z; c) = -d/2 log(2 pi t) + 1/2 (log det G(z) - log det G(c)) - l^2(z, c) / (2 t),
 
 with l the geodesic distance; the prior has a learned centre mu_p and time t_p, the posterior the
-encoder's centre mu_q(x) and time t_q(x) (an isotropic encoder: a mean and one log-variance). With a
-reparameterised draw z = mu_q + sqrt(t_q) eps (as the authors' code), the ELBO (eq. 3.4) uses the
-one-sample Monte Carlo KL of eqs. 3.5-3.8, log q(z | x) - log p(z).
+encoder's centre mu_q(x) and time t_q(x) (an isotropic encoder: a mean and one log-variance). The
+ELBO (eq. 3.4) uses the one-sample Monte Carlo KL of eqs. 3.5-3.8, log q(z | x) - log p(z), at a
+reparameterised draw from q by one Brownian step of duration t_q (eq. 3.14),
+z = mu_q + sqrt(t_q) L^-T eps with G(mu_q) = L L^T. (A Euclidean draw z = mu_q + sqrt(t_q) eps, as in
+the authors' code, lets training shrink the KL without bound by inflating G at mu_q, since then
+l^2(z, mu_q) / t_q ~ eps^T G eps; their code guards against it with |KL|.)
 
 Training has two phases (appendix C.1), switched by :class:`callbacks.TwoPhaseTraining`: first an
 autoencoder phase (reconstruction only; encoder and decoder mean trained), then the prior phase (the
@@ -31,6 +34,7 @@ import torch
 from torch import nn
 
 from lvm.geometry import brownian_motion, geodesic, image_and_log_volume, log_volume, straight_line_energy
+from lvm.jacobians import forward_jacobian
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood
 from lvm.variational import importance_sampled_log_likelihood
 
@@ -117,29 +121,49 @@ class RiemannianBrownianPrior(Objective):
         return log_heat_kernel(immersion, z, self.prior_mean.expand_as(z), self.prior_time, log_volume_z,
                                log_volume_centre, self.geodesic_steps, self.curve_points)
 
+    def posterior_draws(self, model, centre: torch.Tensor, time: torch.Tensor, num_samples: int):
+        """``num_samples`` draws ``[k, b, d]`` from the heat-kernel posterior by one Brownian step of
+        duration t_q (eq. 3.14): z = mu_q + sqrt(t_q) L^-T eps with G(mu_q) = L L^T, so that
+        l^2(z, mu_q) ~ t_q |eps|^2 as for the heat kernel itself. Also returns F(mu_q) ``[b, 2D]``,
+        1/2 log det G(mu_q) ``[b]`` and the draws' Lebesgue log-density ``[k, b]`` under N(mu_q, t_q G^-1)."""
+        immersion = self.immersion(model)
+        image, jacobian = forward_jacobian(immersion, centre)  # [b, 2D], [b, 2D, d]
+        cholesky = torch.linalg.cholesky(jacobian.mT @ jacobian)  # [b, d, d]
+        log_volume_q = torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)
+        eps = torch.randn(num_samples, *centre.shape, dtype=centre.dtype, device=centre.device)  # [k, b, d]
+        step = torch.linalg.solve_triangular(cholesky.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
+        z = centre + time.sqrt()[:, None] * step
+        d = centre.shape[1]
+        log_density = log_volume_q - 0.5 * (eps.pow(2).sum(-1) + d * torch.log(2 * math.pi * time))
+        return z, image, log_volume_q, log_density
+
     def forward(self, model, x):
         centre, time = self.posterior(model, x)
-        z = centre + time.sqrt()[:, None] * torch.randn_like(centre)  # [b, d]
+        if not self.prior_phase and model.training:
+            # the autoencoder phase (C.1): reconstruction only, the authors' Euclidean draw
+            z = centre + time.sqrt()[:, None] * torch.randn_like(centre)
+            reconstruction = model.likelihood.log_prob(model.flatten(x), model.decoder_params(z))
+            return {"loss": -reconstruction.mean(), "reconstruction": reconstruction.mean()}
+        draws, image_q, log_volume_q, _ = self.posterior_draws(model, centre, time, 1)
+        z = draws[0]  # [b, d]
         params = model.decoder_params(z)
         reconstruction = model.likelihood.log_prob(model.flatten(x), params)  # [b]
-        if not self.prior_phase and model.training:  # the autoencoder phase; held-out batches report the ELBO too
-            return {"loss": -reconstruction.mean(), "reconstruction": reconstruction.mean()}
-        kl = self.kl(model, z, centre, time, self.image(model, params))
+        kl = self.kl(model, z, time, self.image(model, params), image_q, log_volume_q)
         elbo = reconstruction - kl
-        loss = -elbo.mean() if self.prior_phase else -reconstruction.mean()
+        loss = -elbo.mean() if self.prior_phase else -reconstruction.mean()  # held-out batches before the switch
         return {"loss": loss, "elbo": elbo.mean(), "reconstruction": reconstruction.mean(), "kl": kl.mean(),
                 "prior_time": self.prior_time.detach()}
 
-    def kl(self, model, z: torch.Tensor, centre: torch.Tensor, time: torch.Tensor, image_z: torch.Tensor) -> torch.Tensor:
+    def kl(self, model, z: torch.Tensor, time: torch.Tensor, image_z: torch.Tensor, image_q: torch.Tensor,
+           log_volume_q: torch.Tensor) -> torch.Tensor:
         """The one-sample KL of eq. 3.8, log q(z | x) - log p(z), ``[b]``:
 
             d/2 log(t_p / t_q) + 1/2 log det G(mu_p) - 1/2 log det G(mu_q) + l_p^2 / (2 t_p) - l_q^2 / (2 t_q)
 
         (the volume at z cancels). ``z`` lies within about sqrt(t_q) of mu_q, so l_q^2 is the squared
-        chord |F(z) - F(mu_q)|^2 of the immersion F (exact to second order), reusing F(z) ``image_z``
-        and F(mu_q) from the volume computation; l_p^2 is 2 x the energy of a curve (module docstring)."""
+        chord |F(z) - F(mu_q)|^2 of the immersion F (exact to second order), from F(z) ``image_z`` and
+        F(mu_q) ``image_q``; l_p^2 is 2 x the energy of a curve (module docstring)."""
         immersion = self.immersion(model)
-        image_q, log_volume_q = image_and_log_volume(immersion, centre)  # [b, 2D], [b]
         image_p, log_volume_p = image_and_log_volume(immersion, self.prior_mean[None])  # [1, 2D], [1]: one centre
         squared_q = (image_z - image_q).pow(2).sum(-1)
         prior_centre = self.prior_mean.expand_as(z)
@@ -147,23 +171,21 @@ class RiemannianBrownianPrior(Objective):
             energy_p = geodesic(immersion, z, prior_centre, num_points=self.curve_points, steps=self.geodesic_steps).energy
         else:  # the straight line, reusing the images of its end points
             energy_p = straight_line_energy(immersion, z, prior_centre, image_z, image_p, self.curve_points)
-        squared_p = 2 * energy_p
         t_p, d = self.prior_time, z.shape[-1]
-        return (0.5 * d * torch.log(t_p / time) + log_volume_p - log_volume_q + squared_p / (2 * t_p)
+        return (0.5 * d * torch.log(t_p / time) + log_volume_p - log_volume_q + energy_p / t_p
                 - squared_q / (2 * time))
 
     def held_out_log_likelihood(self, model, x, num_samples, chunk_size=None):
-        """Importance sampling with the Euclidean proposal N(mu_q, t_q I) and the prior's Lebesgue
-        density p(z) sqrt(det G(z)) (the parametrix is normalised only approximately, so this is an
-        approximate log p(x))."""
+        """Importance sampling with the posterior's one-step proposal N(mu_q, t_q G(mu_q)^-1) and the
+        prior's Lebesgue density p(z) sqrt(det G(z)) (the parametrix is normalised only approximately,
+        so this is an approximate log p(x))."""
         centre, time = self.posterior(model, x)
         immersion = self.immersion(model)
         d = centre.shape[1]
 
         def draw(k):
-            eps = torch.randn(k, *centre.shape, dtype=centre.dtype, device=centre.device)
-            log_q = -0.5 * (eps.pow(2).sum(-1) + d * torch.log(2 * math.pi * time))  # [k, b]
-            return centre + time.sqrt()[:, None] * eps, log_q
+            z, _, _, log_density = self.posterior_draws(model, centre, time, k)
+            return z, log_density
 
         def log_prior(z):  # [k, b, d] -> [k, b]
             flat = z.reshape(-1, d)

@@ -127,3 +127,14 @@ def test_latent_classification_scores_separable_codes_perfectly():
     LatentClassification(epochs=200).on_test_epoch_end(FakeTrainer(), model)
     assert model.logged["test/code_f1"] == pytest.approx(1.0)
     assert set(model.logged) == {"test/code_f1"} | {f"test/code_f1_class_{k}" for k in range(4)}
+
+
+def test_refitting_rbf_centres_keeps_the_mean_precision_over_the_codes():
+    torch.manual_seed(0)
+    precision = RBFPrecision(LATENT, D, num_centers=30, bandwidth=None, floor=0.1)
+    codes = torch.randn(600, LATENT) * 0.3 + 1.0
+    before = precision(codes).mean(0)
+    precision.fit_centres(codes)
+    assert torch.allclose(precision(codes).mean(0), before, rtol=1e-4)
+    assert torch.allclose(precision.centres.mean(0), codes.mean(0), atol=0.05)
+    assert precision.inverse_widths.min() > 1.0  # clusters of a 0.3-wide cloud are narrow
