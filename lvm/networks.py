@@ -365,11 +365,11 @@ class RBFPrecision(nn.Module):
         return torch.exp(-self.inverse_widths.to(z) * squared) @ nn.functional.softplus(self.raw_weight).T
 
     @torch.no_grad()
-    def fit_centres(self, codes: torch.Tensor, seed: int = 0) -> None:
+    def fit_centres(self, codes: torch.Tensor, target: torch.Tensor | None = None, seed: int = 0) -> None:
         """Place the centres at the k-means centres of the codes ``[n, d]`` (scikit-learn) and, when
         adaptive, set each lambda_k from its cluster's spread. The output weights are then rescaled so
-        that the mean precision over the codes is what it was, so moving the centres does not undo
-        what was fitted before."""
+        that the mean precision over the codes is ``target`` ``[D]`` (e.g. the inverse residual
+        variance of the reconstructions), or, without one, what it was before."""
         from sklearn.cluster import KMeans
 
         if len(codes) < self.num_centers:
@@ -385,7 +385,8 @@ class RBFPrecision(nn.Module):
             spread = np.bincount(kmeans.labels_, distances, minlength=self.num_centers) / np.maximum(counts, 1)
             spread = np.maximum(spread, spread[spread > 0].min() if (spread > 0).any() else 1.0)  # singletons
             self.inverse_widths.copy_(torch.from_numpy(0.5 / (self.bandwidth_scale * spread) ** 2))
-        scale = before / self._kernel_precision(codes).mean(0).clamp_min(1e-12)  # [D]
+        wanted = before if target is None else (target.to(before) - self.floor).clamp_min(1e-6)
+        scale = wanted / self._kernel_precision(codes).mean(0).clamp_min(1e-12)  # [D]
         weight = (nn.functional.softplus(self.raw_weight) * scale[:, None]).clamp_min(1e-6)
         self.raw_weight.copy_(weight + torch.log(-torch.expm1(-weight)))  # softplus^-1
 
