@@ -10,16 +10,17 @@ __all__ = ["TwoPhaseTraining", "residual_precision"]
 
 
 @torch.no_grad()
-def residual_precision(model, dataset, codes: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """``1 / mean_i (x_i - mu(z_i))^2`` per data dimension ``[D]``: the precision of a homoscedastic
-    Gaussian fitted to the reconstruction residuals of the codes ``[n, d]`` of a dataset's items."""
+def residual_precision(model, dataset, batch_size: int = 1024) -> torch.Tensor:
+    """``1 / mean_i (x_i - mu(z_i))^2`` per data dimension ``[D]``, z_i one draw from q(z | x_i)
+    (``model.objective.draw_latent``): the precision of a homoscedastic Gaussian fitted to the
+    residuals the reconstruction term sees."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    squared, start = 0.0, 0
+    squared, count = 0.0, 0
     for batch in loader:
-        x = model.flatten(model._data(batch).to(model.device))
-        squared = squared + (x - model.decoded_mean(codes[start:start + len(x)])).pow(2).sum(0)
-        start += len(x)
-    return 1.0 / (squared / start).clamp_min(1e-6)
+        x = model._data(batch).to(model.device)
+        residual = model.flatten(x) - model.decoded_mean(model.objective.draw_latent(model, x))
+        squared, count = squared + residual.pow(2).sum(0), count + len(x)
+    return 1.0 / (squared / count).clamp_min(1e-6)
 
 
 class TwoPhaseTraining(L.Callback):
@@ -28,7 +29,8 @@ class TwoPhaseTraining(L.Callback):
     ``decoder.precision``, ``objective``); every other parameter stays frozen. At the switch, the
     whole training set is encoded once: every module of the second phase with a ``fit_centres``
     method (:class:`lvm.networks.RBFPrecision`) places its centres by k-means on the codes, starting
-    from the inverse residual variance of the first phase's reconstructions in each data dimension, and
+    from the inverse residual variance of the first phase's reconstructions (of draws from q) in each
+    data dimension, and
     the objective's ``start_prior_phase(model, codes)``, if any, is called, and the checkpoint
     callbacks forget their best scores, since models of the two phases are not comparable (the best
     checkpoint of the first phase stays on disk). The switch is saved in checkpoints, so a resumed run
@@ -80,7 +82,7 @@ class TwoPhaseTraining(L.Callback):
             for module in self._modules(pl_module, self.second):
                 for submodule in module.modules():
                     if hasattr(submodule, "fit_centres"):
-                        submodule.fit_centres(codes, residual_precision(pl_module, dataset, codes))
+                        submodule.fit_centres(codes, residual_precision(pl_module, dataset))
             if hasattr(pl_module.objective, "start_prior_phase"):
                 pl_module.objective.start_prior_phase(pl_module, codes)
             for checkpoint in trainer.checkpoint_callbacks:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lvm.latent_spaces import GaussianLatent
+from lvm.variational import encode, rsample
 
 __all__ = ["Objective"]
 
@@ -48,6 +49,15 @@ class Objective(nn.Module):
         if self.isotropic_encoder:
             return latent_dim + 1, "a mean and one log-variance (encoder.init_args.isotropic: true)"
         return 2 * latent_dim, "a mean and log-variances (the encoders' default)"
+
+    def draw_latent(self, model, x: torch.Tensor) -> torch.Tensor:
+        """One reparameterised draw ``[b, d]`` from the encoder's q(z | x) (the code, for autoencoders)."""
+        if self.deterministic_encoder:
+            return model.latent_code(x)
+        if self.isotropic_encoder:
+            raise NotImplementedError(f"{type(self).__name__} must define how to draw from its isotropic posterior.")
+        mean, log_var = encode(model, x)
+        return rsample(mean, log_var, 1)[0]
 
     def held_out_log_likelihood(self, model, x: torch.Tensor, num_samples: int,
                                 chunk_size: int | None = None) -> torch.Tensor | None:

@@ -137,13 +137,17 @@ class RiemannianBrownianPrior(Objective):
         log_density = log_volume_q - 0.5 * (eps.pow(2).sum(-1) + d * torch.log(2 * math.pi * time))
         return z, image, log_volume_q, log_density
 
-    def forward(self, model, x):
+    def draw_latent(self, model, x):
+        """The autoencoder phase's draw: Euclidean, z = mu_q + sqrt(t_q) eps (the authors' code)."""
         centre, time = self.posterior(model, x)
-        if not self.prior_phase and model.training:
-            # the autoencoder phase (C.1): reconstruction only, the authors' Euclidean draw
-            z = centre + time.sqrt()[:, None] * torch.randn_like(centre)
+        return centre + time.sqrt()[:, None] * torch.randn_like(centre)
+
+    def forward(self, model, x):
+        if not self.prior_phase and model.training:  # the autoencoder phase (C.1): reconstruction only
+            z = self.draw_latent(model, x)
             reconstruction = model.likelihood.log_prob(model.flatten(x), model.decoder_params(z))
             return {"loss": -reconstruction.mean(), "reconstruction": reconstruction.mean()}
+        centre, time = self.posterior(model, x)
         draws, image_q, log_volume_q, _ = self.posterior_draws(model, centre, time, 1)
         z = draws[0]  # [b, d]
         params = model.decoder_params(z)
