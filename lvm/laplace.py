@@ -44,6 +44,7 @@ def laplace_log_likelihood(model, x: torch.Tensor, num_samples: int, chunk_size:
     def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
         eps = torch.randn(k, *code.shape, dtype=code.dtype, device=code.device)  # [k, b, d]
         offset = torch.linalg.solve_triangular(cholesky.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
-        return code + offset, log_normaliser - 0.5 * eps.pow(2).sum(-1)
+        z = code + offset
+        return z, model.latent.log_prior(z) - (log_normaliser - 0.5 * eps.pow(2).sum(-1))
 
     return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size)

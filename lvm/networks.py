@@ -24,7 +24,7 @@ from torch import nn
 __all__ = [
     "MLPDecoder", "ConvDecoder", "MLPEncoder", "ConvEncoder", "HigginsEncoder", "HigginsDecoder",
     "ResidualMLP", "ResidualMLPEncoder", "ResidualMLPDecoder", "PythaeConvEncoder", "PythaeConvDecoder",
-    "RBFPrecision", "MeanPrecisionDecoder",
+    "RBFPrecision", "MeanPrecisionDecoder", "GatedEncoder", "GatedDecoder", "GatedLayer",
 ]
 
 
@@ -407,3 +407,45 @@ class MeanPrecisionDecoder(nn.Module):
         mean = self.mean(features)  # [n, *data_shape]
         log_var = -torch.log(self.precision(features)).view_as(mean)
         return torch.stack([mean, log_var], dim=1)
+
+
+class GatedEncoder(nn.Module):
+    """The gated nonlinear encoder of the lattice paper (section 4.1, after Tomczak & Welling):
+    ``z = relu(sigmoid(x G + b_0) * (x A_1 + b_1)) A_2 + b_2``; ``hidden=0`` gives the linear encoder
+    ``z = x A + b``. Outputs the code ``[n, d]`` (``deterministic=True``, default) or mean and
+    log-variance ``[n, 2d]``."""
+
+    def __init__(self, latent_dim: int, hidden: int = 300, deterministic: bool = True):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.gate = GatedLayer(hidden) if hidden else None
+        self.out = nn.LazyLinear(_code_size(latent_dim, deterministic))
+
+    def forward(self, x):
+        h = x.flatten(start_dim=1)
+        return self.out(self.gate(h) if self.gate is not None else h)
+
+
+class GatedDecoder(nn.Module):
+    """The decoder mirroring :class:`GatedEncoder` (``hidden=0``: linear), ``[n, *data_shape]``."""
+
+    def __init__(self, data_shape: list[int], hidden: int = 300):
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+        self.gate = GatedLayer(hidden) if hidden else None
+        self.out = nn.LazyLinear(math.prod(data_shape))
+
+    def forward(self, features):
+        h = self.gate(features) if self.gate is not None else features
+        return self.out(h).view(-1, *self.data_shape)
+
+
+class GatedLayer(nn.Module):
+    """``relu(sigmoid(x G + b_0) * (x A + b))`` with ``width`` outputs."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.gate, self.value = nn.LazyLinear(width), nn.LazyLinear(width)
+
+    def forward(self, x):
+        return torch.relu(torch.sigmoid(self.gate(x)) * self.value(x))

@@ -91,6 +91,14 @@ class Quantizer:
         """Number of vectors of the unscaled lattice of each squared norm 0..max_norm, int64 ``[max_norm + 1]``."""
         return self._theta_unscaled(max_norm)
 
+    def short_vectors(self, max_norm: int) -> torch.Tensor:
+        """Every vector of the unscaled lattice with squared norm <= ``max_norm``, float64 ``[n, m]``
+        (small integer coefficients of the basis; E_8 overrides it with its two cosets)."""
+        bound = math.isqrt(4 * max_norm) + 1
+        grid = torch.cartesian_prod(*[torch.arange(-bound, bound + 1)] * self.dim).reshape(-1, self.dim)
+        points = grid.double() @ self.basis.double()
+        return points[points.pow(2).sum(-1) <= max_norm + 1e-9]
+
     def squared_norm(self, points: torch.Tensor) -> torch.Tensor:
         """The unscaled squared norms ``[...]`` of lattice points (integers for these lattices), the
         index into the theta series (section 3.4, "with proper de-scaling")."""
@@ -196,6 +204,15 @@ class E8Lattice(Quantizer):
         second = _nearest_d(x - 0.5) + 0.5
         closer = ((x - first).pow(2).sum(-1) <= (x - second).pow(2).sum(-1)).unsqueeze(-1)
         return torch.where(closer, first, second)
+
+    def short_vectors(self, max_norm):
+        """D_8 u (D_8 + 1/2) vectors of squared norm <= max_norm (coordinates bounded by sqrt(max_norm))."""
+        bound = math.isqrt(max_norm)
+        integer = torch.arange(-bound, bound + 1, dtype=torch.float64)
+        half = torch.arange(-bound, bound, dtype=torch.float64) + 0.5
+        points = torch.cat([torch.cartesian_prod(*[values] * 8) for values in (integer, half)])
+        even = points.sum(-1).remainder(2) == 0
+        return points[even & (points.pow(2).sum(-1) <= max_norm + 1e-9)]
 
     def _theta_unscaled(self, max_norm):
         """1 + 240 sum_k sigma_3(k) q^(2k): the E_8 theta series (norms are even)."""

@@ -81,22 +81,19 @@ def elbo_terms(model, x: torch.Tensor, num_samples: int = 1) -> tuple[torch.Tens
 
 
 def importance_sampled_log_likelihood(model, x: torch.Tensor, draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
-                                      num_samples: int, chunk_size: int | None = None,
-                                      log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                                      num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
     """The importance-sampled estimate of ``log p(x)`` per example, ``[b]``:
     ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k)``, ``z_k ~ q``, a stochastic lower bound whose
     expectation increases to ``log p(x)`` with ``K`` (QLVM eq. 7 when q is the encoder's posterior).
-    ``draw(k)`` returns ``k`` proposal draws per example ``z: [k, b, d]`` and ``log q(z): [k, b]``;
-    ``chunk_size`` bounds memory by drawing in chunks and combining their log-sum-exps (exact).
-    ``log_prior`` maps ``z: [k, b, d]`` to ``log p(z): [k, b]`` (default: the latent space's prior)."""
+    ``draw(k)`` returns ``k`` proposal draws per example ``z: [k, b, d]`` (the decoder's inputs) and
+    ``log p(z) - log q(z): [k, b]``; ``chunk_size`` bounds memory by drawing in chunks and combining
+    their log-sum-exps (exact)."""
     x_flat = model.flatten(x)
-    log_prior = log_prior or model.latent.log_prior
     step = chunk_size or num_samples
     chunk_log_sums = []
     for start in range(0, num_samples, step):
-        z, log_proposal = draw(min(step, num_samples - start))
-        log_weights = _score(model, x_flat, z) + log_prior(z) - log_proposal  # [k', b]
-        chunk_log_sums.append(torch.logsumexp(log_weights, dim=0))  # [b]
+        z, log_ratio = draw(min(step, num_samples - start))
+        chunk_log_sums.append(torch.logsumexp(_score(model, x_flat, z) + log_ratio, dim=0))  # [b]
     return torch.logsumexp(torch.stack(chunk_log_sums), dim=0) - math.log(num_samples)
 
 
@@ -108,6 +105,6 @@ def iwae_bound(model, x: torch.Tensor, num_samples: int, chunk_size: int | None 
 
     def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
         z = rsample(mean, log_var, k)  # [k, b, d]
-        return z, diagonal_gaussian_log_prob(z, mean, log_var)
+        return z, model.latent.log_prior(z) - diagonal_gaussian_log_prob(z, mean, log_var)
 
     return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size)

@@ -1,6 +1,7 @@
 """Objective plugins. Each file holds one objective; :class:`Objective` is the extension point."""
 
 from .base import Objective
+from .dithered_lattice import DitheredLatticeObjective
 from .elbo import ELBO
 from .iwae import IWAE
 from .mlae import MLAEObjective
@@ -9,4 +10,5 @@ from .riemannian import RiemannianBrownianPrior
 from .taylor import TaylorELBO
 
 __all__ = ["Objective", "QMCObjective", "ELBO", "IWAE", "TaylorELBO", "MLAEObjective",
-           "RiemannianBrownianPrior"]
+           "RiemannianBrownianPrior",
+           "DitheredLatticeObjective"]

@@ -188,15 +188,13 @@ class RiemannianBrownianPrior(Objective):
         d = centre.shape[1]
 
         def draw(k):
-            z, _, _, log_density = self.posterior_draws(model, centre, time, k)
-            return z, log_density
-
-        def log_prior(z):  # [k, b, d] -> [k, b]
+            z, _, _, log_density = self.posterior_draws(model, centre, time, k)  # [k, b, d], [k, b]
             flat = z.reshape(-1, d)
             volume = log_volume(immersion, flat)
-            return (self.log_prior(model, flat, volume) + volume).view(z.shape[:-1])
+            log_prior = (self.log_prior(model, flat, volume) + volume).view(z.shape[:-1])  # Lebesgue density
+            return z, log_prior - log_density
 
-        return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size, log_prior)
+        return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size)
 
     def sample_latent(self, model, n):
         start = self.prior_mean.detach().expand(n, -1)
