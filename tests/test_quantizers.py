@@ -117,3 +117,11 @@ def test_wrong_dimension_is_a_clear_error():
     with pytest.raises(ValueError, match="quantizes 8-dimensional vectors"):
         E8Lattice().nearest_point(torch.zeros(3, 2))
     assert np.isclose(IntegerLattice(2, scale=0.5).volume, 0.25)
+
+
+@pytest.mark.parametrize("lattice", [IntegerLattice(2), HexagonalLattice(), E8Lattice()])
+def test_short_vectors_are_counted_by_the_theta_series(lattice):
+    vectors = lattice.short_vectors(6)
+    norms = vectors.pow(2).sum(-1).round().long()
+    assert torch.bincount(norms, minlength=7).tolist() == lattice.theta_coefficients(6).tolist()
+    assert torch.allclose(lattice.nearest_point(vectors), vectors)
