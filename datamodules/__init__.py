@@ -2,9 +2,9 @@
 
 from .celeba import CelebADataModule
 from .digits import DigitsDataModule
-from .mnist import FashionMNISTDataModule, MNISTDataModule
+from .mnist import BinarizedMNISTDataModule, FashionMNISTDataModule, MNISTDataModule
 from .sinusoid import NoisySinusoidDataModule
 from .tabular import GasDataModule, HepmassDataModule, MinibooneDataModule, PowerDataModule
 
-__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "FashionMNISTDataModule", "NoisySinusoidDataModule",
+__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "FashionMNISTDataModule", "BinarizedMNISTDataModule", "NoisySinusoidDataModule",
            "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]

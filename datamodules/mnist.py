@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import torch
 from torch.utils.data import Subset, TensorDataset
 from torchvision.datasets import MNIST, FashionMNIST
 
 from .base import SplitDataModule, seeded_split
 
-__all__ = ["MNISTDataModule", "FashionMNISTDataModule"]
+__all__ = ["MNISTDataModule", "FashionMNISTDataModule", "BinarizedMNISTDataModule"]
 
 _FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -81,3 +83,47 @@ class FashionMNISTDataModule(MNISTDataModule):
 
     dataset_class = FashionMNIST
     source = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+
+class BinarizedMNISTDataModule(MNISTDataModule):
+    """Statically binarized MNIST (the lattice paper's setting, section 4.1): the standard files of
+    Larochelle & Murray (2011), ``<root>/binarized_mnist/binarized_mnist_{train,valid,test}.amat``
+    (50 000 / 10 000 / 10 000 rows of 784 space-separated 0/1 values, from
+    http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/), or, when they are absent,
+    the same sizes binarized once from MNIST's grey levels with a Bernoulli draw seeded by
+    ``binarize_seed`` (the validation images are the last 10 000 training images by ``seed``).
+    Images are ``[1, 28, 28]`` float32 in {0, 1}; batches are ``(x,)`` from the files and
+    ``(x, label)`` when binarized from MNIST."""
+
+    splits = ("train", "valid", "test")
+
+    def __init__(self, root: str = "data", download: bool = True, binarize_seed: int = 0, val_size: int = 10_000,
+                 batch_size: int = 100, seed: int = 0, num_workers: int = 0):
+        super().__init__(root, download, val_size, None, batch_size, seed, num_workers)
+        self.binarize_seed = binarize_seed
+
+    def _amat(self, split: str) -> Path:
+        return self.root / "binarized_mnist" / f"binarized_mnist_{split}.amat"
+
+    def prepare_data(self) -> None:
+        if not all(self._amat(split).is_file() for split in self.splits):
+            super().prepare_data()
+
+    def build_splits(self):
+        if all(self._amat(split).is_file() for split in self.splits):
+            return tuple(TensorDataset(self._read_amat(self._amat(split))) for split in self.splits)
+        generator = torch.Generator().manual_seed(self.binarize_seed)
+        splits = []
+        for part in super().build_splits():
+            images, labels = zip(*[part[i] for i in range(len(part))])
+            grey = torch.stack(images)
+            splits.append(TensorDataset(torch.bernoulli(grey, generator=generator), torch.stack(labels)))
+        return tuple(splits)
+
+    @staticmethod
+    def _read_amat(path: Path) -> torch.Tensor:
+        values = np.loadtxt(path, dtype=np.float32, ndmin=2)
+        if values.shape[1] != 784 or not np.isin(values, (0.0, 1.0)).all():
+            raise ValueError(f"{path} must hold rows of 784 binary values; got shape {values.shape} "
+                             f"with values {np.unique(values)[:5]}.")
+        return torch.from_numpy(values).view(-1, 1, 28, 28)

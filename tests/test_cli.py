@@ -175,3 +175,12 @@ def test_rvae_two_phase_run_switches_once_and_samples_by_brownian_motion(tmp_pat
     assert not torch.equal(model.decoder.precision.centres, torch.zeros_like(model.decoder.precision.centres))
     model.objective.walk_steps = 5
     assert model.sample(4).shape == (4, 1, 8, 8)
+
+
+def test_lattice_run_reports_the_quantized_inference_path(tmp_path):
+    _, run_dir = _run(tmp_path, "--trainer.max_epochs", "1", "--model.eval_num_samples", "4", *CSV,
+                      config=str(ROOT / "configs" / "lattice_digits.yaml"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("nll_1sample", "code_length_bits", "kl", "reconstruction", "log_likelihood"):
+        assert np.isfinite(metrics[f"test/{key}"]), key
+    assert (run_dir / "plots" / "embedding.png").is_file()

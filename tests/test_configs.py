@@ -26,7 +26,8 @@ def test_the_paper_configs_exist():
             "mlae_gas", "mlae_hepmass", "mlae_miniboone"} <= names
     for data in ("mnist", "fashion_mnist"):
         assert {f"rvae_{data}_d{d}" for d in (2, 5, 10)} | {f"rvae_vae_{data}_d{d}" for d in (2, 5, 10)} <= names
-    assert {"rvae_digits", "rvae_vae_digits"} <= names
+    assert {"rvae_digits", "rvae_vae_digits", "lattice_digits"} <= names
+    assert {f"lattice_{kind}_mnist_d{d}" for kind in ("z_laplace", "z2", "a2", "e8") for d in (16, 24, 32)} <= names
 
 
 def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:

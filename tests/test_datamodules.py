@@ -123,3 +123,30 @@ def test_fashion_mnist_reads_its_own_folder_and_names_its_source(tmp_path):
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (24, 6, 12)
     with pytest.raises(FileNotFoundError, match=r"FashionMNIST/raw.*fashion-mnist|fashion-mnist.*FashionMNIST/raw"):
         FashionMNISTDataModule(root=str(tmp_path / "nowhere"), download=False).prepare_data()
+
+
+def test_binarized_mnist_reads_amat_files_or_binarizes_mnist_with_a_fixed_seed(tmp_path):
+    from datamodules import BinarizedMNISTDataModule
+
+    folder = tmp_path / "amat" / "binarized_mnist"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 7), ("valid", 3), ("test", 4)):
+        np.savetxt(folder / f"binarized_mnist_{split}.amat", rng.integers(0, 2, (n, 784)), fmt="%d")
+    dm = BinarizedMNISTDataModule(root=str(tmp_path / "amat"), download=False, batch_size=4)
+    dm.prepare_data()
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (7, 3, 4)
+    (x,) = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 1, 28, 28) and set(x.unique().tolist()) <= {0.0, 1.0}
+    _fake_mnist(tmp_path / "idx", n_train=30, n_test=12)
+    first = BinarizedMNISTDataModule(root=str(tmp_path / "idx"), download=False, val_size=6, batch_size=8)
+    first.setup()
+    assert (len(first.train_set), len(first.val_set), len(first.test_set)) == (24, 6, 12)
+    again = BinarizedMNISTDataModule(root=str(tmp_path / "idx"), download=False, val_size=6, batch_size=8)
+    again.setup()
+    assert torch.equal(first.test_set.tensors[0], again.test_set.tensors[0])  # the same static binarization
+    assert set(first.test_set.tensors[0].unique().tolist()) <= {0.0, 1.0}
+    np.savetxt(folder / "binarized_mnist_test.amat", rng.random((2, 784)))
+    with pytest.raises(ValueError, match="784 binary values"):
+        BinarizedMNISTDataModule(root=str(tmp_path / "amat"), download=False).setup()
