@@ -3,8 +3,10 @@
 from .celeba import CelebADataModule
 from .digits import DigitsDataModule
 from .mnist import BinarizedMNISTDataModule, FashionMNISTDataModule, MNISTDataModule
+from .shapes3d import Shapes3DDataModule
 from .sinusoid import NoisySinusoidDataModule
 from .tabular import GasDataModule, HepmassDataModule, MinibooneDataModule, PowerDataModule
+from .vocalizations import VocalizationsDataModule
 
 __all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "FashionMNISTDataModule", "BinarizedMNISTDataModule", "NoisySinusoidDataModule",
-           "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]
+           "Shapes3DDataModule", "VocalizationsDataModule", "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]
