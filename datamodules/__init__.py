@@ -2,6 +2,7 @@
 
 from .celeba import CelebADataModule
 from .digits import DigitsDataModule
+from .mocap import MocapDataModule
 from .mnist import BinarizedMNISTDataModule, FashionMNISTDataModule, MNISTDataModule
 from .shapes3d import Shapes3DDataModule
 from .sinusoid import NoisySinusoidDataModule
@@ -9,4 +10,4 @@ from .tabular import GasDataModule, HepmassDataModule, MinibooneDataModule, Powe
 from .vocalizations import VocalizationsDataModule
 
 __all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "FashionMNISTDataModule", "BinarizedMNISTDataModule", "NoisySinusoidDataModule",
-           "Shapes3DDataModule", "VocalizationsDataModule", "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]
+           "Shapes3DDataModule", "VocalizationsDataModule", "MocapDataModule", "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]
