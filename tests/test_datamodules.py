@@ -150,3 +150,39 @@ def test_binarized_mnist_reads_amat_files_or_binarizes_mnist_with_a_fixed_seed(t
     np.savetxt(folder / "binarized_mnist_test.amat", rng.random((2, 784)))
     with pytest.raises(ValueError, match="784 binary values"):
         BinarizedMNISTDataModule(root=str(tmp_path / "amat"), download=False).setup()
+
+
+def _fake_omniglot(root, alphabets=2, characters=3, drawers=4, size=105):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("images_background", "images_evaluation"):
+        for a in range(alphabets):
+            for c in range(characters):
+                folder = root / "omniglot-py" / name / f"Alphabet_{a}" / f"character{c + 1:02d}"
+                folder.mkdir(parents=True)
+                for d in range(drawers):
+                    pixels = np.full((size, size), 255, dtype=np.uint8)
+                    pixels[rng.integers(0, size, 400), rng.integers(0, size, 400)] = 0  # black strokes
+                    Image.fromarray(pixels).convert("1").save(folder / f"{c:04d}_{d:02d}.png")
+
+
+def test_omniglot_reads_the_extracted_layout_and_binarizes(tmp_path):
+    from datamodules import OmniglotDataModule
+
+    _fake_omniglot(tmp_path)
+    dm = OmniglotDataModule(root=str(tmp_path), val_fraction=0.25, batch_size=6)
+    dm.prepare_data()
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (18, 6, 24)
+    x, alphabet = next(iter(dm.train_dataloader()))
+    assert x.shape == (6, 1, 28, 28) and set(x.unique().tolist()) <= {0.0, 1.0} and alphabet.max() <= 1
+    again = OmniglotDataModule(root=str(tmp_path), val_fraction=0.25)
+    again.setup()
+    assert torch.equal(again.test_set.tensors[0], dm.test_set.tensors[0])  # static binarization of test
+    assert 0.0 < dm.test_set.tensors[0].mean() < 0.5  # strokes (inverted) are the minority
+    with pytest.raises(FileNotFoundError, match="images_background.zip"):
+        OmniglotDataModule(root=str(tmp_path / "nowhere")).prepare_data()
+    _fake_omniglot(tmp_path / "small", alphabets=1, characters=1, drawers=1, size=50)
+    with pytest.raises(ValueError, match="105 x 105; got 50 x 50"):
+        OmniglotDataModule(root=str(tmp_path / "small")).setup()
