@@ -27,6 +27,7 @@ def test_the_paper_configs_exist():
     for data in ("mnist", "fashion_mnist"):
         assert {f"rvae_{data}_d{d}" for d in (2, 5, 10)} | {f"rvae_vae_{data}_d{d}" for d in (2, 5, 10)} <= names
     assert {"rvae_digits", "rvae_vae_digits", "lattice_digits"} <= names
+    assert {"qlvm_celeba", "qlvm_3dshapes", "qlvm_vocalizations", "qlvm_mocap"} <= names
     assert {f"lattice_{kind}_mnist_d{d}" for kind in ("z_laplace", "z2", "a2", "e8") for d in (16, 24, 32)} <= names
 
 
@@ -41,9 +42,10 @@ def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
     model_config = {k: v for k, v in resolved["model"].items() if k not in ("optimizer", "lr_scheduler")}
     model = instantiate_module(LatentVariableModel, model_config)
     datamodule = instantiate_class((), resolved["data"])  # reads no data until setup
-    assert model.sample(2).shape[1:] == tuple(datamodule.data_shape)
+    data_shape = datamodule.data_shape or model.decoder.data_shape  # mocap: known from the skeleton file
+    assert model.sample(2).shape[1:] == tuple(data_shape)
     if model.encoder is not None:
-        codes = model.encoder(torch.zeros(2, *datamodule.data_shape))
+        codes = model.encoder(torch.zeros(2, *data_shape))
         assert codes.shape == (2, model.objective.encoder_outputs(model.latent.dim)[0])
     return resolved, model
 
