@@ -1,6 +1,6 @@
 """Data loading throughput against the model's step time, so loading is never the bottleneck.
 
-For each datamodule, training examples per second of its training DataLoader (one full pass, after a
+For each datamodule (digits, 3dShapes, vocalizations, CMU mocap, Omniglot), training examples per second of its training DataLoader (one full pass, after a
 warm-up batch) on generated miniatures in the real on-disk formats (or on the real files when
 ``--real-root`` holds them), beside the examples per second of a QLVM training step (m = 610 lattice
 points, the quickstart's MLP decoder sized to the data) on the same batches: a ratio above 1 means the
@@ -20,14 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import median_seconds  # noqa: E402
-from datamodules import DigitsDataModule, Shapes3DDataModule, VocalizationsDataModule  # noqa: E402
+from datamodules import (DigitsDataModule, MocapDataModule, OmniglotDataModule, Shapes3DDataModule,  # noqa: E402
+                         VocalizationsDataModule)
+from datamodules.miniatures import write_3dshapes, write_mocap_subject, write_omniglot, write_vocalizations  # noqa: E402
 from lvm.latent_spaces import TorusLatent  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
@@ -36,18 +36,17 @@ from objectives import QMCObjective  # noqa: E402
 
 
 def miniatures(folder: Path, n: int) -> dict:
-    """Generated files in the real formats, and the datamodules reading them."""
-    rng = np.random.default_rng(0)
-    with h5py.File(folder / "3dshapes.h5", "w") as handle:
-        handle.create_dataset("images", data=rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8), chunks=(64, 64, 64, 3))
-        handle["labels"] = rng.random((n, 6))
+    """Generated files in the real formats (:mod:`datamodules.miniatures`) and the datamodules reading them."""
+    write_3dshapes(folder / "3dshapes.h5", n, chunks=(64, 64, 64, 3))
     (folder / "vocal").mkdir()
-    with h5py.File(folder / "vocal" / "calls.h5", "w") as handle:
-        handle.create_dataset("specs", data=rng.random((n, 128, 128)).astype(np.float32), chunks=(16, 128, 128))
-        handle["mean_freq"] = rng.random(n)
+    write_vocalizations(folder / "vocal" / "calls.h5", n)
+    write_mocap_subject(folder / "mocap", trials=10, frames=n // 10)
+    write_omniglot(folder / "omniglot", alphabets=4, characters=5, drawers=max(1, n // 40))
     return {"digits": lambda **k: DigitsDataModule(**k),
             "3dshapes": lambda **k: Shapes3DDataModule(str(folder / "3dshapes.h5"), **k),
-            "vocalizations": lambda **k: VocalizationsDataModule(str(folder / "vocal"), **k)}
+            "vocalizations": lambda **k: VocalizationsDataModule(str(folder / "vocal"), **k),
+            "mocap": lambda **k: MocapDataModule(str(folder / "mocap"), **k),
+            "omniglot": lambda **k: OmniglotDataModule(str(folder / "omniglot"), **k)}
 
 
 def loader_rate(datamodule) -> tuple[float, torch.Tensor]:

@@ -1,4 +1,3 @@
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +5,7 @@ import pytest
 import torch
 
 from datamodules import CelebADataModule, DigitsDataModule, FashionMNISTDataModule, MNISTDataModule
+from datamodules.miniatures import write_mnist, write_omniglot
 
 
 def test_digits_split_is_80_20_deterministic_and_scaled():
@@ -24,24 +24,8 @@ def test_digits_split_is_80_20_deterministic_and_scaled():
     assert other.test_set.indices != first.test_set.indices
 
 
-def _write_idx(path, array: np.ndarray):
-    """The IDX format of LeCun's files: magic (0x0801 labels, 0x0803 images), big-endian sizes, uint8 data."""
-    magic = {1: 0x0801, 3: 0x0803}[array.ndim]
-    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def _fake_mnist(root, n_train=30, n_test=12, folder="MNIST"):
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
-
-
 def test_mnist_reads_the_real_idx_format(tmp_path):
-    _fake_mnist(tmp_path)
+    write_mnist(tmp_path)
     dm = MNISTDataModule(root=str(tmp_path), download=False, val_size=6, batch_size=8)
     dm.prepare_data()
     dm.setup("fit")
@@ -117,7 +101,7 @@ def test_celeba_missing_files_error_says_what_to_download_and_where(tmp_path):
 
 
 def test_fashion_mnist_reads_its_own_folder_and_names_its_source(tmp_path):
-    _fake_mnist(tmp_path, folder="FashionMNIST")
+    write_mnist(tmp_path, folder="FashionMNIST")
     dm = FashionMNISTDataModule(root=str(tmp_path), download=False, val_size=6, batch_size=8)
     dm.setup("fit")
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (24, 6, 12)
@@ -139,7 +123,7 @@ def test_binarized_mnist_reads_amat_files_or_binarizes_mnist_with_a_fixed_seed(t
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (7, 3, 4)
     (x,) = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 1, 28, 28) and set(x.unique().tolist()) <= {0.0, 1.0}
-    _fake_mnist(tmp_path / "idx", n_train=30, n_test=12)
+    write_mnist(tmp_path / "idx", n_train=30, n_test=12)
     first = BinarizedMNISTDataModule(root=str(tmp_path / "idx"), download=False, val_size=6, batch_size=8)
     first.setup()
     assert (len(first.train_set), len(first.val_set), len(first.test_set)) == (24, 6, 12)
@@ -152,25 +136,10 @@ def test_binarized_mnist_reads_amat_files_or_binarizes_mnist_with_a_fixed_seed(t
         BinarizedMNISTDataModule(root=str(tmp_path / "amat"), download=False).setup()
 
 
-def _fake_omniglot(root, alphabets=2, characters=3, drawers=4, size=105):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name in ("images_background", "images_evaluation"):
-        for a in range(alphabets):
-            for c in range(characters):
-                folder = root / "omniglot-py" / name / f"Alphabet_{a}" / f"character{c + 1:02d}"
-                folder.mkdir(parents=True)
-                for d in range(drawers):
-                    pixels = np.full((size, size), 255, dtype=np.uint8)
-                    pixels[rng.integers(0, size, 400), rng.integers(0, size, 400)] = 0  # black strokes
-                    Image.fromarray(pixels).convert("1").save(folder / f"{c:04d}_{d:02d}.png")
-
-
 def test_omniglot_reads_the_extracted_layout_and_binarizes(tmp_path):
     from datamodules import OmniglotDataModule
 
-    _fake_omniglot(tmp_path)
+    write_omniglot(tmp_path)
     dm = OmniglotDataModule(root=str(tmp_path), val_fraction=0.25, batch_size=6)
     dm.prepare_data()
     dm.setup()
@@ -183,6 +152,6 @@ def test_omniglot_reads_the_extracted_layout_and_binarizes(tmp_path):
     assert 0.0 < dm.test_set.tensors[0].mean() < 0.5  # strokes (inverted) are the minority
     with pytest.raises(FileNotFoundError, match="images_background.zip"):
         OmniglotDataModule(root=str(tmp_path / "nowhere")).prepare_data()
-    _fake_omniglot(tmp_path / "small", alphabets=1, characters=1, drawers=1, size=50)
+    write_omniglot(tmp_path / "small", alphabets=1, characters=1, drawers=1, size=50)
     with pytest.raises(ValueError, match="105 x 105; got 50 x 50"):
         OmniglotDataModule(root=str(tmp_path / "small")).setup()

@@ -7,23 +7,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules import Shapes3DDataModule, VocalizationsDataModule
+from datamodules.miniatures import write_3dshapes, write_vocalizations
 
 RNG = np.random.default_rng(0)
 
 
-def _shapes(path, n=40, image_shape=(64, 64, 3), nan=False, labels=True):
-    with h5py.File(path, "w") as handle:
-        handle["images"] = RNG.integers(0, 256, (n, *image_shape), dtype=np.uint8)
-        if labels:
-            factors = RNG.random((n, 6))
-            if nan:
-                factors[3, 2] = np.nan
-            handle["labels"] = factors
-    return path
-
-
 def test_3dshapes_loads_lazily_with_seeded_disjoint_splits(tmp_path):
-    path = _shapes(tmp_path / "3dshapes.h5")
+    path = write_3dshapes(tmp_path / "3dshapes.h5")
     dm = Shapes3DDataModule(str(path), batch_size=5, num_workers=0)
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (28, 4, 8)
@@ -42,7 +32,7 @@ def test_3dshapes_loads_lazily_with_seeded_disjoint_splits(tmp_path):
 
 
 def test_3dshapes_reads_through_two_workers_without_loading_the_file(tmp_path):
-    dm = Shapes3DDataModule(str(_shapes(tmp_path / "3dshapes.h5")), subset=30, batch_size=4, num_workers=2)
+    dm = Shapes3DDataModule(str(write_3dshapes(tmp_path / "3dshapes.h5")), subset=30, batch_size=4, num_workers=2)
     dm.setup()
     assert dm.train_set.cache is None and len(dm.train_set) == 21
     seen = sum(len(x) for x, _ in DataLoader(dm.train_set, batch_size=4, num_workers=2))
@@ -62,25 +52,16 @@ def test_3dshapes_reads_through_two_workers_without_loading_the_file(tmp_path):
 def test_3dshapes_errors_name_the_file_and_the_problem(tmp_path, kind, error, message):
     path = tmp_path / "3dshapes.h5"
     if kind != "missing":
-        _shapes(path, n=10, image_shape=(32, 32, 3) if kind == "shape" else (64, 64, 3), nan=kind == "nan",
+        write_3dshapes(path, n=10, image_shape=(32, 32, 3) if kind == "shape" else (64, 64, 3), nan=kind == "nan",
                 labels=kind != "no_labels")
     with pytest.raises(error, match=message) as info:
         Shapes3DDataModule(str(path)).prepare_data()
     assert str(path) in str(info.value)
 
 
-def _vocal_file(path, n, specs=None, key="specs"):
-    with h5py.File(path, "w") as handle:
-        handle[key] = RNG.random((n, 128, 128)).astype(np.float32) if specs is None else specs
-        handle["onsets"] = np.arange(n, dtype=float)
-        handle["offsets"] = np.arange(n, dtype=float) + 0.1
-        handle["audio_filenames"] = np.array([f"{path.stem}.wav".encode()] * n)
-        handle["mean_freq"] = RNG.uniform(1000, 8000, n)
-
-
 def test_vocalizations_read_a_directory_of_files_with_metadata_labels(tmp_path):
-    _vocal_file(tmp_path / "bird_a.h5", 12)
-    _vocal_file(tmp_path / "bird_b.hdf5", 8)
+    write_vocalizations(tmp_path / "bird_a.h5", 12)
+    write_vocalizations(tmp_path / "bird_b.hdf5", 8)
     dm = VocalizationsDataModule(str(tmp_path), label_key="mean_freq", batch_size=4)
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (14, 2, 4)
@@ -114,11 +95,11 @@ def test_vocalizations_from_npz_are_scaled_to_the_unit_interval(tmp_path):
 def test_vocalization_errors_name_the_file_and_the_problem(tmp_path, kind, error, message):
     path = tmp_path / "calls.h5"
     if kind == "key":
-        _vocal_file(path, 3, key="spectrograms")
+        write_vocalizations(path, 3, key="spectrograms")
     elif kind == "shape":
-        _vocal_file(path, 3, specs=np.zeros((3, 64, 64), dtype=np.float32))
+        write_vocalizations(path, 3, specs=np.zeros((3, 64, 64), dtype=np.float32))
     elif kind == "nan":
-        _vocal_file(path, 3, specs=np.full((3, 128, 128), np.nan, dtype=np.float32))
+        write_vocalizations(path, 3, specs=np.full((3, 128, 128), np.nan, dtype=np.float32))
     with pytest.raises(error, match=message) as info:
         VocalizationsDataModule(str(tmp_path)).setup()
     assert str(tmp_path) in str(info.value)

@@ -7,67 +7,12 @@ import pytest
 import torch
 
 from datamodules import MocapDataModule
+from datamodules.miniatures import MOCAP_ASF, write_amc, write_mocap_subject
 from datamodules.mocap import frame_features, parse_amc, parse_asf
 
-ASF = """# a three-bone skeleton in the Acclaim format
-:version 1.10
-:name VICON
-:units
-  mass 1.0
-  length 0.45
-  angle deg
-:root
-   order TX TY TZ RX RY RZ
-   axis XYZ
-   position 0 0 0
-   orientation 0 0 0
-:bonedata
-  begin
-     id 1
-     name lowerback
-     direction 0 1 0
-     length 2
-     axis 0 0 0 XYZ
-     dof rx ry rz
-     limits (-180.0 180.0)
-            (-180.0 180.0)
-            (-180.0 180.0)
-  end
-  begin
-     id 2
-     name rfemur
-     direction 0 -1 0
-     length 7
-     axis 0 0 20 XYZ
-     dof rx ry rz
-  end
-  begin
-     id 3
-     name rtibia
-     direction 0 -1 0
-     length 7
-     axis 0 0 20 XYZ
-     dof rx
-  end
-:hierarchy
-  begin
-    root lowerback rfemur
-    rfemur rtibia
-  end
-"""
-
-
-def _amc(frames):
-    lines = [":FULLY-SPECIFIED", ":DEGREES"]
-    for number, (root, back, femur, tibia) in enumerate(frames, start=1):
-        lines += [str(number), "root " + " ".join(map(str, root)), "lowerback " + " ".join(map(str, back)),
-                  "rfemur " + " ".join(map(str, femur)), f"rtibia {tibia}"]
-    return "\n".join(lines) + "\n"
-
-
 def test_features_of_a_two_frame_amc(tmp_path):
-    (tmp_path / "s.asf").write_text(ASF)
-    (tmp_path / "s.amc").write_text(_amc([
+    (tmp_path / "s.asf").write_text(MOCAP_ASF)
+    (tmp_path / "s.amc").write_text(write_amc([
         ((1.0, 2.0, 3.0, 10, 20, 30), (5, 5, 5), (0, 90, -30), 45),
         ((1.5, 2.0, 2.0, 0, 90, 180), (6, 6, 6), (30, 60, 90), 180),
     ]))
@@ -83,26 +28,15 @@ def test_features_of_a_two_frame_amc(tmp_path):
 
 
 def test_amc_errors_say_where(tmp_path):
-    (tmp_path / "s.asf").write_text(ASF)
+    (tmp_path / "s.asf").write_text(MOCAP_ASF)
     skeleton = parse_asf(tmp_path / "s.asf")
     (tmp_path / "bad.amc").write_text("1\nroot 0 0 0 0 0 0\nrtibia 1 2\n2\nroot 0 0 0 0 0 0\n")
     with pytest.raises(ValueError, match=r"bad.amc:3: bone 'rtibia' has 2 values"):
         parse_amc(tmp_path / "bad.amc", skeleton)
 
 
-def _subject(root, trials=5, frames=30):
-    folder = root / "subjects" / "54"
-    folder.mkdir(parents=True)
-    (folder / "54.asf").write_text(ASF)
-    rng = np.random.default_rng(0)
-    for trial in range(1, trials + 1):
-        motion = [(tuple(rng.normal(size=6)), tuple(rng.normal(size=3)), tuple(rng.normal(size=3)), rng.normal())
-                  for _ in range(frames)]
-        (folder / f"54_{trial:02d}.amc").write_text(_amc(motion))
-
-
 def test_mocap_datamodule_splits_by_trial_into_windows(tmp_path):
-    _subject(tmp_path)
+    write_mocap_subject(tmp_path)
     dm = MocapDataModule(str(tmp_path), window=10, stride=5, batch_size=4)
     dm.prepare_data()
     dm.setup()
