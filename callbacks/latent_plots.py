@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from lvm.plots import decoded_grid, plot_code_on_data, plot_embedding, plot_image_grid
+
+from .figures import save_and_log
 
 __all__ = ["LatentPlots"]
 
@@ -49,12 +46,4 @@ class LatentPlots(L.Callback):
         decoded = decoded_grid(pl_module, self.per_side)
         if decoded.dim() == 4:  # images [n, C, H, W]; vector data has no picture grid
             figures["decoded_grid"] = plot_image_grid(decoded, self.per_side)
-        out_dir = Path(trainer.default_root_dir) / "plots"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, figure in figures.items():
-            figure.savefig(out_dir / f"{name}.png", dpi=120, bbox_inches="tight")
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    figure.canvas.draw()
-                    logger.log_image(key=f"plots/{name}", images=[np.asarray(figure.canvas.buffer_rgba())[..., :3]])
-            plt.close(figure)
+        save_and_log(trainer, figures)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
+from scipy.spatial import cKDTree
 
 from .jacobians import forward_jacobian
 
@@ -55,14 +56,17 @@ def displacements(points: torch.Tensor, centres: torch.Tensor, periodic: bool) -
 
 
 def weighted_mean_shift(points: torch.Tensor, weights: torch.Tensor, bandwidth: float, periodic: bool = False,
-                        seeds: torch.Tensor | None = None, max_iter: int = 200,
+                        seeds: torch.Tensor | None = None, max_seeds: int = 256, max_iter: int = 200,
                         tol: float = 1e-7) -> tuple[torch.Tensor, torch.Tensor]:
     """Modes ``[k, d]`` of the density ``weights`` on ``points`` (eq. 9) and their weights ``[k]``, the
-    densest first. Each seed (default: every point with weight above the mean) moves to the
-    weighted mean of the points within ``bandwidth`` until it stops; modes closer than ``bandwidth``
-    merge into the one of highest density."""
+    densest first. Each seed (default: up to ``max_seeds`` evenly chosen points of weight above the
+    mean) moves to the weighted mean of the points within ``bandwidth`` until it stops; modes closer
+    than ``bandwidth`` merge into the one of highest density."""
     points, weights = points.double(), weights.double()
-    z = (points[weights > weights.mean()] if seeds is None else seeds.double()).clone()
+    if seeds is None:
+        seeds = points[weights > weights.mean()]
+        seeds = seeds[torch.linspace(0, len(seeds) - 1, min(max_seeds, len(seeds))).round().long()]
+    z = seeds.double().clone()
     for _ in range(max_iter):
         delta = displacements(points, z, periodic)  # [s, m, d]
         inside = (delta.pow(2).sum(-1) <= bandwidth**2) * weights[None]  # [s, m]
@@ -88,10 +92,11 @@ def density_geodesic(points: torch.Tensor, density: torch.Tensor, start: torch.T
     graph linking points closer than ``radius``, the step i -> j costing p_i / p_j (appendix C): leaving
     dense regions for sparse ones is expensive."""
     p = points.double()
-    delta = displacements(p, p, periodic)  # [m, m, d]
-    rows, cols = np.nonzero(((delta.pow(2).sum(-1) <= radius**2) & ~torch.eye(len(p), dtype=torch.bool)).numpy())
-    if len(rows) == 0:
+    tree = cKDTree(p.numpy(), boxsize=1.0 if periodic else None)  # the torus wraps at 1
+    pairs = tree.query_pairs(radius, output_type="ndarray")  # [e, 2], i < j
+    if len(pairs) == 0:
         raise ValueError(f"No two lattice points lie within radius={radius}; use a radius above the lattice spacing.")
+    rows, cols = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
     mass = density.double().clamp_min(1e-300).numpy()
     graph = coo_matrix((mass[rows] / mass[cols], (rows, cols)), shape=(len(p), len(p))).tocsr()
     first = int(displacements(p, start.double()[None], periodic).pow(2).sum(-1).argmin())

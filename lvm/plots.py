@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-__all__ = ["plot_embedding", "plot_code_on_data", "decoded_grid", "plot_image_grid"]
+__all__ = ["plot_embedding", "plot_code_on_data", "decoded_grid", "plot_image_grid", "plot_latent_field"]
 
 
 def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, periodic: bool = False,
@@ -76,4 +76,37 @@ def plot_image_grid(images: torch.Tensor, per_side: int, title: str = "Decoded l
     ax.imshow(tiles.permute(1, 2, 0).numpy())  # [H, W, 3]
     ax.set_axis_off()
     ax.set_title(title)
+    return fig
+
+
+def plot_latent_field(points: np.ndarray, values: np.ndarray, title: str, markers: np.ndarray | None = None,
+                      path: np.ndarray | None = None, periodic: bool = False, log: bool = False) -> plt.Figure:
+    """A scalar field over latent points ``[m, d]`` (a density, a Jacobian norm), drawn as 2-D
+    histograms weighted by ``values`` (averaged per cell): the plane for d = 2, the three coordinate
+    pairs for d = 3. ``markers`` (modes) as red dots, ``path`` (a geodesic) as a white line."""
+    d = points.shape[1]
+    pairs = [(0, 1)] if d == 2 else [(0, 1), (0, 2), (1, 2)]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
+    for ax, (i, j) in zip(axes[0], pairs):
+        bins = max(8, int(0.7 * np.sqrt(len(points))))  # coarse enough that every cell holds lattice points
+        limits = [[0, 1], [0, 1]] if periodic else None
+        total, xedges, yedges = np.histogram2d(points[:, i], points[:, j], bins, range=limits, weights=values)
+        counts, _, _ = np.histogram2d(points[:, i], points[:, j], bins, range=limits)
+        field = np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+        if log:
+            field = np.log(np.maximum(field, 1e-12))
+        image = ax.imshow(field.T, origin="lower", extent=[xedges[0], xedges[-1], yedges[0], yedges[-1]],
+                          aspect="auto", cmap="magma")
+        fig.colorbar(image, ax=ax)
+        if markers is not None and len(markers):
+            ax.scatter(markers[:, i], markers[:, j], c="red", s=18, edgecolors="white", linewidths=0.5)
+        if path is not None:
+            xs, ys = path[:, i].astype(float), path[:, j].astype(float)
+            if periodic:  # break the line where the path wraps around the torus
+                wraps = np.flatnonzero((np.abs(np.diff(xs)) > 0.5) | (np.abs(np.diff(ys)) > 0.5)) + 1
+                xs, ys = np.insert(xs, wraps, np.nan), np.insert(ys, wraps, np.nan)
+            ax.plot(xs, ys, "w-", lw=1.5)
+        ax.set_xlabel(f"z{i + 1}")
+        ax.set_ylabel(f"z{j + 1}")
+    fig.suptitle(title)
     return fig

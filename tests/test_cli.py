@@ -184,3 +184,20 @@ def test_lattice_run_reports_the_quantized_inference_path(tmp_path):
     for key in ("nll_1sample", "code_length_bits", "kl", "reconstruction", "log_likelihood"):
         assert np.isfinite(metrics[f"test/{key}"]), key
     assert (run_dir / "plots" / "embedding.png").is_file()
+
+
+@pytest.mark.parametrize("dim,points", [(2, "233"), (3, "509")])
+def test_posterior_plots_are_written_and_logged_to_the_offline_wandb_run(tmp_path, dim, points):
+    overlay = tmp_path / "posterior_plots.yaml"
+    overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "callbacks.LatentPlots"},
+        {"class_path": "callbacks.PosteriorPlots", "init_args": {"bandwidth": 0.15}},
+    ]}}))
+    _, run_dir = _run(tmp_path / "runs", "--config", str(overlay), "--trainer.max_epochs", "1",
+                      "--model.latent.init_args.dim", str(dim), "--model.eval_num_points", points,
+                      "--model.objective.init_args.num_points", points)
+    names = ["embedding", "decoded_grid", "aggregated_posterior", "jacobian_norm", "mode_reconstructions"]
+    for name in names:
+        assert (run_dir / "plots" / f"{name}.png").stat().st_size > 5_000, name
+    media = list((run_dir / "wandb").glob("offline-run-*/files/media/images/plots/*.png"))
+    assert {m.name.split("_")[0] for m in media} >= {"aggregated", "jacobian", "embedding"}
