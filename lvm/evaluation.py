@@ -75,7 +75,7 @@ class HeldOutEvaluation(nn.Module):
         if own is not None:
             values["log_likelihood"] = own
         elif self.use_qmc:
-            values["log_likelihood"] = model.log_likelihood(x)
+            values["log_likelihood"] = model.log_likelihood(x, shift_seed=model.eval_shift_seed)
         elif self.encoder_kind == "deterministic":
             values["log_likelihood"] = laplace_log_likelihood(model, x, self.num_samples, self.chunk_size)
         elif self.has_encoder:

@@ -45,6 +45,8 @@ class LatentVariableModel(L.LightningModule):
         eval_chunk_size: decode at most this many lattice points at once during evaluation.
         eval_num_samples: K for the importance-sampled held-out estimate of encoder models
             (see :mod:`lvm.evaluation`).
+        eval_shift_seed: the seed of the lattice shift of the held-out QMC estimate (one shift for all
+            batches and processes; ``None``: a fresh shift per batch).
         latent_sampler: an optional sampler fitted to the training codes after training (e.g.
             :class:`lvm.samplers.GaussianMixtureSampler`, fitted by :class:`callbacks.FitLatentSampler`);
             once fitted, :meth:`sample` draws latents from it instead of the prior.
@@ -63,6 +65,7 @@ class LatentVariableModel(L.LightningModule):
         eval_chunk_size: int = 4096,
         eval_num_samples: int = 100,
         latent_sampler: nn.Module | None = None,
+        eval_shift_seed: int | None = 0,
     ):
         super().__init__()
         with warnings.catch_warnings():
@@ -76,7 +79,7 @@ class LatentVariableModel(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.evaluation = HeldOutEvaluation(latent.dim, self._encoder_kind(encoder, objective), eval_num_samples)
         self.eval_num_points = eval_num_points
-        self.eval_chunk_size = eval_chunk_size
+        self.eval_chunk_size, self.eval_shift_seed = eval_chunk_size, eval_shift_seed
         self.latent_sampler = latent_sampler
         if latent_sampler is not None:
             latent_sampler.attach(latent.dim)
@@ -139,19 +142,25 @@ class LatentVariableModel(L.LightningModule):
             z = self.latent.sample(n, device=self.device)
         return self.decode(z)
 
-    def _cube_points(self, num_points: int | None, shift: bool) -> torch.Tensor:
+    def _cube_points(self, num_points: int | None, shift: bool, shift_seed: int | None = None) -> torch.Tensor:
         num_points = num_points or self.eval_num_points or default_num_points(self.latent.dim)
         points = lattice_rule(num_points, self.latent.dim)
-        return random_shift(points) if shift else points
+        if not shift:
+            return points
+        generator = None if shift_seed is None else torch.Generator().manual_seed(shift_seed)
+        return random_shift(points, generator)
 
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor, num_points: int | None = None) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, num_points: int | None = None, shift_seed: int | None = None) -> torch.Tensor:
         """Randomized-QMC estimate of ``log p(x)`` in nats per example (eq. 5), ``[b]``.
 
         Works for any decoder (QLVM, VAE, IWAE): the lattice is mapped into the latent space
-        by the inversion method, so VAE decoders are scored against their N(0, I) prior.
+        by the inversion method, so VAE decoders are scored against their N(0, I) prior. The shift is
+        random, or drawn from ``shift_seed`` (the same for every batch and process: held-out
+        evaluation uses ``eval_shift_seed``, so its values are reproducible and identical under DDP).
         """
-        return qmc_log_likelihood(self, self.flatten(x), self._cube_points(num_points, True), self.eval_chunk_size)
+        points = self._cube_points(num_points, True, shift_seed)
+        return qmc_log_likelihood(self, self.flatten(x), points, self.eval_chunk_size)
 
     @torch.no_grad()
     def posterior(self, x: torch.Tensor, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

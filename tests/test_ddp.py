@@ -1,0 +1,39 @@
+"""The held-out metrics under DDP (2 CPU processes, gloo) equal the single-process values."""
+
+import lightning as L
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader, TensorDataset
+
+from lvm.latent_spaces import TorusLatent
+from lvm.likelihoods import GaussianLikelihood
+from lvm.model import LatentVariableModel
+from lvm.networks import MLPDecoder
+from objectives import QMCObjective
+
+pytestmark = pytest.mark.slow
+
+
+class SixtyFourDigits(L.LightningDataModule):
+    """64 digits in batches of 8: divisible by 2 processes, so no sample is padded in."""
+
+    def test_dataloader(self):
+        digits = load_digits()
+        x = torch.tensor(digits.images[:64], dtype=torch.float32).div(16).unsqueeze(1)
+        return DataLoader(TensorDataset(x, torch.tensor(digits.target[:64])), batch_size=8)
+
+
+def _test(devices: int) -> dict:
+    torch.manual_seed(0)
+    model = LatentVariableModel(MLPDecoder([1, 8, 8], [16]), GaussianLikelihood(0.1), TorusLatent(2), QMCObjective(89),
+                                eval_num_points=233)
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return trainer.test(model, datamodule=SixtyFourDigits(), verbose=False)[0]
+
+
+def test_heldout_likelihood_under_ddp_equals_the_single_process_value():
+    single, distributed = _test(1), _test(2)
+    for key in ("test/log_likelihood", "test/bits_per_dim"):
+        assert distributed[key] == pytest.approx(single[key], abs=1e-5), key
