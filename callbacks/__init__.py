@@ -1,5 +1,6 @@
 """Lightning callbacks: they schedule analyses from :mod:`lvm` and log their results."""
 
+from .fid import FID
 from .frechet import GaussianFrechetScore
 from .latent_classification import LatentClassification
 from .latent_plots import LatentPlots
@@ -9,4 +10,4 @@ from .posterior_plots import PosteriorPlots
 from .rng_state import RNGStateCheckpoint
 from .two_phase import TwoPhaseTraining
 
-__all__ = ["FitLatentSampler", "GaussianFrechetScore", "LatentClassification", "LatentPlots", "MetricsFile", "PosteriorPlots", "RNGStateCheckpoint", "TwoPhaseTraining"]
+__all__ = ["FID", "FitLatentSampler", "GaussianFrechetScore", "LatentClassification", "LatentPlots", "MetricsFile", "PosteriorPlots", "RNGStateCheckpoint", "TwoPhaseTraining"]

@@ -1,0 +1,99 @@
+"""FID of samples and of reconstructions against held-out images (torchmetrics' FrechetInceptionDistance,
+whose Inception network is torch-fidelity's), or an FID-style score with any feature extractor."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+__all__ = ["FID", "frechet_distance_metric"]
+
+INCEPTION_WEIGHTS = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                     "weights-inception-2015-12-05-6726825d.pth")
+
+
+def frechet_distance_metric(feature_extractor: nn.Module | None = None,
+                            weights_path: str | None = None) -> FrechetInceptionDistance:
+    """A Frechet distance metric on the features of ``feature_extractor`` (any module mapping images
+    ``[n, 3, H, W]`` in [0, 1] to ``[n, k]``), or on Inception-v3 pool features (2048-D) with the weights
+    at ``weights_path`` (downloaded from the internet when ``None``). Exact under DDP (torchmetrics)."""
+    if feature_extractor is not None:
+        return FrechetInceptionDistance(feature=feature_extractor, normalize=True)
+    try:
+        return FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=weights_path)
+    except Exception as error:  # no internet and no local weights
+        raise RuntimeError(
+            "FID needs the Inception-v3 weights, which could not be loaded. Download "
+            f"{INCEPTION_WEIGHTS} and pass its path as weights_path, or pass a feature_extractor module "
+            "for an FID-style score that works offline."
+        ) from error
+
+
+def _rgb(images: torch.Tensor) -> torch.Tensor:
+    """Images ``[n, C, H, W]`` in [0, 1] with 3 channels (grey levels repeated)."""
+    images = images.clamp(0, 1)
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+class FID(L.Callback):
+    """Logs ``fid/samples`` (``num_samples`` decoded prior samples against as many held-out images)
+    and ``fid/reconstructions`` (the held-out images' reconstructions, ``decode(embed(x))``, against the
+    images) every ``every_n_epochs`` validation epochs and at test time. Grey images are repeated to
+    3 channels; the Inception extractor resizes them to 299 x 299 itself.
+
+    Args:
+        num_samples: held-out images (and samples) per evaluation.
+        every_n_epochs: validation period (0: only at test time).
+        feature_extractor: a module for an FID-style score (offline); ``None``: Inception-v3.
+        weights_path: local Inception weights (offline clusters).
+    """
+
+    def __init__(self, num_samples: int = 1000, every_n_epochs: int = 10, feature_extractor: nn.Module | None = None,
+                 weights_path: str | None = None):
+        self.num_samples, self.every_n_epochs = num_samples, every_n_epochs
+        self.feature_extractor, self.weights_path = feature_extractor, weights_path
+        self.metrics: dict[str, FrechetInceptionDistance] = {}
+        self.seen = 0
+
+    def setup(self, trainer, pl_module, stage):
+        self.metrics = {name: frechet_distance_metric(self.feature_extractor, self.weights_path).to(pl_module.device)
+                        for name in ("samples", "reconstructions")}
+
+    def _active(self, trainer) -> bool:
+        if trainer.sanity_checking:
+            return False
+        return trainer.testing or (self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0)
+
+    def _update(self, trainer, pl_module, batch) -> None:
+        if not self._active(trainer) or self.seen >= self.num_samples:
+            return
+        x = (batch[0] if isinstance(batch, (list, tuple)) else batch)[: self.num_samples - self.seen]
+        if x.dim() != 4:
+            raise ValueError("FID needs image data [n, C, H, W].")
+        with torch.no_grad():
+            real = _rgb(x)
+            for name, fake in (("samples", pl_module.sample(len(x))), ("reconstructions", pl_module.decode(pl_module.embed(x)))):
+                self.metrics[name].update(real, real=True)
+                self.metrics[name].update(_rgb(fake), real=False)
+        self.seen += len(x)
+
+    def _log(self, trainer, pl_module) -> None:
+        if self._active(trainer) and self.seen >= 2:
+            for name, metric in self.metrics.items():
+                pl_module.log(f"fid/{name}", metric.compute())
+                metric.reset()
+        self.seen = 0
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._update(trainer, pl_module, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self._log(trainer, pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._update(trainer, pl_module, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        self._log(trainer, pl_module)
