@@ -6,8 +6,12 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from lvm.analysis import aggregated_posterior, density_geodesic, jacobian_frobenius_norm, weighted_mean_shift
-from lvm.plots import plot_image_grid, plot_latent_field
+from lightning.pytorch.loggers import WandbLogger
+
+from lvm.analysis import (aggregated_posterior, density_at, density_geodesic, jacobian_frobenius_norm,
+                          weighted_mean_shift)
+from lvm.plots import plot_image_grid, plot_latent_field, plot_posterior_comparison
+from lvm.variational import encode
 
 from .figures import save_and_log
 
@@ -22,7 +26,12 @@ class PosteriorPlots(L.Callback):
     * ``jacobian_norm.png``: log |d f / d z|_F over the lattice, modes overlaid (Fig. 5D/H);
     * ``geodesic.png``: the density-ratio geodesic between the two densest modes (Fig. A5);
     * for image data, ``mode_reconstructions.png`` and ``geodesic_reconstructions.png``: the decoded
-      modes (Fig. 5C/G) and the decoded points along the geodesic.
+      modes (Fig. 5C/G) and the decoded points along the geodesic; ``samples.png`` and
+      ``reconstructions.png`` (test images above their reconstructions decode(embed(x)); Fig. 2B/C);
+    * for models with a Gaussian encoder and a 2-D latent, ``posterior_comparison.png``: the empirical
+      posterior on the dense lattice against the variational 3-sigma ellipse (Fig. 3B).
+
+    On W&B the modes are also logged as a table of prototypes (coordinates, density, decoded image).
 
     The analyses are the plain functions of :mod:`lvm.analysis`; this callback only runs them on rank 0.
 
@@ -31,34 +40,41 @@ class PosteriorPlots(L.Callback):
         bandwidth: mean-shift bandwidth (in latent units; the torus has side 1).
         geodesic_points: decoded points shown along the geodesic.
         max_batches: test batches used for the aggregated posterior (``None``: all).
+        per_side: images per side of the sample and reconstruction grids.
     """
 
     def __init__(self, num_points: int | None = None, bandwidth: float = 0.1, geodesic_points: int = 10,
-                 max_batches: int | None = None):
+                 max_batches: int | None = None, per_side: int = 6):
         self.num_points, self.bandwidth = num_points, bandwidth
-        self.geodesic_points, self.max_batches = geodesic_points, max_batches
+        self.geodesic_points, self.max_batches, self.per_side = geodesic_points, max_batches, per_side
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module):
         if pl_module.latent.dim not in (2, 3):
             return
         batches = [b for i, b in zip(range(self.max_batches or 10**9), trainer.datamodule.test_dataloader())]
-        points, density = aggregated_posterior(pl_module, batches, self.num_points)
-        cube = points.cpu()
+        points, density = aggregated_posterior(pl_module, batches, self.num_points)  # latent values [m, d], [m]
+        density = density.cpu()
+        # mean-shift and the graph work on the lattice in the unit cube, where every point has equal volume
+        # (the torus wraps); modes and paths are mapped back to latent values
+        cube = pl_module.lattice_points(self.num_points)
         periodic = pl_module.latent.periodic
-        modes, _ = weighted_mean_shift(cube, density.cpu(), self.bandwidth, periodic)
+        to_latent = lambda c: pl_module.latent.from_unit_cube(c).cpu()  # noqa: E731
+        modes_cube, _ = weighted_mean_shift(cube, density, self.bandwidth, periodic)
+        modes = to_latent(modes_cube)
         norms = jacobian_frobenius_norm(pl_module, points).cpu()
+        latent = points.cpu().numpy()
         spacing = (1.0 / len(cube)) ** (1 / cube.shape[1])
         figures = {
-            "aggregated_posterior": plot_latent_field(cube.numpy(), density.cpu().numpy(), "Aggregated posterior and modes",
+            "aggregated_posterior": plot_latent_field(latent, density.numpy(), "Aggregated posterior and modes",
                                                       modes.numpy(), periodic=periodic),
-            "jacobian_norm": plot_latent_field(cube.numpy(), norms.numpy(), "log |df/dz|_F", modes.numpy(),
+            "jacobian_norm": plot_latent_field(latent, norms.numpy(), "log |df/dz|_F", modes.numpy(),
                                                periodic=periodic, log=True),
         }
         path = None
         if len(modes) >= 2:
-            path = density_geodesic(cube, density.cpu(), modes[0], modes[1], radius=2.5 * spacing, periodic=periodic)
-            figures["geodesic"] = plot_latent_field(cube.numpy(), density.cpu().numpy(), "Density-ratio geodesic",
+            path = to_latent(density_geodesic(cube, density, modes_cube[0], modes_cube[1], 2.5 * spacing, periodic))
+            figures["geodesic"] = plot_latent_field(latent, density.numpy(), "Density-ratio geodesic",
                                                     modes[:2].numpy(), path.numpy(), periodic=periodic)
         decoded_modes = pl_module.decode(modes.to(pl_module.device, pl_module.dtype))
         if decoded_modes.dim() == 4:  # images
@@ -69,4 +85,35 @@ class PosteriorPlots(L.Callback):
                 figures["geodesic_reconstructions"] = plot_image_grid(
                     pl_module.decode(along.to(pl_module.device, pl_module.dtype)), self.geodesic_points,
                     "Decoded geodesic")
+            x = batches[0][0] if isinstance(batches[0], (list, tuple)) else batches[0]
+            x = x[: self.per_side**2].to(pl_module.device)
+            figures["samples"] = plot_image_grid(pl_module.sample(self.per_side**2), self.per_side, "Samples")
+            pairs = torch.stack([x, pl_module.decode(pl_module.embed(x))], dim=1).flatten(0, 1)  # image, reconstruction
+            figures["reconstructions"] = plot_image_grid(pairs, 2 * self.per_side, "Test images and reconstructions")
+        if pl_module.encoder is not None and pl_module.latent.dim == 2 and self._gaussian_encoder(pl_module):
+            x = (batches[0][0] if isinstance(batches[0], (list, tuple)) else batches[0])[:4].to(pl_module.device)
+            lattice, weights = pl_module.posterior(x, self.num_points)
+            mean, log_var = encode(pl_module, x)
+            figures["posterior_comparison"] = plot_posterior_comparison(
+                lattice.cpu().numpy(), weights.cpu().numpy(), mean.cpu().numpy(), (0.5 * log_var).exp().cpu().numpy())
         save_and_log(trainer, figures)
+        self._log_prototypes(trainer, modes, density_at(cube, density, modes_cube, periodic), decoded_modes)
+
+    @staticmethod
+    def _gaussian_encoder(pl_module) -> bool:
+        objective = pl_module.objective
+        return not (objective.deterministic_encoder or objective.isotropic_encoder)
+
+    @staticmethod
+    def _log_prototypes(trainer, modes: torch.Tensor, densities: torch.Tensor, decoded: torch.Tensor) -> None:
+        """A W&B table with one row per mean-shift mode: coordinates, density, decoded image."""
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not loggers or decoded.dim() != 4:
+            return
+        import wandb
+
+        rows = [[k, *[round(float(c), 4) for c in mode], float(rho), wandb.Image(image.cpu().float().clamp(0, 1))]
+                for k, (mode, rho, image) in enumerate(zip(modes, densities, decoded))]
+        columns = ["mode", *[f"z{i + 1}" for i in range(modes.shape[1])], "density", "decoded"]
+        for logger in loggers:
+            logger.log_table(key="prototypes", columns=columns, data=rows)

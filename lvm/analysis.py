@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 
 from .jacobians import forward_jacobian
 
-__all__ = ["aggregated_posterior", "jacobian_frobenius_norm", "displacements", "weighted_mean_shift",
+__all__ = ["aggregated_posterior", "jacobian_frobenius_norm", "displacements", "weighted_mean_shift", "density_at",
            "density_geodesic"]
 
 
@@ -76,14 +76,18 @@ def weighted_mean_shift(points: torch.Tensor, weights: torch.Tensor, bandwidth: 
             z = torch.remainder(z, 1.0)
         if step.abs().max() < tol:
             break
-    nearest = displacements(points, z, periodic).pow(2).sum(-1).argmin(1)  # the lattice point of each mode
-    density = weights[nearest]
+    density = density_at(points, weights, z, periodic)
     order = density.argsort(descending=True)
     kept: list[int] = []
     for i in order.tolist():
         if all(displacements(z[i:i + 1], z[j:j + 1], periodic).norm() > bandwidth for j in kept):
             kept.append(i)
     return z[kept].to(points.dtype), density[kept]
+
+
+def density_at(points: torch.Tensor, density: torch.Tensor, queries: torch.Tensor, periodic: bool = False) -> torch.Tensor:
+    """The density of the lattice point nearest each query ``[q, d]`` -> ``[q]``."""
+    return density[displacements(points.double(), queries.double(), periodic).pow(2).sum(-1).argmin(1)]
 
 
 def density_geodesic(points: torch.Tensor, density: torch.Tensor, start: torch.Tensor, end: torch.Tensor,

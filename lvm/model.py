@@ -142,9 +142,13 @@ class LatentVariableModel(L.LightningModule):
             z = self.latent.sample(n, device=self.device)
         return self.decode(z)
 
+    def lattice_points(self, num_points: int | None = None) -> torch.Tensor:
+        """The unshifted evaluation lattice in the unit cube ``[m, d]`` (float64); the latent values
+        are ``latent.from_unit_cube`` of it (the points of :meth:`posterior`)."""
+        return lattice_rule(num_points or self.eval_num_points or default_num_points(self.latent.dim), self.latent.dim)
+
     def _cube_points(self, num_points: int | None, shift: bool, shift_seed: int | None = None) -> torch.Tensor:
-        num_points = num_points or self.eval_num_points or default_num_points(self.latent.dim)
-        points = lattice_rule(num_points, self.latent.dim)
+        points = self.lattice_points(num_points)
         if not shift:
             return points
         generator = None if shift_seed is None else torch.Generator().manual_seed(shift_seed)

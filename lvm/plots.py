@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-__all__ = ["plot_embedding", "plot_code_on_data", "decoded_grid", "plot_image_grid", "plot_latent_field"]
+__all__ = ["plot_embedding", "plot_code_on_data", "decoded_grid", "plot_image_grid", "plot_latent_field",
+           "plot_posterior_comparison"]
 
 
 def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, periodic: bool = False,
@@ -108,5 +109,28 @@ def plot_latent_field(points: np.ndarray, values: np.ndarray, title: str, marker
             ax.plot(xs, ys, "w-", lw=1.5)
         ax.set_xlabel(f"z{i + 1}")
         ax.set_ylabel(f"z{j + 1}")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_posterior_comparison(points: np.ndarray, weights: np.ndarray, means: np.ndarray, stds: np.ndarray,
+                              title: str = "Empirical posterior vs variational 3-sigma ellipse") -> plt.Figure:
+    """For each example: its posterior over lattice points ``points [m, 2]`` (``weights [b, m]``, the
+    99 % most probable points shown) against the variational Gaussian's mean and 3-sigma ellipse
+    (``means``, ``stds``: ``[b, 2]``), as in the QLVM paper's Fig. 3B."""
+    from matplotlib.patches import Ellipse
+
+    fig, axes = plt.subplots(1, len(weights), figsize=(3.2 * len(weights), 3.2), squeeze=False)
+    for ax, w, mean, std in zip(axes[0], weights, means, stds):
+        order = np.argsort(w)[::-1]
+        keep = order[: np.searchsorted(np.cumsum(w[order]), 0.99) + 1]
+        ax.scatter(points[keep, 0], points[keep, 1], c=w[keep], cmap="Blues", s=8)
+        ax.add_patch(Ellipse(mean, 6 * std[0], 6 * std[1], fill=False, color="red", lw=1.2))
+        ax.scatter(*mean, c="red", s=12)
+        span = np.concatenate([points[keep], [mean - 3 * std, mean + 3 * std]])
+        ax.set_xlim(span[:, 0].min() - 0.1, span[:, 0].max() + 0.1)
+        ax.set_ylim(span[:, 1].min() - 0.1, span[:, 1].max() + 0.1)
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.suptitle(title)
     return fig

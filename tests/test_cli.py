@@ -196,8 +196,18 @@ def test_posterior_plots_are_written_and_logged_to_the_offline_wandb_run(tmp_pat
     _, run_dir = _run(tmp_path / "runs", "--config", str(overlay), "--trainer.max_epochs", "1",
                       "--model.latent.init_args.dim", str(dim), "--model.eval_num_points", points,
                       "--model.objective.init_args.num_points", points)
-    names = ["embedding", "decoded_grid", "aggregated_posterior", "jacobian_norm", "mode_reconstructions"]
+    names = ["embedding", "decoded_grid", "aggregated_posterior", "jacobian_norm", "mode_reconstructions", "samples",
+             "reconstructions"]
     for name in names:
         assert (run_dir / "plots" / f"{name}.png").stat().st_size > 5_000, name
     media = list((run_dir / "wandb").glob("offline-run-*/files/media/images/plots/*.png"))
-    assert {m.name.split("_")[0] for m in media} >= {"aggregated", "jacobian", "embedding"}
+    assert {m.name.split("_")[0] for m in media} >= {"aggregated", "jacobian", "embedding", "samples"}
+    assert list((run_dir / "wandb").glob("offline-run-*/files/media/table/prototypes_*.table.json"))
+
+
+def test_encoder_models_get_the_empirical_versus_variational_posterior_plot(tmp_path):
+    overlay = tmp_path / "posterior_plots.yaml"
+    overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "callbacks.PosteriorPlots"}]}}))
+    _, run_dir = _run(tmp_path / "runs", "--config", str(overlay), "--trainer.max_epochs", "1", *CSV,
+                      config=str(ROOT / "configs" / "digits_vae.yaml"))
+    assert (run_dir / "plots" / "posterior_comparison.png").stat().st_size > 5_000
