@@ -37,10 +37,14 @@ class LatentPlots(L.Callback):
             if isinstance(batch, (list, tuple)) and len(batch) > 1:
                 labels.append(torch.as_tensor(batch[1]).cpu())
         data, embedding = torch.cat(data).numpy(), torch.cat(embedding).numpy()
-        figures = {
-            "embedding": plot_embedding(embedding, torch.cat(labels).numpy() if labels else None,
-                                        periodic=pl_module.latent.periodic),
-        }
+        labels = torch.cat(labels).numpy() if labels else None
+        if labels is not None and labels.ndim == 2:  # ground-truth factors (3dShapes): one panel each (Fig. 6)
+            names = getattr(trainer.datamodule, "factor_names", [f"factor {k}" for k in range(labels.shape[1])])
+            figures = {f"embedding_{name}": plot_embedding(embedding, labels[:, k], periodic=pl_module.latent.periodic,
+                                                           title=f"Embedding coloured by {name}")
+                       for k, name in enumerate(names)}
+        else:
+            figures = {"embedding": plot_embedding(embedding, labels, periodic=pl_module.latent.periodic)}
         if data.ndim == 2 and data.shape[1] == 2:  # 2-D vector data: the data coloured by the code (MLAE Fig. 3)
             figures["code_on_data"] = plot_code_on_data(data, embedding)
         decoded = decoded_grid(pl_module, self.per_side)

@@ -34,6 +34,7 @@ class Shapes3DDataModule(SplitDataModule):
     """
 
     data_shape = (3, 64, 64)
+    factor_names = FACTORS
 
     def __init__(self, path: str = "data/3dshapes.h5", subset: int | None = None, in_memory: bool = False,
                  test_fraction: float = 0.2, val_fraction: float = 0.1, batch_size: int = 64, seed: int = 0,

@@ -33,7 +33,7 @@ def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, peri
                 ax.set_ylim(0, 1)
         ax.set_aspect("equal" if j is not None and periodic else "auto")
     if labels is not None:
-        fig.colorbar(points, ax=axes[0].tolist(), label="label")
+        fig.colorbar(points, ax=axes[0].tolist(), label="label" if labels.ndim == 1 else "")
     fig.suptitle(title)
     return fig
 

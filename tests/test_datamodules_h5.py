@@ -103,3 +103,43 @@ def test_vocalization_errors_name_the_file_and_the_problem(tmp_path, kind, error
     with pytest.raises(error, match=message) as info:
         VocalizationsDataModule(str(tmp_path)).setup()
     assert str(tmp_path) in str(info.value)
+
+
+def test_3dshapes_embeddings_are_plotted_per_factor(tmp_path):
+    from lvm.cli import cli_main
+
+    path = write_3dshapes(tmp_path / "3dshapes.h5", n=40)
+    config = tmp_path / "shapes.yaml"
+    config.write_text(f"""
+trainer:
+  callbacks:
+    - class_path: callbacks.LatentPlots
+      init_args:
+        per_side: 3
+model:
+  decoder:
+    class_path: lvm.networks.MLPDecoder
+    init_args:
+      data_shape: [3, 64, 64]
+      hidden: [8]
+  likelihood:
+    class_path: lvm.likelihoods.GaussianLikelihood
+  latent:
+    class_path: lvm.latent_spaces.TorusLatent
+  objective:
+    class_path: objectives.QMCObjective
+    init_args:
+      num_points: 89
+  eval_num_points: 233
+data:
+  class_path: datamodules.Shapes3DDataModule
+  init_args:
+    path: {path}
+    batch_size: 8
+    num_workers: 0
+""")
+    cli = cli_main(["--config", str(config), "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.max_epochs", "1",
+                    "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.enable_progress_bar", "false"])
+    plots = {p.name for p in (tmp_path / "runs").glob("*/plots/*.png")}
+    assert {f"embedding_{name}.png" for name in ("floor_hue", "shape", "orientation")} <= plots
+    assert cli.trainer.callback_metrics["test/log_likelihood"].isfinite()
