@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import lightning as L
 import torch
+from rich.progress import track
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning.pytorch.loggers import WandbLogger
@@ -52,7 +55,9 @@ class PosteriorPlots(L.Callback):
     def on_test_end(self, trainer, pl_module):
         if pl_module.latent.dim not in (2, 3):
             return
-        batches = [b for i, b in zip(range(self.max_batches or 10**9), trainer.datamodule.test_dataloader())]
+        loader = trainer.datamodule.test_dataloader()
+        batches = list(track(islice(loader, self.max_batches), description="Posterior plots: test batches",
+                             disable=not trainer.progress_bar_callback))
         points, density = aggregated_posterior(pl_module, batches, self.num_points)  # latent values [m, d], [m]
         density = density.cpu()
         # mean-shift and the graph work on the lattice in the unit cube, where every point has equal volume
