@@ -155,3 +155,26 @@ def test_omniglot_reads_the_extracted_layout_and_binarizes(tmp_path):
     write_omniglot(tmp_path / "small", alphabets=1, characters=1, drawers=1, size=50)
     with pytest.raises(ValueError, match="105 x 105; got 50 x 50"):
         OmniglotDataModule(root=str(tmp_path / "small")).setup()
+
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist package
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist for the real files")
+def test_fashion_mnist_reads_the_real_files(tmp_path):
+    import gzip
+    import shutil
+
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for packed in DEBIAN_FASHION_MNIST.glob("*.gz"):
+        with gzip.open(packed) as source, open(raw / packed.stem, "wb") as target:
+            shutil.copyfileobj(source, target)
+    dm = FashionMNISTDataModule(root=str(tmp_path), download=False, batch_size=256)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (55_000, 5_000, 10_000)
+    x, y = next(iter(dm.test_dataloader()))
+    assert x.shape == (256, 1, 28, 28) and 0 <= x.min() and x.max() <= 1 and x.mean() > 0.2
+    labels = dm.test_set.tensors[1]
+    assert torch.bincount(labels).tolist() == [1000] * 10  # the balanced official test set
