@@ -3,10 +3,11 @@ whose Inception network is torch-fidelity's), or an FID-style score with any fea
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
+
+from .heldout_batches import HeldOutBatches
 
 __all__ = ["FID", "frechet_distance_metric"]
 
@@ -37,7 +38,7 @@ def _rgb(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
-class FID(L.Callback):
+class FID(HeldOutBatches):
     """Logs ``fid/samples`` (``num_samples`` decoded prior samples against as many held-out images)
     and ``fid/reconstructions`` (the held-out images' reconstructions, ``decode(embed(x))``, against the
     images) every ``every_n_epochs`` validation epochs and at test time. Grey images are repeated to
@@ -66,10 +67,10 @@ class FID(L.Callback):
             return False
         return trainer.testing or (self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0)
 
-    def _update(self, trainer, pl_module, batch) -> None:
+    def update(self, trainer, pl_module, x) -> None:
         if not self._active(trainer) or self.seen >= self.num_samples:
             return
-        x = (batch[0] if isinstance(batch, (list, tuple)) else batch)[: self.num_samples - self.seen]
+        x = x[: self.num_samples - self.seen]
         if x.dim() != 4:
             raise ValueError("FID needs image data [n, C, H, W].")
         with torch.no_grad():
@@ -79,21 +80,9 @@ class FID(L.Callback):
                 self.metrics[name].update(_rgb(fake), real=False)
         self.seen += len(x)
 
-    def _log(self, trainer, pl_module) -> None:
+    def finish(self, trainer, pl_module, stage: str) -> None:
         if self._active(trainer) and self.seen >= 2:
             for name, metric in self.metrics.items():
                 pl_module.log(f"fid/{name}", metric.compute())
                 metric.reset()
         self.seen = 0
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._update(trainer, pl_module, batch)
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        self._log(trainer, pl_module)
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._update(trainer, pl_module, batch)
-
-    def on_test_epoch_end(self, trainer, pl_module):
-        self._log(trainer, pl_module)

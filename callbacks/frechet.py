@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
-
 from lvm.metrics import GaussianFrechetDistance
+
+from .heldout_batches import HeldOutBatches
 
 __all__ = ["GaussianFrechetScore"]
 
 
-class GaussianFrechetScore(L.Callback):
+class GaussianFrechetScore(HeldOutBatches):
     """For every validation and test batch, adds the batch (real) and as many ``model.sample``
     draws (generated; the fitted latent sampler if any, else the prior) to a
     :class:`lvm.metrics.GaussianFrechetDistance`, and logs ``{stage}/frechet_gaussian`` at the end of
@@ -31,24 +31,11 @@ class GaussianFrechetScore(L.Callback):
             raise ValueError("GaussianFrechetScore needs the datamodule's data_shape.")
         self.metric = GaussianFrechetDistance(math.prod(shape)).to(pl_module.device)
 
-    def _update(self, pl_module, batch) -> None:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+    def update(self, trainer, pl_module, x) -> None:
         self.metric.to(pl_module.device)
         self.metric.update(x, real=True)
         self.metric.update(pl_module.sample(self.samples_per_example * len(x)), real=False)
 
-    def _log(self, pl_module, stage: str) -> None:
+    def finish(self, trainer, pl_module, stage: str) -> None:
         pl_module.log(f"{stage}/frechet_gaussian", self.metric.compute())
         self.metric.reset()
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._update(pl_module, batch)
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        self._log(pl_module, "val")
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._update(pl_module, batch)
-
-    def on_test_epoch_end(self, trainer, pl_module):
-        self._log(pl_module, "test")
