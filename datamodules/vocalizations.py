@@ -30,6 +30,7 @@ from .hdf5 import H5Rows, require_dataset
 __all__ = ["VocalizationsDataModule"]
 
 SIDE = 128
+CHUNK = 1024  # spectrograms read at once when scanning a file
 
 
 class VocalizationsDataModule(SplitDataModule):
@@ -94,11 +95,10 @@ class VocalizationsDataModule(SplitDataModule):
             for index, path in enumerate(files):
                 with h5py.File(path, "r") as handle:
                     specs = require_dataset(handle, "specs", path, (None, SIDE, SIDE), np.float32)
-                    values = specs[:]
-                    lo, hi = self._range(values, path)
+                    lo, hi = self._range(specs, path)
                     low, high = min(low, lo), max(high, hi)
-                    metadata.append(self._read_metadata({k: handle[k][:] for k in handle if k != "specs"}, path, len(values)))
-                    rows += [(index, row) for row in range(len(values))]
+                    metadata.append(self._read_metadata({k: handle[k][:] for k in handle if k != "specs"}, path, len(specs)))
+                    rows += [(index, row) for row in range(len(specs))]
             self.metadata = {key: np.concatenate([m[key] for m in metadata]) for key in metadata[0]
                              if all(key in m for m in metadata)}
             labels = self._labels(len(rows))
@@ -111,11 +111,15 @@ class VocalizationsDataModule(SplitDataModule):
         return tuple(seeded_split(dataset, self.fractions, self.seed))
 
     @staticmethod
-    def _range(specs: np.ndarray, path: Path) -> tuple[float, float]:
-        """(0, 1) for spectrograms already in [0, 1], else their min and max (min-max scaling)."""
-        if not np.isfinite(specs).all():
-            raise ValueError(f"{path}: 'specs' holds NaN or infinite values.")
-        low, high = float(specs.min()), float(specs.max())
+    def _range(specs, path: Path) -> tuple[float, float]:
+        """(0, 1) for spectrograms already in [0, 1], else their min and max (min-max scaling). Reads
+        an HDF5 dataset ``CHUNK`` spectrograms at a time, never whole."""
+        low, high = np.inf, -np.inf
+        for start in range(0, len(specs), CHUNK):
+            chunk = specs[start:start + CHUNK]
+            if not np.isfinite(chunk).all():
+                raise ValueError(f"{path}: 'specs' holds NaN or infinite values.")
+            low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
         return (0.0, 1.0) if low >= 0 and high <= 1 else (low, high if high > low else low + 1.0)
 
     def _labels(self, n: int) -> torch.Tensor:
