@@ -5,10 +5,11 @@ the randomized-QMC estimate of eq. 5 (QLVM paper) on a dense lattice for latent 
 <= 3, whatever trained the model; for higher-dimensional latents (where lattices are
 impractical and only encoder models train) the importance-sampled estimate with K samples: the
 encoder's q(z | x) as the proposal for variational models, the Laplace proposal around the code
-for autoencoders (:mod:`lvm.laplace`). Variational (Gaussian-encoder) models also get the unbiased sampling ELBO ``{stage}/sampled_elbo``, the importance-
-sampled ``{stage}/importance_log_likelihood`` (IWAE bound with K samples) and the fraction of
-(eps, delta)-collapsed latent dimensions ``{stage}/collapsed_fraction`` (Taylor-VAE eq. 22), so
-the gap between a biased training objective and the model's true quality is visible.
+for autoencoders (:mod:`lvm.laplace`). Variational (Gaussian-encoder) models also get the unbiased
+sampling ELBO ``{stage}/sampled_elbo``, the importance-sampled ``{stage}/importance_log_likelihood``
+(IWAE bound with K samples) and the fraction of (eps, delta)-collapsed latent dimensions
+``{stage}/collapsed_fraction`` (Taylor-VAE eq. 22), so the gap between a biased training
+objective and the model's true quality is visible.
 """
 
 from __future__ import annotations

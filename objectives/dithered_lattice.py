@@ -147,8 +147,7 @@ class DitheredLatticeObjective(Objective):
         """The lattice scale: learned per dimension (direct) or matched to U_G by eq. 8 (proxy)."""
         if self.algorithm == "direct":
             return self.log_delta.exp()
-        log_delta = (0.5 * self.log_var_u - 0.5 * math.log(self.base.nsm)
-                     - math.log(abs(torch.linalg.det(self.base.basis).item())) / self.base.dim)
+        log_delta = 0.5 * self.log_var_u - 0.5 * math.log(self.base.nsm) - math.log(self.base.volume) / self.base.dim
         return log_delta.exp().detach()
 
     def lattice(self) -> ProductLattice:
