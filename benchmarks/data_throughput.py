@@ -28,10 +28,10 @@ from benchmarks.measure import median_seconds  # noqa: E402
 from datamodules import (DigitsDataModule, MocapDataModule, OmniglotDataModule, Shapes3DDataModule,  # noqa: E402
                          VocalizationsDataModule)
 from datamodules.miniatures import write_3dshapes, write_mocap_subject, write_omniglot, write_vocalizations  # noqa: E402
-from lvm.latent_spaces import TorusLatent  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder  # noqa: E402
+from lvm.priors import TorusPrior  # noqa: E402
 from objectives import QMCObjective  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def loader_rate(datamodule) -> tuple[float, torch.Tensor]:
 
 def step_rate(x: torch.Tensor) -> float:
     torch.manual_seed(0)
-    model = LatentVariableModel(MLPDecoder(list(x.shape[1:]), [64, 128]), GaussianLikelihood(0.1), TorusLatent(2),
+    model = LatentVariableModel(MLPDecoder(list(x.shape[1:]), [64, 128]), GaussianLikelihood(0.1), TorusPrior(2),
                                 QMCObjective(610))
 
     def step():

@@ -24,16 +24,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import PeakMemory  # noqa: E402
-from lvm.latent_spaces import TorusLatent  # noqa: E402
 from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder  # noqa: E402
+from lvm.priors import TorusPrior  # noqa: E402
 from objectives import QMCObjective  # noqa: E402
 
 
 def evaluate(args) -> float:
     torch.manual_seed(0)
-    model = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), TorusLatent(2),
+    model = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), TorusPrior(2),
                                 QMCObjective(args.points), eval_num_points=args.points)
     x = torch.bernoulli(torch.full((args.examples, 1, 28, 28), 0.15))
     start = time.perf_counter()

@@ -26,13 +26,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import median_seconds  # noqa: E402
-from lvm.latent_spaces import GaussianLatent  # noqa: E402
 from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import GatedDecoder, GatedEncoder  # noqa: E402
+from lvm.posteriors import DiagonalGaussianPosterior, PointMassPosterior  # noqa: E402
+from lvm.priors import GaussianProxyLatticePrior, LaplaceLatticePrior, StandardNormalPrior  # noqa: E402
 from lvm.quantizers import E8Lattice, HexagonalLattice, IntegerLattice  # noqa: E402
-from objectives import ELBO, DitheredLatticeObjective  # noqa: E402
+from objectives import ELBO, DirectLatticeObjective, GaussianProxyLatticeObjective  # noqa: E402
 
+LATENT = 32
 LATTICES = {"Z": (IntegerLattice(1), 3), "Z2": (IntegerLattice(2), 3), "A2": (HexagonalLattice(), 3), "E8": (E8Lattice(), 6)}
 
 
@@ -48,10 +50,10 @@ def brute_force(lattice, max_norm: int):
     return lambda x: candidates[torch.cdist(x, candidates).argmin(dim=1)]
 
 
-def build(objective, deterministic: bool) -> LatentVariableModel:
+def build(objective, prior, posterior) -> LatentVariableModel:
     torch.manual_seed(0)
-    model = LatentVariableModel(GatedDecoder([784], 300), BernoulliLikelihood(), GaussianLatent(32), objective,
-                                GatedEncoder(32, 300, deterministic=deterministic))
+    encoder = GatedEncoder(posterior.output_size(prior.dim), 300)
+    model = LatentVariableModel(GatedDecoder([784], 300), BernoulliLikelihood(), prior, objective, encoder, posterior)
     model.encoder(torch.zeros(1, 784))
     return model
 
@@ -69,9 +71,10 @@ def main() -> None:
                                      "speedup": fast / reference}
 
     x = torch.bernoulli(torch.full((100, 784), 0.2))
-    models = {"gaussian_vae": build(ELBO(), deterministic=False),
-              "Z_laplace": build(DitheredLatticeObjective("Z", "direct"), True),
-              **{name: build(DitheredLatticeObjective(name), True) for name in ("Z2", "A2", "E8")}}
+    models = {"gaussian_vae": build(ELBO(), StandardNormalPrior(LATENT), DiagonalGaussianPosterior()),
+              "Z_laplace": build(DirectLatticeObjective(), LaplaceLatticePrior(LATENT), PointMassPosterior()),
+              **{name: build(GaussianProxyLatticeObjective(), GaussianProxyLatticePrior(LATENT, lattice=name),
+                             PointMassPosterior()) for name in ("Z2", "A2", "E8")}}
     for name, model in models.items():
         def step(model=model):
             model.zero_grad(set_to_none=True)

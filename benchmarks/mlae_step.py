@@ -25,10 +25,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import median_seconds  # noqa: E402
-from lvm.latent_spaces import GaussianLatent  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder, PythaeConvDecoder, PythaeConvEncoder  # noqa: E402
+from lvm.posteriors import PointMassPosterior  # noqa: E402
+from lvm.priors import StandardNormalPrior  # noqa: E402
 from objectives import MLAEObjective  # noqa: E402
 
 BETA = 10.0
@@ -37,12 +38,13 @@ BETA = 10.0
 def build(network: str, latent_dim: int, device: torch.device) -> LatentVariableModel:
     torch.manual_seed(0)
     if network == "mlp":
-        encoder = MLPEncoder(latent_dim, [512, 256], "elu", deterministic=True)
+        encoder = MLPEncoder(latent_dim, [512, 256], "elu")
         decoder = MLPDecoder([1, 28, 28], [256, 512], "elu")
     else:
         encoder, decoder = PythaeConvEncoder(latent_dim), PythaeConvDecoder()
-    model = LatentVariableModel(decoder, GaussianLikelihood(1 / (2 * BETA)), GaussianLatent(latent_dim),
-                                MLAEObjective(BETA), encoder).to(device)
+    # MLAE's beta is the likelihood's: N(g(z), c I) with c = 1 / (2 beta)
+    model = LatentVariableModel(decoder, GaussianLikelihood(1 / (2 * BETA)), StandardNormalPrior(latent_dim),
+                                MLAEObjective(BETA), encoder, PointMassPosterior()).to(device)
     model.encoder(torch.zeros(1, 1, 28, 28, device=device))
     return model
 
@@ -60,7 +62,7 @@ def time_network(network: str, device: torch.device, batch: int, repeats: int) -
 
         def autoencoder_step():
             model.zero_grad(set_to_none=True)
-            reconstruction = model.decoded_mean(model.encoder(x)) - model.flatten(x)
+            reconstruction = model.decoded_mean(model.latent_code(x)) - model.flatten(x)
             (BETA * reconstruction.pow(2).sum(-1).mean()).backward()
 
         t_mlae = median_seconds(mlae_step, device, repeats)

@@ -27,10 +27,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import PeakMemory, median_seconds  # noqa: E402
-from lvm.latent_spaces import GaussianLatent, TorusLatent  # noqa: E402
+from lvm.lattices import PointSet  # noqa: E402
 from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
+from lvm.posteriors import DiagonalGaussianPosterior  # noqa: E402
+from lvm.priors import StandardNormalPrior, TorusPrior  # noqa: E402
 from lvm.qmc import log_mean_exp  # noqa: E402
 from objectives import IWAE, QMCObjective  # noqa: E402
 
@@ -48,16 +50,19 @@ def build_steps(device: torch.device, b: int, m: int) -> tuple[dict, int]:
     """The four steps to compare, as closures over models on ``device``, and the IWAE k."""
     torch.manual_seed(0)
 
-    qmc = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), TorusLatent(2),
+    qmc = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), TorusPrior(2),
                               QMCObjective(m)).to(device)
-    iwae = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), GaussianLatent(2),
-                               IWAE(num_samples=max(1, round(m / b))), MLPEncoder(2, [512, 256])).to(device)
+    iwae = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), StandardNormalPrior(2),
+                               IWAE(num_samples=max(1, round(m / b))), MLPEncoder(4, [512, 256]),
+                               DiagonalGaussianPosterior()).to(device)
+    # the QMC objective's points (same size, dimension and kind) for the steps that decode them by hand
+    point_set = PointSet(qmc.objective.num_points, qmc.prior.dim, qmc.objective.points)
     x = torch.bernoulli(torch.full((b, 1, 28, 28), 0.15, device=device))
     iwae.encoder(x)  # materialise the lazy first layer
     x_flat = x.flatten(1)
 
     def decoder_only():
-        z = qmc.latent.from_unit_cube(qmc.objective.point_set.draw().to(device, torch.float32))
+        z = qmc.prior.from_unit_cube(point_set.draw().to(device, torch.float32))
         qmc.zero_grad(set_to_none=True)
         qmc.decoder_params(z).sum().backward()
 
@@ -66,7 +71,7 @@ def build_steps(device: torch.device, b: int, m: int) -> tuple[dict, int]:
         qmc.objective(qmc, x)["loss"].backward()
 
     def naive_step():
-        z = qmc.latent.from_unit_cube(qmc.objective.point_set.draw().to(device, torch.float32))
+        z = qmc.prior.from_unit_cube(point_set.draw().to(device, torch.float32))
         qmc.zero_grad(set_to_none=True)
         log_p = qmc.likelihood.log_prob(x_flat[:, None, :], qmc.decoder_params(z)[None])  # [b, m] via [b, m, D]
         (-log_mean_exp(log_p, dim=1).mean()).backward()

@@ -29,22 +29,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import median_seconds  # noqa: E402
 from lvm.geometry import geodesic  # noqa: E402
-from lvm.latent_spaces import GaussianLatent  # noqa: E402
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MeanPrecisionDecoder, MLPDecoder, MLPEncoder, RBFPrecision  # noqa: E402
-from objectives import ELBO, RiemannianBrownianPrior  # noqa: E402
+from lvm.posteriors import BrownianStepPosterior, DiagonalGaussianPosterior  # noqa: E402
+from lvm.priors import BrownianMotionPrior, StandardNormalPrior  # noqa: E402
+from objectives import ELBO, RiemannianELBO  # noqa: E402
 
 LATENT, D, SWITCH, TOTAL = 2, 784, 100, 300
 
 
-def build(objective, device: torch.device) -> LatentVariableModel:
+def build(objective, prior, posterior, device: torch.device) -> LatentVariableModel:
     torch.manual_seed(0)
     decoder = MeanPrecisionDecoder(MLPDecoder([D], [300, 300], "elu"), RBFPrecision(LATENT, D, 350, 0.01))
-    isotropic = isinstance(objective, RiemannianBrownianPrior)
-    encoder = MLPEncoder(LATENT, [300, 300], "elu", isotropic=isotropic)
-    model = LatentVariableModel(decoder, HeteroscedasticGaussianLikelihood(), GaussianLatent(LATENT), objective,
-                                encoder).to(device)
+    encoder = MLPEncoder(posterior.output_size(LATENT), [300, 300], "elu")
+    model = LatentVariableModel(decoder, HeteroscedasticGaussianLikelihood(), prior, objective, encoder,
+                                posterior).to(device)
     model.encoder(torch.zeros(1, D, device=device))
     return model
 
@@ -55,12 +55,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--curve-points", type=int, default=RiemannianBrownianPrior().curve_points,
-                        help="points on each prior curve (the objective's curve_points)")
+    parser.add_argument("--curve-points", type=int, default=BrownianMotionPrior().curve_points,
+                        help="points on each prior curve (the prior's curve_points)")
     args = parser.parse_args()
     device = torch.device(args.device)
     x = torch.rand(args.batch, D, device=device)
-    rvae, vae = build(RiemannianBrownianPrior(curve_points=args.curve_points), device), build(ELBO(), device)
+    rvae = build(RiemannianELBO(), BrownianMotionPrior(LATENT, curve_points=args.curve_points), BrownianStepPosterior(),
+                 device)
+    vae = build(ELBO(), StandardNormalPrior(LATENT), DiagonalGaussianPosterior(), device)
     rvae.decoder.precision.fit_centres(torch.randn(2000, LATENT))
 
     def step(model):
@@ -76,12 +78,12 @@ def main() -> None:
     t_vae = median_seconds(lambda: step(vae), device, args.repeats)
     train_only(rvae, rvae.encoder, rvae.decoder.mean)
     t_autoencoder = median_seconds(lambda: step(rvae), device, args.repeats)
-    rvae.objective.prior_phase.fill_(True)
-    train_only(rvae, rvae.decoder.precision, rvae.objective)
+    rvae.prior.placed.fill_(True)
+    train_only(rvae, rvae.decoder.precision, rvae.prior)
     t_prior = median_seconds(lambda: step(rvae), device, args.repeats)
     epoch_ratio = (SWITCH * t_autoencoder + (TOTAL - SWITCH) * t_prior) / (TOTAL * t_vae)
 
-    immersion = rvae.objective.immersion(rvae)
+    immersion = rvae.prior.immersion
     z0, z1 = 2 * torch.randn(args.pairs, LATENT, device=device), 2 * torch.randn(args.pairs, LATENT, device=device)
     geodesic(immersion, z0[:2], z1[:2], steps=2)  # warm-up
     start = time.perf_counter()

@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import median_seconds  # noqa: E402
 from lvm.jacobians import forward_jacobian  # noqa: E402
-from lvm.latent_spaces import GaussianLatent  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
 from lvm.lowrank_gaussian import lowrank_gaussian_log_prob  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
-from lvm.variational import encode, kl_to_standard_normal  # noqa: E402
+from lvm.posteriors import DiagonalGaussianPosterior  # noqa: E402
+from lvm.priors import StandardNormalPrior  # noqa: E402
 from objectives import ELBO, TaylorELBO  # noqa: E402
 
 C, GAMMA, N = 0.5, 0.5, 784
@@ -53,8 +53,10 @@ def dense_log_prob(residual: torch.Tensor, factor: torch.Tensor) -> torch.Tensor
 
 def build(latent_dim: int, objective, device):
     torch.manual_seed(0)
-    model = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), GaussianLikelihood(C), GaussianLatent(latent_dim),
-                                objective, MLPEncoder(latent_dim, [512, 256], activation="relu")).to(device)
+    model = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), GaussianLikelihood(C),
+                                StandardNormalPrior(latent_dim), objective,
+                                MLPEncoder(2 * latent_dim, [512, 256], activation="relu"),
+                                DiagonalGaussianPosterior()).to(device)
     model.encoder(torch.zeros(1, 1, 28, 28, device=device))
     return model
 
@@ -78,7 +80,7 @@ def main() -> None:
 
         def jacobian_only():
             taylor.zero_grad(set_to_none=True)
-            mean, _ = encode(taylor, x)
+            mean, _ = taylor.posterior.mean_and_log_var(taylor.encode(x))
             _, jacobian = forward_jacobian(lambda z: taylor.likelihood.mean(taylor.decoder_params(z)), mean)
             jacobian.sum().backward()
 
@@ -95,10 +97,12 @@ def main() -> None:
 
     def dense_taylor_step():
         taylor.zero_grad(set_to_none=True)
-        mean, log_var = encode(taylor, x)
+        params = taylor.encode(x)
+        mean, log_var = taylor.posterior.mean_and_log_var(params)
         decoded, jacobian = forward_jacobian(lambda z: taylor.likelihood.mean(taylor.decoder_params(z)), mean)
         factor = jacobian * (0.5 * log_var).exp().unsqueeze(1)
-        elbo = dense_log_prob(decoded - taylor.flatten(x), factor) - kl_to_standard_normal(mean, log_var).sum(-1)
+        kl = taylor.posterior.kl_to_standard_normal(params).sum(-1)
+        elbo = dense_log_prob(decoded - taylor.flatten(x), factor) - kl
         (-elbo.mean()).backward()
 
     t_dense_step = median_seconds(dense_taylor_step, device, max(1, args.repeats // 2))

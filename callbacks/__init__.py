@@ -5,9 +5,7 @@ from .frechet import GaussianFrechetScore
 from .latent_classification import LatentClassification
 from .latent_plots import LatentPlots
 from .latent_sampler import FitLatentSampler
-from .metrics_file import MetricsFile
 from .posterior_plots import PosteriorPlots
-from .rng_state import RNGStateCheckpoint
 from .two_phase import TwoPhaseTraining
 
-__all__ = ["FID", "FitLatentSampler", "GaussianFrechetScore", "LatentClassification", "LatentPlots", "MetricsFile", "PosteriorPlots", "RNGStateCheckpoint", "TwoPhaseTraining"]
+__all__ = ["FID", "FitLatentSampler", "GaussianFrechetScore", "LatentClassification", "LatentPlots", "PosteriorPlots", "TwoPhaseTraining"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from lvm.batches import batch_data
+
 __all__ = ["HeldOutBatches"]
 
 
@@ -18,18 +20,14 @@ class HeldOutBatches(L.Callback):
     def finish(self, trainer, pl_module, stage: str) -> None:
         raise NotImplementedError
 
-    @staticmethod
-    def _x(batch) -> torch.Tensor:
-        return batch[0] if isinstance(batch, (list, tuple)) else batch
-
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self.update(trainer, pl_module, self._x(batch))
+        self.update(trainer, pl_module, batch_data(batch))
 
     def on_validation_epoch_end(self, trainer, pl_module):
         self.finish(trainer, pl_module, "val")
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self.update(trainer, pl_module, self._x(batch))
+        self.update(trainer, pl_module, batch_data(batch))
 
     def on_test_epoch_end(self, trainer, pl_module):
         self.finish(trainer, pl_module, "test")

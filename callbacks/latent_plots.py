@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from lvm.batches import batch_data
 from lvm.plots import decoded_grid, plot_code_on_data, plot_embedding, plot_image_grid
 
 from .figures import save_and_log
@@ -31,7 +32,7 @@ class LatentPlots(L.Callback):
     def on_test_end(self, trainer, pl_module):
         data, embedding, labels = [], [], []
         for batch in trainer.datamodule.test_dataloader():
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            x = batch_data(batch)
             data.append(x.cpu())
             embedding.append(pl_module.embed(x.to(pl_module.device), self.reduce, self.num_points).cpu())
             if isinstance(batch, (list, tuple)) and len(batch) > 1:
@@ -40,14 +41,14 @@ class LatentPlots(L.Callback):
         labels = torch.cat(labels).numpy() if labels else None
         if labels is not None and labels.ndim == 2:  # ground-truth factors (3dShapes): one panel each (Fig. 6)
             names = getattr(trainer.datamodule, "factor_names", [f"factor {k}" for k in range(labels.shape[1])])
-            figures = {f"embedding_{name}": plot_embedding(embedding, labels[:, k], periodic=pl_module.latent.periodic,
+            figures = {f"embedding_{name}": plot_embedding(embedding, labels[:, k], periodic=pl_module.prior.periodic,
                                                            title=f"Embedding coloured by {name}")
                        for k, name in enumerate(names)}
         else:
-            figures = {"embedding": plot_embedding(embedding, labels, periodic=pl_module.latent.periodic)}
+            figures = {"embedding": plot_embedding(embedding, labels, periodic=pl_module.prior.periodic)}
         if data.ndim == 2 and data.shape[1] == 2:  # 2-D vector data: the data coloured by the code (MLAE Fig. 3)
             figures["code_on_data"] = plot_code_on_data(data, embedding)
-        decoded = decoded_grid(pl_module, self.per_side)
+        decoded = decoded_grid(pl_module, self.per_side, torch.as_tensor(embedding))
         if decoded.dim() == 4:  # images [n, C, H, W]; vector data has no picture grid
             figures["decoded_grid"] = plot_image_grid(decoded, self.per_side)
         save_and_log(trainer, figures)

@@ -22,7 +22,7 @@ class FitLatentSampler(L.Callback):
         self.every_n_epochs, self.batch_size = every_n_epochs, batch_size
 
     def setup(self, trainer, pl_module, stage):
-        if pl_module.latent_sampler is None or pl_module.encoder is None:
+        if pl_module.latent_sampler is None or pl_module.posterior is None:
             raise ValueError("FitLatentSampler needs model.latent_sampler (e.g. lvm.samplers.GaussianMixtureSampler) "
                              "and an encoder whose codes it fits.")
         if not hasattr(trainer.datamodule, "train_set"):

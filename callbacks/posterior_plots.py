@@ -14,7 +14,9 @@ from lightning.pytorch.loggers import WandbLogger
 from lvm.analysis import (aggregated_posterior, density_at, density_geodesic, jacobian_frobenius_norm,
                           weighted_mean_shift)
 from lvm.plots import plot_image_grid, plot_latent_field, plot_posterior_comparison
-from lvm.variational import encode
+from lvm.batches import batch_data
+from lvm.posteriors import DiagonalGaussianPosterior
+from lvm.priors import InvertiblePrior
 
 from .figures import save_and_log
 
@@ -53,8 +55,8 @@ class PosteriorPlots(L.Callback):
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module):
-        if pl_module.latent.dim not in (2, 3):
-            return
+        if pl_module.prior.dim not in (2, 3) or not isinstance(pl_module.prior, InvertiblePrior):
+            return  # the analyses live on the unit-cube lattice
         loader = trainer.datamodule.test_dataloader()
         batches = list(track(islice(loader, self.max_batches), description="Posterior plots: test batches",
                              disable=not trainer.progress_bar_callback))
@@ -63,8 +65,8 @@ class PosteriorPlots(L.Callback):
         # mean-shift and the graph work on the lattice in the unit cube, where every point has equal volume
         # (the torus wraps); modes and paths are mapped back to latent values
         cube = pl_module.lattice_points(self.num_points)
-        periodic = pl_module.latent.periodic
-        to_latent = lambda c: pl_module.latent.from_unit_cube(c).cpu()  # noqa: E731
+        periodic = pl_module.prior.periodic
+        to_latent = lambda c: pl_module.prior.from_unit_cube(c).cpu()  # noqa: E731
         modes_cube, _ = weighted_mean_shift(cube, density, self.bandwidth, periodic)
         modes = to_latent(modes_cube)
         norms = jacobian_frobenius_norm(pl_module, points).cpu()
@@ -90,24 +92,19 @@ class PosteriorPlots(L.Callback):
                 figures["geodesic_reconstructions"] = plot_image_grid(
                     pl_module.decode(along.to(pl_module.device, pl_module.dtype)), self.geodesic_points,
                     "Decoded geodesic")
-            x = batches[0][0] if isinstance(batches[0], (list, tuple)) else batches[0]
+            x = batch_data(batches[0])
             x = x[: self.per_side**2].to(pl_module.device)
             figures["samples"] = plot_image_grid(pl_module.sample(self.per_side**2), self.per_side, "Samples")
             pairs = torch.stack([x, pl_module.decode(pl_module.embed(x))], dim=1).flatten(0, 1)  # image, reconstruction
             figures["reconstructions"] = plot_image_grid(pairs, 2 * self.per_side, "Test images and reconstructions")
-        if pl_module.encoder is not None and pl_module.latent.dim == 2 and self._gaussian_encoder(pl_module):
-            x = (batches[0][0] if isinstance(batches[0], (list, tuple)) else batches[0])[:4].to(pl_module.device)
-            lattice, weights = pl_module.posterior(x, self.num_points)
-            mean, log_var = encode(pl_module, x)
+        if pl_module.prior.dim == 2 and isinstance(pl_module.posterior, DiagonalGaussianPosterior):
+            x = batch_data(batches[0])[:4].to(pl_module.device)
+            lattice, weights = pl_module.posterior_on_lattice(x, self.num_points)
+            mean, log_var = pl_module.posterior.mean_and_log_var(pl_module.encode(x))
             figures["posterior_comparison"] = plot_posterior_comparison(
                 lattice.cpu().numpy(), weights.cpu().numpy(), mean.cpu().numpy(), (0.5 * log_var).exp().cpu().numpy())
         save_and_log(trainer, figures)
         self._log_prototypes(trainer, modes, density_at(cube, density, modes_cube, periodic), decoded_modes)
-
-    @staticmethod
-    def _gaussian_encoder(pl_module) -> bool:
-        objective = pl_module.objective
-        return not (objective.deterministic_encoder or objective.isotropic_encoder)
 
     @staticmethod
     def _log_prototypes(trainer, modes: torch.Tensor, densities: torch.Tensor, decoded: torch.Tensor) -> None:

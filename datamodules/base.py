@@ -29,7 +29,7 @@ class SplitDataModule(L.LightningDataModule):
 
     The training order is drawn from a generator of its own, seeded by ``seed`` and saved in
     checkpoints, so a resumed run sees the same batches as an uninterrupted one (the global
-    RNG, used by the objectives, is saved by :class:`callbacks.RNGStateCheckpoint`)."""
+    RNG, used by the objectives, is saved by :class:`lvm.rng_state.RNGStateCheckpoint`)."""
 
     data_shape: tuple[int, ...]
 

@@ -1,5 +1,5 @@
 """lvm: deep latent variable models with swappable objective plugins.
 
-Import the pieces from their modules (``lvm.model``, ``lvm.lattices``, ``lvm.likelihoods``,
-``lvm.latent_spaces``, ``lvm.networks``, ``lvm.qmc``, ``lvm.variational``).
+Import the pieces from their modules (``lvm.model``, ``lvm.objective``, ``lvm.priors``, ``lvm.posteriors``,
+``lvm.likelihoods``, ``lvm.networks``, ``lvm.lattices``, ``lvm.qmc``, ``lvm.variational``, ``lvm.evaluation``).
 """

@@ -19,6 +19,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
+from .batches import batch_data
 from .jacobians import forward_jacobian
 
 __all__ = ["aggregated_posterior", "jacobian_frobenius_norm", "displacements", "weighted_mean_shift", "density_at",
@@ -31,8 +32,8 @@ def aggregated_posterior(model, batches, num_points: int | None = None) -> tuple
     the examples of ``batches`` (an iterable of ``x`` or ``(x, ...)``)."""
     total, count, points = 0.0, 0, None
     for batch in batches:
-        x = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(model.device)
-        points, weights = model.posterior(x, num_points)  # [m, d], [b, m]
+        x = batch_data(batch).to(model.device)
+        points, weights = model.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
         total, count = total + weights.sum(0), count + len(x)
     if points is None:
         raise ValueError("aggregated_posterior needs at least one batch.")

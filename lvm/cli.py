@@ -10,6 +10,7 @@ the logger's files. ``--ckpt_path <run>/checkpoints/last.ckpt`` resumes that run
 from __future__ import annotations
 
 import datetime
+from importlib import import_module
 from pathlib import Path
 
 import lightning as L
@@ -17,17 +18,28 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from callbacks.metrics_file import MetricsFile
-from callbacks.rng_state import RNGStateCheckpoint
-
 from .checkpointing import BestAndLastCheckpoint
+from .metrics_file import MetricsFile
 from .model import LatentVariableModel
+from .rng_state import RNGStateCheckpoint
 
 __all__ = ["LVMCLI", "cli_main", "new_run_dir"]
 
 DEFAULT_ROOT = "runs"
 DEFAULT_LOGGER = {"class_path": "lvm.loggers.WandbLogger", "init_args": {"project": "lvm"}}
 LOGGERS_WITH_SUBDIRS = ("CSVLogger", "TensorBoardLogger")
+# Networks that need the latent dimension take it from the prior (stated once per config).
+LATENT_DIM_TARGETS = ("model.decoder.init_args.latent_dim", "model.decoder.init_args.mean.init_args.latent_dim",
+                      "model.decoder.init_args.precision.init_args.latent_dim")
+
+
+def encoder_out_features(dim: int, posterior: Namespace | None) -> int | None:
+    """The encoder's output size for the configured posterior family: ``posterior.output_size(dim)``."""
+    if posterior is None:
+        return None
+    module, name = posterior.class_path.rsplit(".", 1)
+    family = getattr(import_module(module), name)(**dict(posterior.get("init_args") or {}))
+    return family.output_size(dim)
 
 
 def new_run_dir(root: Path, name: str) -> Path:
@@ -56,7 +68,7 @@ def _loggers(config: Namespace) -> list[Namespace]:
 class LVMCLI(LightningCLI):
     """Fits, then tests the best checkpoint, inside one run directory."""
 
-    def __init__(self, args=None, **kwargs):
+    def __init__(self, args=None, fit_and_test: bool = True, **kwargs):
         super().__init__(
             LatentVariableModel,
             L.LightningDataModule,
@@ -68,13 +80,18 @@ class LVMCLI(LightningCLI):
             trainer_defaults={"default_root_dir": DEFAULT_ROOT, "logger": DEFAULT_LOGGER, "callbacks": [MetricsFile(), RNGStateCheckpoint()]},
             **kwargs,
         )
-        self.run()
+        if fit_and_test:
+            self.run()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="Resume this checkpoint's run (e.g. runs/<run>/checkpoints/last.ckpt).")
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="Prefix of the run directory (default: the first config file's name).")
+        for target in LATENT_DIM_TARGETS:
+            parser.link_arguments("model.prior.init_args.dim", target)
+        parser.link_arguments(("model.prior.init_args.dim", "model.posterior"), "model.encoder.init_args.out_features",
+                              encoder_out_features)
         parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/log_likelihood",
@@ -83,6 +100,22 @@ class LVMCLI(LightningCLI):
             "checkpoint.filename": "best-epoch{epoch}",
             "checkpoint.auto_insert_metric_name": False,
         })
+
+    def _dump_config(self) -> None:
+        """Lightning's dump of the parsed config (the checkpoints' hyperparameters), with the latent dimension
+        written into the nested networks too: jsonargparse leaves link targets inside nested ``init_args`` out of
+        its dump, and ``load_from_checkpoint`` needs them."""
+        if hasattr(self, "config_dump"):
+            return
+        super()._dump_config()
+        for target in LATENT_DIM_TARGETS:
+            if target in self.config and self.config[target] is not None:
+                *parents, leaf = target.split(".")
+                node = self.config_dump
+                for key in parents:
+                    node = node.get(key) if isinstance(node, dict) else None
+                if isinstance(node, dict):
+                    node[leaf] = self.config[target]
 
     def before_instantiate_classes(self) -> None:
         config = self.config

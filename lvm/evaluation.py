@@ -1,15 +1,20 @@
 """Held-out evaluation shared by every objective, so runs are comparable.
 
-``{stage}/log_likelihood`` (nats per example) and ``{stage}/bits_per_dim`` are always logged:
-the randomized-QMC estimate of eq. 5 (QLVM paper) on a dense lattice for latent dimension
-<= 3, whatever trained the model; for higher-dimensional latents (where lattices are
-impractical and only encoder models train) the importance-sampled estimate with K samples: the
-encoder's q(z | x) as the proposal for variational models, the Laplace proposal around the code
-for autoencoders (:mod:`lvm.laplace`). Variational (Gaussian-encoder) models also get the unbiased
-sampling ELBO ``{stage}/sampled_elbo``, the importance-sampled ``{stage}/importance_log_likelihood``
-(IWAE bound with K samples) and the fraction of (eps, delta)-collapsed latent dimensions
-``{stage}/collapsed_fraction`` (Taylor-VAE eq. 22), so the gap between a biased training
-objective and the model's true quality is visible.
+``{stage}/log_likelihood`` (nats per example) and ``{stage}/bits_per_dim`` are always logged. The estimator is
+chosen from the model's prior and posterior types, never from the objective:
+
+* a :class:`lvm.priors.LatticePrior`: the dithered importance-weighted estimate of a lattice code
+  (:func:`lvm.variational.dithered_log_likelihood`, K = ``eval_num_samples`` dithers);
+* an :class:`lvm.priors.InvertiblePrior` with latent dimension <= 3: the randomized-QMC estimate of eq. 5 (QLVM
+  paper) on a dense lattice, whatever trained the model;
+* otherwise, with a posterior: importance sampling with the posterior's proposal (q(z | x) for variational
+  posteriors, the Laplace approximation around the code for point masses) and the prior's density
+  (:func:`lvm.variational.proposal_log_likelihood`).
+
+Models with a diagonal Gaussian posterior and the standard normal prior also get the unbiased sampling ELBO
+``{stage}/sampled_elbo``, the importance-sampled ``{stage}/importance_log_likelihood`` (IWAE bound with K samples)
+and the fraction of (eps, delta)-collapsed latent dimensions ``{stage}/collapsed_fraction`` (Taylor-VAE eq. 22),
+so the gap between a biased training objective and the model's true quality is visible.
 """
 
 from __future__ import annotations
@@ -20,70 +25,74 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from .laplace import laplace_log_likelihood
 from .metrics import PosteriorCollapse
-from .variational import elbo_terms, encode, iwae_bound
+from .posteriors import DiagonalGaussianPosterior, Posterior
+from .priors import InvertiblePrior, LatticePrior, Prior, StandardNormalPrior
+from .variational import dithered_log_likelihood, elbo_terms, proposal_log_likelihood
 
-__all__ = ["HeldOutEvaluation", "MAX_QMC_DIM", "ENCODER_KINDS"]
+__all__ = ["HeldOutEvaluation", "MAX_QMC_DIM", "estimator_name"]
 
 MAX_QMC_DIM = 3
 STAGES = ("val", "test")
-ENCODER_KINDS = (None, "gaussian", "deterministic", "isotropic")
+
+
+def estimator_name(prior: Prior, posterior: Posterior | None) -> str:
+    """``"lattice"``, ``"qmc"`` or ``"importance"``: the held-out estimator for these components."""
+    if isinstance(prior, LatticePrior):
+        return "lattice"
+    if isinstance(prior, InvertiblePrior) and prior.dim <= MAX_QMC_DIM:
+        return "qmc"
+    if posterior is not None:
+        return "importance"
+    raise ValueError(
+        f"No held-out log-likelihood estimate for a {prior.dim}-D {type(prior).__name__} without an encoder: lattices are "
+        f"practical up to {MAX_QMC_DIM}-D for priors reached from the unit cube; use latent dim <= {MAX_QMC_DIM}, or add "
+        "model.encoder and model.posterior for an importance-sampled estimate."
+    )
 
 
 class HeldOutEvaluation(nn.Module):
     """Metric states for the ``val`` and ``test`` stages (torchmetrics, so exact under DDP).
 
     Args:
-        latent_dim: d.
-        encoder_kind: ``None`` (no encoder), ``"gaussian"`` (the encoder outputs a diagonal q(z | x);
-            the variational metrics apply), ``"deterministic"`` (an autoencoder's code z = f(x)) or
-            ``"isotropic"`` (a mean and one variance, for objectives with their own prior).
-        num_samples: K for the importance-sampled estimate.
-        chunk_size: samples drawn at once by the importance-sampled estimate.
+        prior, posterior: the model's components (the estimator follows their types).
+        num_samples: K for the importance-sampled estimates.
+        chunk_size: samples drawn at once by the importance-sampled estimates.
     """
 
-    def __init__(self, latent_dim: int, encoder_kind: str | None, num_samples: int = 100, chunk_size: int = 50):
+    def __init__(self, prior: Prior, posterior: Posterior | None, num_samples: int = 100, chunk_size: int = 50):
         super().__init__()
-        if encoder_kind not in ENCODER_KINDS:
-            raise ValueError(f"encoder_kind must be one of {ENCODER_KINDS}; got {encoder_kind!r}.")
-        if latent_dim > MAX_QMC_DIM and encoder_kind is None:
-            raise ValueError(
-                f"A {latent_dim}-D latent space has no QMC log-likelihood estimate (lattices are practical up to "
-                f"{MAX_QMC_DIM}-D) and no encoder for an importance-sampled one; use latent dim <= {MAX_QMC_DIM} "
-                "or add an encoder."
-            )
-        has_encoder = encoder_kind == "gaussian"
-        self.use_qmc, self.has_encoder, self.encoder_kind = latent_dim <= MAX_QMC_DIM, has_encoder, encoder_kind
+        self.estimator = estimator_name(prior, posterior)
+        self.variational = isinstance(posterior, DiagonalGaussianPosterior) and isinstance(prior, StandardNormalPrior)
         self.num_samples, self.chunk_size = num_samples, chunk_size
         names = ["log_likelihood", "bits_per_dim"]
-        if has_encoder:
+        if self.variational:
             names += ["sampled_elbo", "importance_log_likelihood"]
         self.means = nn.ModuleDict({f"{stage}_{name}": MeanMetric() for stage in STAGES for name in names})
-        if has_encoder:
-            self.collapse = nn.ModuleDict({stage: PosteriorCollapse(latent_dim) for stage in STAGES})
+        if self.variational:
+            self.collapse = nn.ModuleDict({stage: PosteriorCollapse(prior.dim) for stage in STAGES})
+
+    def log_likelihood(self, model, x: torch.Tensor) -> torch.Tensor:
+        """The held-out ``log p(x)`` estimate ``[b]``."""
+        if self.estimator == "lattice":
+            return dithered_log_likelihood(model, x, self.num_samples, self.chunk_size)
+        if self.estimator == "qmc":
+            return model.log_likelihood(x, shift_seed=model.eval_shift_seed)
+        return proposal_log_likelihood(model, x, self.num_samples, self.chunk_size)
 
     @torch.no_grad()
     def update(self, model, x: torch.Tensor, stage: str) -> None:
         """Update the ``stage`` metrics with a batch and log them through ``model.log``."""
         values = {}
-        if self.has_encoder:
+        if self.variational:
             values["sampled_elbo"] = elbo_terms(model, x, 1)[0]
-            values["importance_log_likelihood"] = iwae_bound(model, x, self.num_samples, self.chunk_size)
-            self.collapse[stage].update(*encode(model, x))
+            values["importance_log_likelihood"] = proposal_log_likelihood(model, x, self.num_samples, self.chunk_size)
+            self.collapse[stage].update(model.posterior.kl_to_standard_normal(model.encode(x)))
             model.log(f"{stage}/collapsed_fraction", self.collapse[stage])
-        own = model.objective.held_out_log_likelihood(model, x, self.num_samples, self.chunk_size)
-        if own is not None:
-            values["log_likelihood"] = own
-        elif self.use_qmc:
-            values["log_likelihood"] = model.log_likelihood(x, shift_seed=model.eval_shift_seed)
-        elif self.encoder_kind == "deterministic":
-            values["log_likelihood"] = laplace_log_likelihood(model, x, self.num_samples, self.chunk_size)
-        elif self.has_encoder:
+        if self.variational and self.estimator == "importance":  # the same estimate: computed once
             values["log_likelihood"] = values["importance_log_likelihood"]
         else:
-            raise ValueError(f"{type(model.objective).__name__} with a {model.latent.dim}-D latent needs its own "
-                             "held_out_log_likelihood (objectives.Objective) for the held-out estimate.")
+            values["log_likelihood"] = self.log_likelihood(model, x)
         values["bits_per_dim"] = -values["log_likelihood"] / (model.flatten(x).shape[1] * math.log(2))
         for name, value in values.items():
             metric = self.means[f"{stage}_{name}"]

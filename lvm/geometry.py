@@ -1,5 +1,6 @@
-"""Riemannian geometry of a decoder's latent space (R-VAE paper,
-``shared/papers/riemannian-brownian-motion-prior-vae.txt``, sections 2.3 and 3, appendix B).
+"""Riemannian geometry of a decoder's latent space ("Variational
+Autoencoders with Riemannian Brownian Motion Priors", Kalatzis, Eklund, Arvanitidis and Hauberg, 2020,
+arXiv:2002.05227, sections 2.3 and 3, appendix B).
 
 A decoder with mean mu(z) and, optionally, standard deviation sigma(z) is the immersion
 z -> (mu(z), sigma(z)) (eq. 2.4); its pull-back metric is

@@ -1,5 +1,6 @@
 """Single-pass surrogates for the gradient of the log-determinant of an autoencoder
-(MLAE paper, ``shared/papers/mlae-maximum-likelihood-autoencoders.txt``, section 4 and appendix D).
+("Maximum Likelihood Training of Autoencoders", Sorrenson, Rousselot, Zimmermann, Draxler, Hummerich
+et al., 2023, section 4 and appendix D).
 
 For an encoder f: R^D -> R^d and decoder g: R^d -> R^D that are (approximately) a pseudo-inverse
 pair, f'(g(z)) g'(z) = I (eq. 10), so the encoder Jacobian stands in for the pseudo-inverse of the

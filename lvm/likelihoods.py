@@ -46,7 +46,7 @@ class Likelihood(nn.Module):
     def mean_fisher_information(self, mean: torch.Tensor) -> torch.Tensor:
         """The Fisher information of each data dimension with respect to its mean, ``[..., D]``:
         ``J^T diag(F) J`` with the decoder Jacobian J is the Gauss-Newton curvature of
-        ``-log p(x | z)`` in z (the Laplace proposal of :mod:`lvm.laplace`)."""
+        ``-log p(x | z)`` in z (the Laplace proposal of :class:`lvm.posteriors.PointMassPosterior`)."""
         raise NotImplementedError
 
 

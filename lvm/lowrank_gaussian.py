@@ -1,6 +1,7 @@
 """Gaussian log-densities with covariance ``c I_n + U U^T`` (rank ``m << n``), on m x m matrices only.
 
-Sampling-free VAE paper (``shared/papers/sampling-free-taylor-vae.txt``), section 3.2: with
+"A Sampling-Free Approximation of Gaussian Variational Auto-Encoders" (anonymous ICLR 2022 submission),
+section 3.2: with
 ``Sigma = c I + U U^T`` the Woodbury identity (eq. 15-16) gives
 
     Sigma^{-1} = (1/c) (I - U (c I_m + U^T U)^{-1} U^T)

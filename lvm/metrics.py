@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from .variational import kl_to_standard_normal
-
 __all__ = ["PosteriorCollapse", "GaussianFrechetDistance"]
 
 
@@ -16,7 +14,8 @@ class PosteriorCollapse(Metric):
 
         P_x[ KL(q(z_i | x) || p(z_i)) < eps ] >= 1 - delta.
 
-    ``update(mean, log_var)`` takes the encoder's diagonal Gaussian ``[b, d]``. Defaults follow
+    ``update(kl)`` takes the per-dimension KLs ``[b, d]`` of a diagonal Gaussian posterior to the standard normal
+    prior (:meth:`lvm.posteriors.DiagonalGaussianPosterior.kl_to_standard_normal`). Defaults follow
     the paper: eps = 0.05, delta = 0.01.
     """
 
@@ -30,8 +29,7 @@ class PosteriorCollapse(Metric):
         self.add_state("below", default=torch.zeros(latent_dim, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, mean: torch.Tensor, log_var: torch.Tensor) -> None:
-        kl = kl_to_standard_normal(mean, log_var)  # [b, d]
+    def update(self, kl: torch.Tensor) -> None:
         self.below += (kl < self.eps).sum(0).to(self.below.dtype)
         self.total += kl.shape[0]
 

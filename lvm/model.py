@@ -1,23 +1,23 @@
-"""The single LightningModule of lvm: a decoder, a likelihood, a latent space, an optional
-encoder and one objective plugin that supplies the training loss."""
+"""The single LightningModule of lvm: a decoder, a likelihood, a prior, an optional encoder with its
+posterior family, and one objective plugin that supplies the training loss."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from objectives.base import Objective
-
-from .evaluation import MAX_QMC_DIM, HeldOutEvaluation
+from .batches import batch_data
+from .evaluation import HeldOutEvaluation
 from .lattices import default_num_points, lattice_rule, random_shift
-from .latent_spaces import LatentSpace
 from .likelihoods import Likelihood
+from .objective import Objective
+from .posteriors import Posterior
+from .priors import InvertiblePrior, Prior
 from .qmc import qmc_log_likelihood, qmc_posterior
 
 __all__ = ["LatentVariableModel", "NonFiniteLossError"]
@@ -32,22 +32,21 @@ class LatentVariableModel(L.LightningModule):
     """A deep latent variable model p(x) = integral p(x | f(z)) p(z) dz.
 
     Args:
-        decoder: maps latent features ``latent.features(z)`` to likelihood parameters.
+        decoder: maps latent features ``prior.features(z)`` to likelihood parameters.
         likelihood: the observation model p(x | decoder output).
-        latent: the latent space and prior (the torus by default for QMC).
-        objective: the training objective plugin (see :class:`objectives.Objective`).
-        encoder: optional amortised posterior network (needed by ELBO/IWAE).
+        prior: p(z) (:mod:`lvm.priors`; the torus by default for QMC); learned prior parameters live here.
+        objective: the training loss (:class:`lvm.objective.Objective`).
+        encoder: optional amortised inference network; its output is read by ``posterior``.
+        posterior: the family q(z | x) of the encoder's output (:mod:`lvm.posteriors`); needed with an encoder.
         optimizer: a callable ``params -> Optimizer``; Adam (lr=1e-3, its default) as in appendix B.
-        lr_scheduler: an optional callable ``optimizer -> scheduler``; plateau schedulers watch
-            ``val/loss``.
-        eval_num_points: lattice size for the held-out log-likelihood (``val/`` and
-            ``test/log_likelihood``); ``None`` picks the dense default for the latent dimension.
+        lr_scheduler: an optional callable ``optimizer -> scheduler``; plateau schedulers watch ``val/loss``.
+        eval_num_points: lattice size for the held-out QMC log-likelihood (``val/`` and ``test/log_likelihood``);
+            ``None`` picks the dense default for the latent dimension.
         eval_chunk_size: decode at most this many lattice points at once during evaluation.
-        eval_num_samples: K for the importance-sampled held-out estimate of encoder models
-            (see :mod:`lvm.evaluation`).
+        eval_num_samples: K for the importance-sampled held-out estimates (see :mod:`lvm.evaluation`).
         eval_shift_seed: the seed of the lattice shift of the held-out QMC estimate (one shift for all
             batches and processes; ``None``: a fresh shift per batch).
-        latent_sampler: an optional sampler fitted to the training codes after training (e.g.
+        latent_sampler: an optional sampler fitted to the training codes (e.g.
             :class:`lvm.samplers.GaussianMixtureSampler`, fitted by :class:`callbacks.FitLatentSampler`);
             once fitted, :meth:`sample` draws latents from it instead of the prior.
     """
@@ -56,9 +55,10 @@ class LatentVariableModel(L.LightningModule):
         self,
         decoder: nn.Module,
         likelihood: Likelihood,
-        latent: LatentSpace,
+        prior: Prior,
         objective: Objective,
         encoder: nn.Module | None = None,
+        posterior: Posterior | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         eval_num_points: int | None = None,
@@ -74,26 +74,26 @@ class LatentVariableModel(L.LightningModule):
             # arguments would break that, so its warning is silenced here.
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
             self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.decoder, self.likelihood, self.latent = decoder, likelihood, latent
-        self.encoder, self.objective = encoder, objective
+        if (encoder is None) != (posterior is None):
+            raise ValueError(
+                "An encoder and a posterior come together: the posterior family reads the encoder's output. Set both "
+                "model.encoder and model.posterior (e.g. lvm.posteriors.DiagonalGaussianPosterior), or neither."
+            )
+        self.decoder, self.likelihood, self.prior = decoder, likelihood, prior
+        self.encoder, self.posterior, self.objective = encoder, posterior, objective
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self.evaluation = HeldOutEvaluation(latent.dim, self._encoder_kind(encoder, objective), eval_num_samples)
+        self.evaluation = HeldOutEvaluation(prior, posterior, eval_num_samples)
         self.eval_num_points = eval_num_points
         self.eval_chunk_size, self.eval_shift_seed = eval_chunk_size, eval_shift_seed
         self.latent_sampler = latent_sampler
         if latent_sampler is not None:
-            latent_sampler.attach(latent.dim)
+            latent_sampler.attach(prior.dim)
+        prior.bind(self)
+        if posterior is not None:
+            posterior.bind(self)
         with torch.no_grad():  # fixes the input size of lazy first layers
-            self.decoder(self.latent.features(self.latent.sample(1)))
-        objective.attach(self)
-
-    @staticmethod
-    def _encoder_kind(encoder: nn.Module | None, objective: Objective) -> str | None:
-        if encoder is None:
-            return None
-        if objective.deterministic_encoder:
-            return "deterministic"
-        return "isotropic" if objective.isotropic_encoder else "gaussian"
+            self.decoder(self.prior.features(torch.zeros(1, prior.dim)))
+        objective.validate(self)
 
     # ----- the public API a scientist uses on a trained model -----------------------------
 
@@ -103,49 +103,63 @@ class LatentVariableModel(L.LightningModule):
 
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latent values ``z: [n, d]``, flattened to ``[n, D]``."""
-        return self.decoder(self.latent.features(z)).flatten(start_dim=1)
+        return self.decoder(self.prior.features(z)).flatten(start_dim=1)
 
     def decoded_mean(self, z: torch.Tensor) -> torch.Tensor:
         """``f_theta(z) = E[x | z]`` flattened to ``[n, D]``."""
         return self.likelihood.mean(self.decoder_params(z))
 
-    def latent_code(self, x: torch.Tensor) -> torch.Tensor:
-        """The encoder's point code ``[b, d]``: ``f(x)`` for an autoencoder (deterministic encoder),
-        the mean of q(z | x) for a variational one (the first d encoder outputs in every case)."""
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``log p(x_b | z_kb)`` for data ``[b, *data_shape]`` and latents ``[k, b, d]`` -> ``[k, b]``, with one decoder
+        pass over all ``k * b`` latents."""
+        k, b, d = z.shape
+        params = self.decoder_params(z.reshape(k * b, d)).view(k, b, -1)  # [k, b, D]
+        return self.likelihood.log_prob(self.flatten(x)[None], params)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's output ``[b, posterior.output_size(d)]``: the parameters of q(z | x) that ``model.posterior``
+        reads."""
         if self.encoder is None:
-            raise ValueError("latent_code needs an encoder; use embed(x) for the lattice posterior of a decoder-only model.")
-        return self.encoder(x)[:, :self.latent.dim]
+            raise ValueError("This model has no encoder; use embed(x) for the lattice posterior of a decoder-only model.")
+        return self.encoder(x)
+
+    def latent_code(self, x: torch.Tensor) -> torch.Tensor:
+        """The point code ``[b, d]``: ``f(x)`` for an autoencoder, the mean (centre) of q(z | x) for a variational one."""
+        return self.posterior.code(self.encode(x))
 
     @torch.no_grad()
     def encode_dataset(self, dataset, batch_size: int = 1024) -> torch.Tensor:
         """:meth:`latent_code` of every example of a dataset of ``x`` or ``(x, ...)`` items, ``[n, d]``."""
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        return torch.cat([self.latent_code(self._data(batch).to(self.device)) for batch in loader])
+        return torch.cat([self.latent_code(batch_data(batch).to(self.device)) for batch in loader])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoded mean ``f_theta(z) = E[x | z]`` with the data's shape ``[n, *data_shape]``."""
-        out = self.decoder(self.latent.features(z))  # [n, *data_shape] or [n, k, *data_shape]
+        out = self.decoder(self.prior.features(z))  # [n, *data_shape] or [n, k, *data_shape]
         data_shape = out.shape[1:] if self.likelihood.params_per_dim == 1 else out.shape[2:]
         return self.likelihood.mean(out.flatten(start_dim=1)).view(-1, *data_shape)
 
     @torch.no_grad()
     def sample(self, n: int, from_prior: bool = False) -> torch.Tensor:
-        """Decoded means of ``n`` latent draws: from the fitted ``latent_sampler`` if there is one
-        (unless ``from_prior``), else from the prior (the objective's own, e.g. the R-VAE's Brownian
-        motion, or the latent space's)."""
-        sampler, z = self.latent_sampler, None
+        """Decoded means of ``n`` latent draws: from the fitted ``latent_sampler`` if there is one (unless
+        ``from_prior``), else from the prior."""
+        sampler = self.latent_sampler
         if sampler is not None and sampler.fitted and not from_prior:
             z = sampler.sample(n, dtype=next(self.decoder.parameters()).dtype).to(self.device)
-        if z is None:
-            z = self.objective.sample_latent(self, n)
-        if z is None:
-            z = self.latent.sample(n, device=self.device)
+        else:
+            z = self.prior.sample(n, device=self.device)
         return self.decode(z)
+
+    def _check_invertible(self) -> LatentVariableModel:
+        if not isinstance(self.prior, InvertiblePrior):
+            raise ValueError(f"Lattice (QMC) estimates integrate against priors reached from the unit cube "
+                             f"(lvm.priors.InvertiblePrior); {type(self.prior).__name__} is not one.")
+        return self
 
     def lattice_points(self, num_points: int | None = None) -> torch.Tensor:
         """The unshifted evaluation lattice in the unit cube ``[m, d]`` (float64); the latent values
-        are ``latent.from_unit_cube`` of it (the points of :meth:`posterior`)."""
-        return lattice_rule(num_points or self.eval_num_points or default_num_points(self.latent.dim), self.latent.dim)
+        are ``prior.from_unit_cube`` of it (the points of :meth:`posterior_on_lattice`)."""
+        return lattice_rule(num_points or self.eval_num_points or default_num_points(self.prior.dim), self.prior.dim)
 
     def _cube_points(self, num_points: int | None, shift: bool, shift_seed: int | None = None) -> torch.Tensor:
         points = self.lattice_points(num_points)
@@ -158,33 +172,34 @@ class LatentVariableModel(L.LightningModule):
     def log_likelihood(self, x: torch.Tensor, num_points: int | None = None, shift_seed: int | None = None) -> torch.Tensor:
         """Randomized-QMC estimate of ``log p(x)`` in nats per example (eq. 5), ``[b]``.
 
-        Works for any decoder (QLVM, VAE, IWAE): the lattice is mapped into the latent space
-        by the inversion method, so VAE decoders are scored against their N(0, I) prior. The shift is
-        random, or drawn from ``shift_seed`` (the same for every batch and process: held-out
+        Works for any decoder whose prior is reached from the unit cube (QLVM, VAE, IWAE, MLAE): the lattice is
+        mapped into the latent space by the inversion method, so VAE decoders are scored against their N(0, I)
+        prior. The shift is random, or drawn from ``shift_seed`` (the same for every batch and process: held-out
         evaluation uses ``eval_shift_seed``, so its values are reproducible and identical under DDP).
         """
         points = self._cube_points(num_points, True, shift_seed)
-        return qmc_log_likelihood(self, self.flatten(x), points, self.eval_chunk_size)
+        return qmc_log_likelihood(self._check_invertible(), self.flatten(x), points, self.eval_chunk_size)
 
     @torch.no_grad()
-    def posterior(self, x: torch.Tensor, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The discrete posterior over the (unshifted) lattice: points ``[m, d]`` and
-        normalised weights ``[b, m]`` proportional to ``p(x | z_j)`` (Fig. 1C)."""
-        return qmc_posterior(self, self.flatten(x), self._cube_points(num_points, False), self.eval_chunk_size)
+    def posterior_on_lattice(self, x: torch.Tensor, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The discrete posterior over the (unshifted) lattice: points ``[m, d]`` and normalised weights ``[b, m]``
+        proportional to ``p(x | z_j)`` (Fig. 1C)."""
+        points = self._cube_points(num_points, False)
+        return qmc_posterior(self._check_invertible(), self.flatten(x), points, self.eval_chunk_size)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, reduce: str = "mean", num_points: int | None = None) -> torch.Tensor:
-        """A point embedding ``[b, d]``: the posterior mean (circular on the torus) or mode on the
-        lattice. Above 3-D, where lattices are impractical, and for objectives with their own prior
-        (R-VAE), the encoder's code (the mean and mode of q(z | x))."""
+        """A point embedding ``[b, d]``: the posterior mean (circular on the torus) or mode on the lattice. Where
+        lattices do not apply (above 3-D, or a prior not reached from the unit cube: R-VAE, lattice codes), the
+        encoder's code (the mean and mode of q(z | x))."""
         if reduce not in ("mean", "mode"):
             raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
-        if self.encoder is not None and (self.latent.dim > MAX_QMC_DIM or self.objective.own_prior):
+        if self.encoder is not None and self.evaluation.estimator != "qmc":
             return self.latent_code(x)
-        z, weights = self.posterior(x, num_points)
+        z, weights = self.posterior_on_lattice(x, num_points)
         if reduce == "mode":
             return z[weights.argmax(dim=1)]
-        return self.latent.weighted_mean(z, weights)
+        return self.prior.weighted_mean(z, weights)
 
     # ----- Lightning hooks ---------------------------------------------------------------
 
@@ -193,7 +208,7 @@ class LatentVariableModel(L.LightningModule):
         if data_shape is None:
             return
         with torch.no_grad():
-            produced = self.decode(self.latent.sample(1, device=self.device)).shape[1:]
+            produced = self.decode(torch.zeros(1, self.prior.dim, device=self.device)).shape[1:]
             if math.prod(produced) != math.prod(data_shape):
                 raise ValueError(
                     f"The decoder produces outputs of shape {list(produced)} but the data have shape "
@@ -201,17 +216,13 @@ class LatentVariableModel(L.LightningModule):
                 )
             if self.encoder is not None:  # fixes the input size of a lazy first layer
                 outputs = self.encoder(torch.zeros(1, *data_shape, device=self.device)).shape[-1]
-                expected, kind = self.objective.encoder_outputs(self.latent.dim)
+                expected = self.posterior.output_size(self.prior.dim)
                 if outputs != expected:
                     raise ValueError(
-                        f"{type(self.objective).__name__} needs an encoder that outputs {kind}: {expected} features "
-                        f"for a {self.latent.dim}-D latent; it outputs {outputs}. Set encoder.init_args.latent_dim: "
-                        f"{self.latent.dim} and the encoder's output kind accordingly."
+                        f"{type(self.posterior).__name__} reads {expected} encoder outputs for a {self.prior.dim}-D "
+                        f"latent; the encoder outputs {outputs}. Set encoder.init_args.out_features: {expected} "
+                        "(the CLI links it from the prior and the posterior)."
                     )
-
-    @staticmethod
-    def _data(batch) -> torch.Tensor:
-        return batch[0] if isinstance(batch, Sequence) else batch
 
     def _log_objective(self, outputs: dict, stage: str, batch_size: int) -> None:
         self.log_dict(
@@ -220,7 +231,7 @@ class LatentVariableModel(L.LightningModule):
         )
 
     def training_step(self, batch, batch_idx):
-        x = self._data(batch)
+        x = batch_data(batch)
         outputs = self.objective(self, x)
         if not torch.isfinite(outputs["loss"]):
             raise NonFiniteLossError(
@@ -233,7 +244,7 @@ class LatentVariableModel(L.LightningModule):
         return outputs["loss"]
 
     def _heldout_step(self, batch, stage: str):
-        x = self._data(batch)
+        x = batch_data(batch)
         self._log_objective(self.objective(self, x), stage, len(x))
         self.evaluation.update(self, x, stage)
 

@@ -4,8 +4,9 @@ Decoders map latent features ``[n, F]`` (``F = 2d`` on the torus) to likelihood 
 shape ``[n, *data_shape]``; their first layer is lazy, so the same decoder config works for
 any latent space (the model runs one dry forward pass at construction to fix the size).
 Every linear/conv layer before the output is followed by a ReLU. Encoders mirror the decoders
-with tanh in place of ReLU (B.2) and return ``[n, 2d]`` = (mean, log-variance), or with
-``deterministic=True`` the code ``z = f(x): [n, d]`` of an autoencoder (MLAE).
+with tanh in place of ReLU (B.2). An encoder outputs ``out_features`` numbers per example, which the model's
+posterior family reads (:mod:`lvm.posteriors`: mean and log-variances ``[n, 2d]``, a code ``[n, d]``, ...); the CLI
+sets ``out_features`` from the posterior and the prior's dimension, so configs name neither.
 
 MLAE's networks (MLAE paper, appendix E): :class:`ResidualMLPEncoder`/:class:`ResidualMLPDecoder`
 (toy and tabular data, E.1/E.3) and the Pythae-style convolutional :class:`PythaeConvEncoder`/
@@ -43,14 +44,6 @@ def _mlp(widths: list[int], activation: type[nn.Module]) -> list[nn.Module]:
     for i, width in enumerate(widths):
         layers += [nn.LazyLinear(width) if i == 0 else nn.Linear(widths[i - 1], width), activation()]
     return layers
-
-
-def _code_size(latent_dim: int, deterministic: bool, isotropic: bool = False) -> int:
-    """Encoder output features: the code ``[d]``, the mean and one log-variance shared by all
-    dimensions ``[d + 1]`` (isotropic posterior, R-VAE) or the mean and log-variances ``[2d]``."""
-    if deterministic and isotropic:
-        raise ValueError("An encoder is either deterministic (a code) or isotropic (a mean and one variance), not both.")
-    return latent_dim if deterministic else latent_dim + 1 if isotropic else 2 * latent_dim
 
 
 def _num_stages(image_size: int, channels: list[int]) -> int:
@@ -109,60 +102,53 @@ class ConvDecoder(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    """Fully connected Gaussian encoder: flattened input -> MLP -> (mean, log-variance).
-    ``activation`` defaults to tanh (QLVM appendix B.2); the Taylor-VAE MNIST setting uses ReLU.
-    ``deterministic=True`` outputs the code ``[n, d]`` of an autoencoder instead, ``isotropic=True``
-    the mean and one log-variance ``[n, d + 1]`` (the R-VAE's heat-kernel posterior)."""
+    """Fully connected encoder: flattened input -> MLP -> ``out_features``.
+    ``activation`` defaults to tanh (QLVM appendix B.2); the Taylor-VAE MNIST setting uses ReLU."""
 
-    def __init__(self, latent_dim: int, hidden: list[int] = (512, 256), activation: str = "tanh",
-                 deterministic: bool = False, isotropic: bool = False):
+    def __init__(self, out_features: int, hidden: list[int] = (512, 256), activation: str = "tanh"):
         super().__init__()
-        self.latent_dim = latent_dim
         self.net = nn.Sequential(nn.Flatten(), *_mlp(list(hidden), _activation(activation)),
-                                 nn.Linear(hidden[-1], _code_size(latent_dim, deterministic, isotropic)))
+                                 nn.Linear(hidden[-1], out_features))
 
     def forward(self, x):
-        return self.net(x)  # [n, 2d], [n, d] or [n, d + 1]
+        return self.net(x)  # [n, out_features]
 
 
 class ConvEncoder(nn.Module):
-    """Convolutional Gaussian encoder mirroring :class:`ConvDecoder` with tanh activations
-    (``deterministic=True``: the code ``[n, d]``)."""
+    """Convolutional encoder mirroring :class:`ConvDecoder` with tanh activations."""
 
-    def __init__(self, latent_dim: int, image_size: int = 28, in_channels: int = 1, hidden: int = 256,
-                 channels: list[int] = (32, 64), deterministic: bool = False):
+    def __init__(self, out_features: int, image_size: int = 28, in_channels: int = 1, hidden: int = 256,
+                 channels: list[int] = (32, 64)):
         super().__init__()
         _num_stages(image_size, channels)
-        self.latent_dim = latent_dim
         convs: list[nn.Module] = []
         widths = [in_channels] + list(channels)
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             convs += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.Tanh()]
         self.net = nn.Sequential(
-            *convs, nn.Flatten(), nn.LazyLinear(hidden), nn.Tanh(), nn.Linear(hidden, _code_size(latent_dim, deterministic))
+            *convs, nn.Flatten(), nn.LazyLinear(hidden), nn.Tanh(), nn.Linear(hidden, out_features)
         )
 
     def forward(self, x):
-        return self.net(x)  # [n, 2d] or [n, d]
+        return self.net(x)  # [n, out_features]
 
 
 class HigginsEncoder(nn.Module):
     """The 64x64 convolutional encoder of Higgins et al. (beta-VAE), as specified in the
     sampling-free VAE paper, appendix B.1: Conv 32, 32, 64, 64 (4x4, stride 2), Conv 256 (4x4,
-    stride 1), each followed by ReLU, then FC 256 -> 2 * latent_dim (mean, log-variance)."""
+    stride 1), each followed by ReLU, then FC 256 -> ``out_features`` (2d: mean and log-variance)."""
 
-    def __init__(self, latent_dim: int, in_channels: int = 3):
+    def __init__(self, out_features: int, in_channels: int = 3):
         super().__init__()
-        self.latent_dim = latent_dim
         widths = [in_channels, 32, 32, 64, 64]
         convs: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             convs += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]  # 64 -> 32 -> 16 -> 8 -> 4
         self.net = nn.Sequential(*convs, nn.Conv2d(64, 256, 4), nn.ReLU(), nn.Flatten(),  # [n, 256]
-                                 nn.Linear(256, 2 * latent_dim))
+                                 nn.Linear(256, out_features))
 
     def forward(self, x):
-        return self.net(x)  # [n, 2d]
+        return self.net(x)  # [n, out_features]
 
 
 class HigginsDecoder(nn.Module):
@@ -207,18 +193,17 @@ class ResidualMLP(nn.Module):
 
 class ResidualMLPEncoder(nn.Module):
     """MLAE's encoder for vectors (appendix E.3): an MLP (``hidden``, ReLU) from the data to the
-    latent space, then :class:`ResidualMLP` blocks in the latent space. Deterministic by default."""
+    latent space (``out_features`` wide), then :class:`ResidualMLP` blocks there."""
 
-    def __init__(self, latent_dim: int, hidden: list[int] = (256, 256), num_blocks: int = 2,
-                 block_hidden: list[int] = (256, 256), activation: str = "relu", deterministic: bool = True):
+    def __init__(self, out_features: int, hidden: list[int] = (256, 256), num_blocks: int = 2,
+                 block_hidden: list[int] = (256, 256), activation: str = "relu"):
         super().__init__()
-        self.latent_dim = latent_dim
-        out = _code_size(latent_dim, deterministic)
-        self.net = nn.Sequential(nn.Flatten(), *_mlp(list(hidden), _activation(activation)), nn.Linear(hidden[-1], out),
-                                 ResidualMLP(out, block_hidden, num_blocks, activation))
+        self.net = nn.Sequential(nn.Flatten(), *_mlp(list(hidden), _activation(activation)),
+                                 nn.Linear(hidden[-1], out_features),
+                                 ResidualMLP(out_features, block_hidden, num_blocks, activation))
 
     def forward(self, x):
-        return self.net(x)  # [n, d] or [n, 2d]
+        return self.net(x)  # [n, out_features]
 
 
 class ResidualMLPDecoder(nn.Module):
@@ -261,20 +246,17 @@ class PythaeConvEncoder(nn.Module):
     Table 9, MNIST: ``channels=[32, 64, 128, 256], residual_blocks=4, residual_hidden=512``.
     """
 
-    def __init__(self, latent_dim: int, in_channels: int = 1, channels: list[int] = (128, 256, 512, 1024),
-                 residual_blocks: int = 0, residual_hidden: int = 512, batch_norm: bool = False,
-                 deterministic: bool = True):
+    def __init__(self, out_features: int, in_channels: int = 1, channels: list[int] = (128, 256, 512, 1024),
+                 residual_blocks: int = 0, residual_hidden: int = 512, batch_norm: bool = False):
         super().__init__()
-        self.latent_dim = latent_dim
         widths = [in_channels, *channels]
         convs = [layer for a, b in zip(widths[:-1], widths[1:])
                  for layer in _conv_block(nn.Conv2d(a, b, 4, stride=2, padding=1), b, batch_norm)]
-        out = _code_size(latent_dim, deterministic)
-        self.net = nn.Sequential(*convs, nn.Flatten(), nn.LazyLinear(out),
-                                 ResidualMLP(out, [residual_hidden] * 2, residual_blocks, "silu"))
+        self.net = nn.Sequential(*convs, nn.Flatten(), nn.LazyLinear(out_features),
+                                 ResidualMLP(out_features, [residual_hidden] * 2, residual_blocks, "silu"))
 
     def forward(self, x):
-        return self.net(x)  # [n, d] or [n, 2d]
+        return self.net(x)  # [n, out_features]
 
 
 class PythaeConvDecoder(nn.Module):
@@ -412,14 +394,12 @@ class MeanPrecisionDecoder(nn.Module):
 class GatedEncoder(nn.Module):
     """The gated nonlinear encoder of the lattice paper (section 4.1, after Tomczak & Welling):
     ``z = relu(sigmoid(x G + b_0) * (x A_1 + b_1)) A_2 + b_2``; ``hidden=0`` gives the linear encoder
-    ``z = x A + b``. Outputs the code ``[n, d]`` (``deterministic=True``, default) or mean and
-    log-variance ``[n, 2d]``."""
+    ``z = x A + b``, with ``out_features`` outputs (the code ``[n, d]`` of a point-mass posterior)."""
 
-    def __init__(self, latent_dim: int, hidden: int = 300, deterministic: bool = True):
+    def __init__(self, out_features: int, hidden: int = 300):
         super().__init__()
-        self.latent_dim = latent_dim
         self.gate = GatedLayer(hidden) if hidden else None
-        self.out = nn.LazyLinear(_code_size(latent_dim, deterministic))
+        self.out = nn.LazyLinear(out_features)
 
     def forward(self, x):
         h = x.flatten(start_dim=1)

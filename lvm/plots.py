@@ -10,6 +10,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+from .priors import InvertiblePrior  # noqa: E402
+
 __all__ = ["plot_embedding", "plot_code_on_data", "decoded_grid", "plot_image_grid", "plot_latent_field",
            "plot_posterior_comparison"]
 
@@ -56,18 +58,29 @@ def plot_code_on_data(data: np.ndarray, code: np.ndarray, title: str = "Data col
 
 
 @torch.no_grad()
-def decoded_grid(model, per_side: int = 10) -> torch.Tensor:
-    """Decode a regular ``per_side x per_side`` grid of cell centres of the unit square mapped into
-    the latent space (a 2-D latent, or the first two coordinates with the rest at 0.5).
+def decoded_grid(model, per_side: int = 10, codes: torch.Tensor | None = None) -> torch.Tensor:
+    """Decode a regular ``per_side x per_side`` grid of cell centres of the unit square mapped into the latent
+    space (a 2-D latent, or the first two coordinates with the rest at the centre). A prior reached from the unit
+    cube maps the square by inversion; any other prior needs ``codes`` ``[n, d]`` (e.g. the test embedding), whose
+    bounding box the square is stretched over (the rest at their mean).
     Returns images ``[per_side**2, *data_shape]``, row-major with z2 increasing upward."""
     centres = (torch.arange(per_side, dtype=torch.float64) + 0.5) / per_side
     z2, z1 = torch.meshgrid(centres.flip(0), centres, indexing="ij")  # top row = largest z2
-    cube = torch.full((per_side**2, model.latent.dim), 0.5, dtype=torch.float64)
+    dim = model.prior.dim
+    cube = torch.full((per_side**2, dim), 0.5, dtype=torch.float64)
     cube[:, 0] = z1.reshape(-1)
-    if model.latent.dim > 1:
+    if dim > 1:
         cube[:, 1] = z2.reshape(-1)
-    z = model.latent.from_unit_cube(cube).to(device=model.device, dtype=model.dtype)
-    return model.decode(z)
+    if isinstance(model.prior, InvertiblePrior):
+        z = model.prior.from_unit_cube(cube)
+    elif codes is None:
+        raise ValueError(f"decoded_grid over a {type(model.prior).__name__} needs the codes whose range it spans.")
+    else:
+        codes = torch.as_tensor(codes, dtype=torch.float64)
+        low, high = codes.min(0).values, codes.max(0).values
+        z = low + cube * (high - low)
+        z[:, 2:] = codes[:, 2:].mean(0)
+    return model.decode(z.to(device=model.device, dtype=model.dtype))
 
 
 def plot_image_grid(images: torch.Tensor, per_side: int, title: str = "Decoded latent grid") -> plt.Figure:

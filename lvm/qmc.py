@@ -6,7 +6,8 @@ With cube points ``c_1..c_m`` (a shifted lattice) and ``z_j = from_unit_cube(c_j
 
 and the posterior is approximated by Dirac masses at ``z_j`` with weights
 ``softmax_j log p(x | z_j)`` (Bayes' rule with equal prior weights, Fig. 1C).
-These functions take any model exposing ``latent``, ``likelihood`` and ``decoder_params``.
+These functions take any model exposing ``prior`` (an :class:`lvm.priors.InvertiblePrior`), ``likelihood`` and
+``decoder_params``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def log_mean_exp(log_values: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def _latent_points(model, cube_points: torch.Tensor, x_flat: torch.Tensor) -> torch.Tensor:
-    return model.latent.from_unit_cube(cube_points.to(device=x_flat.device, dtype=x_flat.dtype))
+    return model.prior.from_unit_cube(cube_points.to(device=x_flat.device, dtype=x_flat.dtype))
 
 
 def qmc_log_likelihood(model, x_flat: torch.Tensor, cube_points: torch.Tensor,

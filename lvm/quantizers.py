@@ -1,5 +1,5 @@
-"""Lattice quantizers for discrete latent representations (lattice representation learning paper,
-``shared/papers/lattice-representation-learning.txt``, sections 2, 3.4, 3.5 and 4.1).
+"""Lattice quantizers for discrete latent representations ("Lattice Representation
+Learning", Lastras, 2020, sections 2, 3.4, 3.5 and 4.1).
 
 A lattice is {i B : i in Z^m} for a full-rank basis B whose rows generate it; scaled by Delta it is
 {i Delta B}. Each quantizer provides the nearest-point map K (Conway & Sloane's fast decoders), a

@@ -1,14 +1,13 @@
-"""Objective plugins. Each file holds one objective; :class:`Objective` is the extension point."""
+"""Objective plugins: one loss per file. The base class, :class:`lvm.objective.Objective`, is the core's contract."""
 
-from .base import Objective
-from .dithered_lattice import DitheredLatticeObjective
 from .elbo import ELBO
 from .iwae import IWAE
+from .lattice_direct import DirectLatticeObjective
+from .lattice_proxy import GaussianProxyLatticeObjective
 from .mlae import MLAEObjective
 from .qmc import QMCObjective
-from .riemannian import RiemannianBrownianPrior
+from .riemannian import RiemannianELBO
 from .taylor import TaylorELBO
 
-__all__ = ["Objective", "QMCObjective", "ELBO", "IWAE", "TaylorELBO", "MLAEObjective",
-           "RiemannianBrownianPrior",
-           "DitheredLatticeObjective"]
+__all__ = ["QMCObjective", "ELBO", "IWAE", "TaylorELBO", "MLAEObjective", "RiemannianELBO", "DirectLatticeObjective",
+           "GaussianProxyLatticeObjective"]

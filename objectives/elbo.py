@@ -8,9 +8,10 @@ with the KL in closed form (:func:`lvm.variational.elbo_terms`).
 
 from __future__ import annotations
 
+from lvm.objective import Objective
+from lvm.posteriors import DiagonalGaussianPosterior
+from lvm.priors import StandardNormalPrior
 from lvm.variational import elbo_terms
-
-from .base import Objective
 
 __all__ = ["ELBO"]
 
@@ -20,12 +21,12 @@ class ELBO(Objective):
         num_samples: k, the number of reparameterised samples per example (1 in the paper).
     """
 
-    requires_encoder = True
-    requires_gaussian_latent = True
-
     def __init__(self, num_samples: int = 1):
         super().__init__()
         self.num_samples = num_samples
+
+    def validate(self, model):
+        self.require(model, prior=StandardNormalPrior, posterior=DiagonalGaussianPosterior)
 
     def forward(self, model, x):
         elbo, reconstruction, kl = elbo_terms(model, x, self.num_samples)

@@ -7,9 +7,10 @@ It equals the ELBO for k = 1 and increases to log p(x) as k grows (in expectatio
 
 from __future__ import annotations
 
-from lvm.variational import iwae_bound
-
-from .base import Objective
+from lvm.objective import Objective
+from lvm.posteriors import DiagonalGaussianPosterior
+from lvm.priors import StandardNormalPrior
+from lvm.variational import proposal_log_likelihood
 
 __all__ = ["IWAE"]
 
@@ -19,13 +20,13 @@ class IWAE(Objective):
         num_samples: k importance samples per example (10 in the paper, appendix B).
     """
 
-    requires_encoder = True
-    requires_gaussian_latent = True
-
     def __init__(self, num_samples: int = 10):
         super().__init__()
         self.num_samples = num_samples
 
+    def validate(self, model):
+        self.require(model, prior=StandardNormalPrior, posterior=DiagonalGaussianPosterior)
+
     def forward(self, model, x):
-        bound = iwae_bound(model, x, self.num_samples)
+        bound = proposal_log_likelihood(model, x, self.num_samples)  # q(z | x) is the proposal
         return {"loss": -bound.mean(), "iwae": bound.mean()}

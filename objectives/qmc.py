@@ -1,6 +1,7 @@
 """QMC lattice objective: quasi-Monte Carlo latent variable models (QLVM).
 
-Paper: "Quasi-Monte Carlo latent variable models" (``shared/papers/qlvm-...txt``), section 2.2.
+Paper: "Quasi Monte Carlo methods enable extremely low-dimensional deep generative models", Martinez and
+Williams, 2024 (QLVM), section 2.2.
 The loss is the negative of eq. 5,
 
     L(x) = log (1/m) sum_j p_theta(x | z_j),
@@ -14,9 +15,9 @@ No encoder is trained.
 from __future__ import annotations
 
 from lvm.lattices import PointSet
+from lvm.objective import Objective
+from lvm.priors import InvertiblePrior
 from lvm.qmc import qmc_log_likelihood
-
-from .base import Objective
 
 __all__ = ["QMCObjective"]
 
@@ -32,10 +33,10 @@ class QMCObjective(Objective):
         super().__init__()
         self.num_points, self.points = num_points, points
 
-    def attach(self, model):
-        super().attach(model)
-        self.point_set = PointSet(self.num_points, model.latent.dim, self.points)
+    def validate(self, model):
+        self.require(model, prior=InvertiblePrior)
 
     def forward(self, model, x):
-        log_likelihood = qmc_log_likelihood(model, model.flatten(x), self.point_set.draw())  # [b]
+        points = PointSet(self.num_points, model.prior.dim, self.points).draw()  # [m, d] in the unit cube
+        log_likelihood = qmc_log_likelihood(model, model.flatten(x), points)  # [b]
         return {"loss": -log_likelihood.mean(), "lattice_log_likelihood": log_likelihood.mean()}

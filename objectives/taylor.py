@@ -1,7 +1,7 @@
 """Sampling-free Taylor-linearised Gaussian VAE objective (closed form, no reparameterisation).
 
 Paper: "A Sampling-Free Approximation of Gaussian Variational Auto-Encoders"
-(``shared/papers/sampling-free-taylor-vae.txt``), sections 3.2-3.3. With q(z | x) = N(g(x), h(x)),
+(anonymous ICLR 2022 submission), sections 3.2-3.3. With q(z | x) = N(g(x), h(x)),
 the decoder mean f is linearised at the encoder mean (eq. 10),
 
     f(g(x) + e) ~= f(g(x)) + J e,      J = df/dz at g(x)   ([n, m], forward-mode JVPs),
@@ -22,9 +22,9 @@ from __future__ import annotations
 from lvm.jacobians import forward_jacobian
 from lvm.likelihoods import GaussianLikelihood
 from lvm.lowrank_gaussian import lowrank_gaussian_log_prob
-from lvm.variational import encode, kl_to_standard_normal
-
-from .base import Objective
+from lvm.objective import Objective
+from lvm.posteriors import DiagonalGaussianPosterior
+from lvm.priors import StandardNormalPrior
 
 __all__ = ["TaylorELBO"]
 
@@ -35,30 +35,24 @@ class TaylorELBO(Objective):
             1 is the plain linearised ELBO, smaller values regularise towards an autoencoder.
     """
 
-    requires_encoder = True
-    requires_gaussian_latent = True
-
     def __init__(self, gamma: float = 0.5):
         super().__init__()
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must lie in [0, 1] (section 3.3); got {gamma}.")
         self.gamma = gamma
 
-    def attach(self, model):
-        super().attach(model)
-        if not isinstance(model.likelihood, GaussianLikelihood):
-            raise ValueError(
-                "TaylorELBO linearises a Gaussian observation model N(f(z), c I); set model.likelihood to "
-                f"lvm.likelihoods.GaussianLikelihood (got {type(model.likelihood).__name__})."
-            )
+    def validate(self, model):
+        # the linearised Gaussian observation model N(f(z), c I)
+        self.require(model, prior=StandardNormalPrior, posterior=DiagonalGaussianPosterior, likelihood=GaussianLikelihood)
 
     def forward(self, model, x):
-        mean, log_var = encode(model, x)  # g(x), log h(x): [b, m]
+        params = model.encode(x)
+        mean, log_var = model.posterior.mean_and_log_var(params)  # g(x), log h(x): [b, m]
         decoded_mean, jacobian = forward_jacobian(model.decoded_mean, mean)  # f(g(x)): [b, n], J: [b, n, m]
         factor = jacobian * (0.5 * log_var).exp().unsqueeze(1)  # U = J diag(sqrt h): [b, n, m]
         residual = decoded_mean - model.flatten(x)
         reconstruction = lowrank_gaussian_log_prob(residual, factor, model.likelihood.variance, self.gamma)
-        kl = kl_to_standard_normal(mean, log_var).sum(-1)
+        kl = model.posterior.kl_to_standard_normal(params).sum(-1)
         elbo = reconstruction - kl
         return {"loss": -elbo.mean(), "taylor_elbo": elbo.mean(), "reconstruction": reconstruction.mean(),
                 "kl": kl.mean()}

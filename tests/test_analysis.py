@@ -8,10 +8,10 @@ from torch import nn
 
 from lvm.analysis import aggregated_posterior, density_geodesic, jacobian_frobenius_norm, weighted_mean_shift
 from lvm.lattices import fibonacci
-from lvm.latent_spaces import GaussianLatent, TorusLatent
 from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder
+from lvm.priors import StandardNormalPrior, TorusPrior
 from objectives import QMCObjective
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -52,7 +52,7 @@ def test_density_geodesic_goes_around_a_low_density_band():
 
 def test_jacobian_norm_of_a_linear_decoder_is_the_frobenius_norm_of_w():
     decoder = nn.Linear(2, 7)
-    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), GaussianLatent(2), QMCObjective(89))
+    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), StandardNormalPrior(2), QMCObjective(89))
     z = 3 * torch.randn(50, 2)
     expected = decoder.weight.detach().norm()
     assert torch.allclose(jacobian_frobenius_norm(model, z, chunk_size=16), expected.expand(50), rtol=1e-10)
@@ -60,9 +60,9 @@ def test_jacobian_norm_of_a_linear_decoder_is_the_frobenius_norm_of_w():
 
 def test_aggregated_posterior_is_the_mean_of_the_posteriors():
     torch.manual_seed(0)
-    model = LatentVariableModel(MLPDecoder([6], [8]), GaussianLikelihood(0.1), TorusLatent(2), QMCObjective(89))
+    model = LatentVariableModel(MLPDecoder([6], [8]), GaussianLikelihood(0.1), TorusPrior(2), QMCObjective(89))
     x = model.sample(10) + 0.1 * torch.randn(10, 6)
     points, density = aggregated_posterior(model, [(x[:4],), (x[4:],)], num_points=233)
-    _, weights = model.posterior(x, 233)
+    _, weights = model.posterior_on_lattice(x, 233)
     assert torch.allclose(density, weights.mean(0)) and math.isclose(density.sum().item(), 1.0, rel_tol=1e-9)
     assert points.shape == (233, 2)

@@ -12,8 +12,9 @@ import yaml
 from lvm.cli import cli_main
 from lvm.lattices import PointSet
 from lvm.model import LatentVariableModel, NonFiniteLossError
+from lvm.objective import Objective
+from lvm.priors import InvertiblePrior
 from lvm.qmc import pairwise_log_likelihood
-from objectives import Objective
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
@@ -35,9 +36,9 @@ def _run(tmp_path, *args, config=QUICKSTART):
 class NaNAfterTwoSteps(Objective):
     """Eq. 5 on a fixed lattice until global step 2, then a NaN loss."""
 
-    def attach(self, model):
-        super().attach(model)
-        self.point_set = PointSet(89, model.latent.dim, "qmc")
+    def validate(self, model):
+        self.require(model, prior=InvertiblePrior)
+        self.point_set = PointSet(89, model.prior.dim, "qmc")
 
     def forward(self, model, x):
         log_p = pairwise_log_likelihood(model, model.flatten(x), self.point_set.draw().to(x))
@@ -171,9 +172,9 @@ def test_rvae_two_phase_run_switches_once_and_samples_by_brownian_motion(tmp_pat
     (state,) = [v for k, v in last["callbacks"].items() if k.startswith("TwoPhaseTraining")]
     assert state["switched"]
     model = LatentVariableModel.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert model.objective.prior_phase and model.objective.prior_mean.abs().sum() > 0  # centred on the codes
+    assert model.prior.placed and model.prior.centre.abs().sum() > 0  # centred on the codes
     assert not torch.equal(model.decoder.precision.centres, torch.zeros_like(model.decoder.precision.centres))
-    model.objective.walk_steps = 5
+    model.prior.walk_steps = 5
     assert model.sample(4).shape == (4, 1, 8, 8)
 
 
@@ -194,7 +195,7 @@ def test_posterior_plots_are_written_and_logged_to_the_offline_wandb_run(tmp_pat
         {"class_path": "callbacks.PosteriorPlots", "init_args": {"bandwidth": 0.15}},
     ]}}))
     _, run_dir = _run(tmp_path / "runs", "--config", str(overlay), "--trainer.max_epochs", "1",
-                      "--model.latent.init_args.dim", str(dim), "--model.eval_num_points", points,
+                      "--model.prior.init_args.dim", str(dim), "--model.eval_num_points", points,
                       "--model.objective.init_args.num_points", points)
     names = ["embedding", "decoded_grid", "aggregated_posterior", "jacobian_norm", "mode_reconstructions", "samples",
              "reconstructions"]

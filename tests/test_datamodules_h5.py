@@ -124,8 +124,8 @@ model:
       hidden: [8]
   likelihood:
     class_path: lvm.likelihoods.GaussianLikelihood
-  latent:
-    class_path: lvm.latent_spaces.TorusLatent
+  prior:
+    class_path: lvm.priors.TorusPrior
   objective:
     class_path: objectives.QMCObjective
     init_args:

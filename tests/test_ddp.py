@@ -7,10 +7,10 @@ from sklearn.datasets import load_digits
 from torch.multiprocessing.spawn import ProcessExitedException
 from torch.utils.data import DataLoader, TensorDataset
 
-from lvm.latent_spaces import TorusLatent
 from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder
+from lvm.priors import TorusPrior
 from objectives import QMCObjective
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ class UnevenDigits(SixtyFourDigits):
 
 def _test(devices: int, datamodule: L.LightningDataModule) -> dict:
     torch.manual_seed(0)
-    model = LatentVariableModel(MLPDecoder([1, 8, 8], [16]), GaussianLikelihood(0.1), TorusLatent(2), QMCObjective(89),
+    model = LatentVariableModel(MLPDecoder([1, 8, 8], [16]), GaussianLikelihood(0.1), TorusPrior(2), QMCObjective(89),
                                 eval_num_points=233)
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

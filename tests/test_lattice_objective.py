@@ -5,13 +5,15 @@ import math
 import pytest
 import torch
 
-from lvm.latent_spaces import GaussianLatent
 from lvm.likelihoods import BernoulliLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import GatedDecoder, GatedEncoder
+from lvm.posteriors import DiagonalGaussianPosterior, PointMassPosterior
+from lvm.priors import (GaussianProxyLatticePrior, LaplaceLatticePrior, LatticePMF, laplace_code_length,
+                        laplace_representation_cost)
 from lvm.quantizers import HexagonalLattice
-from objectives import DitheredLatticeObjective
-from objectives.dithered_lattice import LatticePMF, laplace_code_length, laplace_representation_cost
+from lvm.variational import dithered_log_likelihood
+from objectives import DirectLatticeObjective, GaussianProxyLatticeObjective
 
 
 def test_theorem_1_train_time_cost_equals_inference_code_length_in_expectation():
@@ -64,15 +66,19 @@ def _digits():
 def test_objective_trains_on_digits_and_the_one_sample_nll_improves(lattice, training):
     train, test = _digits()
     torch.manual_seed(0)
-    model = LatentVariableModel(GatedDecoder([1, 8, 8], 64), BernoulliLikelihood(), GaussianLatent(8),
-                                DitheredLatticeObjective(lattice, training), GatedEncoder(8, 64))
+    if training == "direct":
+        prior, objective = LaplaceLatticePrior(8), DirectLatticeObjective()
+    else:
+        prior, objective = GaussianProxyLatticePrior(8, lattice=lattice), GaussianProxyLatticeObjective()
+    model = LatentVariableModel(GatedDecoder([1, 8, 8], 64), BernoulliLikelihood(), prior, objective, GatedEncoder(8, 64),
+                                PointMassPosterior())
     model.encoder(train[:1])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def test_nll():
         model.eval()
         with torch.no_grad():
-            return -model.objective.quantized_log_likelihood(model, test).mean().item()
+            return -dithered_log_likelihood(model, test, 1).mean().item()  # the one-sample quantized estimate
 
     before = test_nll()
     model.train()
@@ -84,20 +90,32 @@ def test_objective_trains_on_digits_and_the_one_sample_nll_improves(lattice, tra
     assert math.isfinite(after) and after < before - 10
     model.eval()
     with torch.no_grad():
-        several = -model.objective.held_out_log_likelihood(model, test, 20, 10).mean().item()
+        several = -dithered_log_likelihood(model, test, 20, 10).mean().item()
         assert several < after  # more importance samples, a tighter (lower) NLL
-        codes, dither = model.objective.encode_discrete(model, test[:5])
+        codes, dither = model.prior.encode(model.latent_code(test[:5]))
         assert codes.dtype == torch.int64 and codes.shape == (5, 8)
-        lattice_points = model.objective.lattice().from_coordinates(codes, dither.dtype)
-        assert torch.allclose(model.objective.lattice().nearest_point(lattice_points), lattice_points, atol=1e-5)
-        assert torch.allclose(model.objective.decode_discrete(model, codes, dither), model.decode(lattice_points - dither))
+        lattice_points = model.prior.lattice().from_coordinates(codes, dither.dtype)
+        assert torch.allclose(model.prior.lattice().nearest_point(lattice_points), lattice_points, atol=1e-5)
+        assert torch.allclose(model.decode(model.prior.decoder_input(codes, dither)), model.decode(lattice_points - dither))
+
+
+def _lattice_model(prior, objective, posterior=None, outputs=None):
+    return LatentVariableModel(GatedDecoder([4], 8), BernoulliLikelihood(), prior, objective,
+                               GatedEncoder(outputs or prior.dim, 8), posterior or PointMassPosterior())
 
 
 def test_latent_dimension_and_algorithm_errors_say_what_works():
     with pytest.raises(ValueError, match="multiple of 8 \\(8, 16, 24"):
-        LatentVariableModel(GatedDecoder([4], 8), BernoulliLikelihood(), GaussianLatent(12),
-                            DitheredLatticeObjective("E8"), GatedEncoder(12, 8))
-    with pytest.raises(ValueError, match="gaussian_proxy"):
-        DitheredLatticeObjective("A2", "direct")
+        _lattice_model(GaussianProxyLatticePrior(12, lattice="E8"), GaussianProxyLatticeObjective())
+    # direct training has a closed form for the integer lattice with a Laplacian S only (the old "A2" + "direct")
+    with pytest.raises(ValueError, match="DirectLatticeObjective needs model.prior: lvm.priors.LaplaceLatticePrior"):
+        _lattice_model(GaussianProxyLatticePrior(2, lattice="A2"), DirectLatticeObjective())
+    with pytest.raises(ValueError, match="needs model.prior: lvm.priors.GaussianProxyLatticePrior"):
+        _lattice_model(LaplaceLatticePrior(2), GaussianProxyLatticeObjective())
+    with pytest.raises(ValueError, match="LaplaceLatticePrior"):
+        GaussianProxyLatticePrior(2, lattice="Z")
     with pytest.raises(ValueError, match="one of"):
-        DitheredLatticeObjective("D4")
+        GaussianProxyLatticePrior(8, lattice="D4")
+    # the code is a point mass: a Gaussian posterior is refused
+    with pytest.raises(ValueError, match="needs model.posterior: lvm.posteriors.PointMassPosterior"):
+        _lattice_model(LaplaceLatticePrior(2), DirectLatticeObjective(), DiagonalGaussianPosterior(), outputs=4)

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.latent_spaces import GaussianLatent, TorusLatent
 from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
+from lvm.posteriors import DiagonalGaussianPosterior
+from lvm.priors import StandardNormalPrior, TorusPrior
 from objectives import ELBO, IWAE, QMCObjective
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -35,7 +36,9 @@ def _ppca(weight, objective, encoder=None):
     with torch.no_grad():
         decoder.weight.copy_(weight)
         decoder.bias.copy_(torch.linspace(-1, 1, D, dtype=torch.float64))
-    model = LatentVariableModel(decoder, GaussianLikelihood(S2, "identity"), GaussianLatent(2), objective, encoder)
+    posterior = None if encoder is None else DiagonalGaussianPosterior()
+    model = LatentVariableModel(decoder, GaussianLikelihood(S2, "identity"), StandardNormalPrior(2), objective, encoder,
+                                posterior)
     return model, decoder.bias.detach().clone()
 
 
@@ -104,8 +107,11 @@ def test_exact_posterior_makes_iwae_exact_and_elbo_tight(orthogonal_weight):
 
 
 def test_encoder_objectives_reject_missing_encoder_or_non_gaussian_prior(orthogonal_weight):
-    with pytest.raises(ValueError, match="needs an encoder"):
+    with pytest.raises(ValueError, match=r"ELBO needs model\.posterior: .*DiagonalGaussianPosterior \(with model\.encoder\)"):
         _ppca(orthogonal_weight, ELBO())
     encoder = ExactPosteriorEncoder(orthogonal_weight, torch.zeros(D, dtype=torch.float64))
-    with pytest.raises(ValueError, match="GaussianLatent"):
-        LatentVariableModel(nn.Linear(4, D), GaussianLikelihood(), TorusLatent(2), IWAE(), encoder)
+    with pytest.raises(ValueError, match=r"IWAE needs model\.prior: .*StandardNormalPrior; got TorusPrior"):
+        LatentVariableModel(nn.Linear(4, D), GaussianLikelihood(), TorusPrior(2), IWAE(), encoder,
+                            DiagonalGaussianPosterior())
+    with pytest.raises(ValueError, match="encoder and a posterior come together"):  # an encoder needs its posterior
+        LatentVariableModel(nn.Linear(2, D), GaussianLikelihood(), StandardNormalPrior(2), IWAE(), encoder)

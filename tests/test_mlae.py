@@ -9,13 +9,14 @@ from torch import nn
 
 from datamodules.sinusoid import noisy_sinusoid
 from lvm.hutchinson import hutchinson_noise, log_det_surrogate
-from lvm.laplace import laplace_log_likelihood
+from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from lvm.metrics import GaussianFrechetDistance
-from lvm.latent_spaces import GaussianLatent
-from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder, MLPEncoder, ResidualMLPDecoder, ResidualMLPEncoder
+from lvm.posteriors import DiagonalGaussianPosterior, PointMassPosterior
+from lvm.priors import StandardNormalPrior, TorusPrior
 from lvm.samplers import GaussianMixtureSampler
+from lvm.variational import proposal_log_likelihood
 from objectives import MLAEObjective
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -33,8 +34,8 @@ def _linear_pair(seed=0):
     with torch.no_grad():
         decoder.weight.copy_(weight), decoder.bias.copy_(bias)
         encoder.weight.copy_(pinv), encoder.bias.copy_(-pinv @ bias)
-    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), GaussianLatent(LATENT), MLAEObjective(),
-                                encoder)
+    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), StandardNormalPrior(LATENT), MLAEObjective(),
+                                encoder, PointMassPosterior())
     return model, weight, pinv
 
 
@@ -81,9 +82,9 @@ def test_surrogate_with_k_equal_d_matches_dense_jacobian_trace_on_a_nonlinear_au
     """The fast path (one VJP, one JVP per vector) against the slow one: full Jacobians by autograd and
     -tr(f'(x) sg(g'(f(x)))) per example; parameter gradients must agree exactly."""
     torch.manual_seed(0)
-    encoder, decoder = MLPEncoder(LATENT, [7], "tanh", deterministic=True), MLPDecoder([D], [6], "elu")
-    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), GaussianLatent(LATENT), MLAEObjective(),
-                                encoder)
+    encoder, decoder = MLPEncoder(LATENT, [7], "tanh"), MLPDecoder([D], [6], "elu")
+    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), StandardNormalPrior(LATENT), MLAEObjective(),
+                                encoder, PointMassPosterior())
     x = torch.randn(4, D)
     encoder(x)
     params = list(encoder.parameters())
@@ -135,9 +136,10 @@ def test_orthogonal_noise_has_lower_variance_than_independent_noise():
 
 def test_mlae_loss_terms_and_training_reduce_reconstruction():
     torch.manual_seed(0)
-    encoder, decoder = MLPEncoder(2, [16], "tanh", deterministic=True), MLPDecoder([D], [16])
-    objective = MLAEObjective(beta=5.0, num_hutchinson=2)
-    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), GaussianLatent(2), objective, encoder)
+    encoder, decoder = MLPEncoder(2, [16], "tanh"), MLPDecoder([D], [16])
+    objective = MLAEObjective(beta=5.0, num_hutchinson=2)  # beta = 1 / (2 c) for the likelihood variance c = 0.1
+    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), StandardNormalPrior(2), objective, encoder,
+                                PointMassPosterior())
     x = torch.randn(64, D) @ torch.randn(D, D) * 0.3
     encoder(x)
     out = model.objective(model, x)
@@ -153,17 +155,39 @@ def test_mlae_loss_terms_and_training_reduce_reconstruction():
     assert model.objective(model, x)["reconstruction"].item() < 0.5 * first
 
 
+def _mlae_model(objective, variance=0.1, prior=None, posterior=None, likelihood=None, outputs=2):
+    """A small MLAE with a 2-D latent whose Gaussian likelihood has ``variance`` (beta = 1 / (2 variance))."""
+    return LatentVariableModel(MLPDecoder([D], [4]), likelihood or GaussianLikelihood(variance, "identity"),
+                               prior or StandardNormalPrior(2), objective, MLPEncoder(outputs, [4]),
+                               posterior or PointMassPosterior())
+
+
 def test_beta_ramp_and_configuration_errors():
-    ramp = MLAEObjective(beta=10.0, beta_start=1.0, beta_ramp_epochs=9)
-    assert [ramp.beta_at(e) for e in (0, 3, 9, 20)] == [1.0, 4.0, 10.0, 10.0]
-    assert MLAEObjective(beta=7.0).beta_at(5) == 7.0
+    ramp = _mlae_model(MLAEObjective(beta=10.0, beta_start=1.0, beta_ramp_epochs=9), variance=1 / (2 * 10.0))
+    assert [ramp.objective.beta_at(ramp, e) for e in (0, 3, 9, 20)] == [1.0, 4.0, 10.0, 10.0]
+    fixed = _mlae_model(MLAEObjective(beta=7.0), variance=1 / (2 * 7.0))
+    assert fixed.objective.beta_at(fixed, 5) == 7.0
+    derived = _mlae_model(MLAEObjective(), variance=1 / (2 * 7.0))  # beta read from the likelihood's variance
+    assert derived.objective.beta_at(derived, 5) == 7.0
     with pytest.raises(ValueError, match="gradient_to"):
         MLAEObjective(gradient_to="both")
     with pytest.raises(ValueError, match="beta_ramp_epochs"):
         MLAEObjective(beta_start=1.0)
     with pytest.raises(ValueError, match="between 1 and the latent dimension 2"):
-        LatentVariableModel(MLPDecoder([D], [4]), GaussianLikelihood(), GaussianLatent(2), MLAEObjective(num_hutchinson=3),
-                            MLPEncoder(2, [4], deterministic=True))
+        _mlae_model(MLAEObjective(num_hutchinson=3))
+    # beta and the likelihood variance are one quantity: a given beta must match c = 1 / (2 beta)
+    with pytest.raises(ValueError, match="c = 1 / \\(2 beta\\)"):
+        _mlae_model(MLAEObjective(beta=10.0), variance=0.1)
+    # the wrong components: errors name the missing one
+    with pytest.raises(ValueError, match="model.posterior: lvm.posteriors.PointMassPosterior"):
+        _mlae_model(MLAEObjective(), posterior=DiagonalGaussianPosterior(), outputs=4)
+    with pytest.raises(ValueError, match="model.prior: lvm.priors.StandardNormalPrior"):
+        _mlae_model(MLAEObjective(), prior=TorusPrior(2))
+    with pytest.raises(ValueError, match="model.likelihood: lvm.likelihoods.GaussianLikelihood"):
+        _mlae_model(MLAEObjective(), likelihood=BernoulliLikelihood())
+    with pytest.raises(ValueError, match="encoder and a posterior come together"):
+        LatentVariableModel(MLPDecoder([D], [4]), GaussianLikelihood(), StandardNormalPrior(2), MLAEObjective(),
+                            MLPEncoder(2, [4]))
 
 
 def test_laplace_estimate_is_exact_for_linear_gaussian_with_the_posterior_mean_code():
@@ -176,13 +200,14 @@ def test_laplace_estimate_is_exact_for_linear_gaussian_with_the_posterior_mean_c
     with torch.no_grad():
         decoder.weight.copy_(weight), decoder.bias.copy_(bias)
         encoder.weight.copy_(torch.linalg.solve(m, weight.T)), encoder.bias.copy_(-torch.linalg.solve(m, weight.T) @ bias)
-    model = LatentVariableModel(decoder, GaussianLikelihood(c, "identity"), GaussianLatent(LATENT), MLAEObjective(), encoder)
+    model = LatentVariableModel(decoder, GaussianLikelihood(c, "identity"), StandardNormalPrior(LATENT), MLAEObjective(),
+                                encoder, PointMassPosterior())
     x = torch.randn(6, D) * 2
     exact = torch.distributions.MultivariateNormal(bias, weight @ weight.T + c * torch.eye(D)).log_prob(x)
-    assert torch.allclose(laplace_log_likelihood(model, x, num_samples=3), exact, atol=1e-10)
-    with torch.no_grad():
+    with torch.no_grad():  # a held-out estimate (proposal_log_likelihood also serves as a training bound)
+        assert torch.allclose(proposal_log_likelihood(model, x, num_samples=3), exact, atol=1e-10)
         encoder.bias.add_(0.3)  # a code away from the posterior mean: a stochastic lower bound, tight with K
-    loose, tight = laplace_log_likelihood(model, x, 1).mean(), laplace_log_likelihood(model, x, 5000, 500).mean()
+        loose, tight = proposal_log_likelihood(model, x, 1).mean(), proposal_log_likelihood(model, x, 5000, 500).mean()
     assert loose < tight - 0.05 and tight == pytest.approx(exact.mean().item(), abs=0.03)
 
 
@@ -236,8 +261,8 @@ def test_gaussian_mixture_sampler_recovers_separated_clusters_and_drives_model_s
     draws = sampler.sample(3000)
     nearest = torch.cdist(draws.double(), centres.double()).argmin(1)
     assert torch.bincount(nearest).min() > 850
-    model = LatentVariableModel(nn.Linear(2, D), GaussianLikelihood(0.1, "identity"), GaussianLatent(2), MLAEObjective(),
-                                MLPEncoder(2, [4], deterministic=True), latent_sampler=GaussianMixtureSampler(3))
+    model = LatentVariableModel(nn.Linear(2, D), GaussianLikelihood(0.1, "identity"), StandardNormalPrior(2), MLAEObjective(),
+                                MLPEncoder(2, [4]), PointMassPosterior(), latent_sampler=GaussianMixtureSampler(3))
     model.latent_sampler.load_state_dict(sampler.state_dict())
     torch.manual_seed(1)
     decoded = model.sample(5)
@@ -251,10 +276,12 @@ def _train_on_sinusoid(beta: float, steps: int = 600) -> tuple[torch.Tensor, tor
     """MLAE with a 1-D latent on the noisy sinusoid (Fig. 3); returns the codes and clean positions."""
     torch.manual_seed(0)
     x, t = noisy_sinusoid(2000, 0.1, torch.Generator().manual_seed(0))
-    encoder = ResidualMLPEncoder(1, [64, 64], 2, [64], deterministic=True)
+    encoder = ResidualMLPEncoder(1, [64, 64], 2, [64])
     decoder = ResidualMLPDecoder([2], 1, [64, 64], 2, [64])
-    model = LatentVariableModel(decoder, GaussianLikelihood(0.1, "identity"), GaussianLatent(1), MLAEObjective(beta),
-                                encoder)
+    likelihood = GaussianLikelihood(1 / (2 * beta), "identity")  # beta |x - g(z)|^2 is N(g(z), 1 / (2 beta) I)
+    model = LatentVariableModel(decoder, likelihood, StandardNormalPrior(1), MLAEObjective(beta), encoder,
+                                PointMassPosterior())
+    encoder(x[:1])  # fixes the lazy first layer's input size before the objective's torch.func transforms
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         batch = x[torch.randint(0, len(x), (128,))]

@@ -5,17 +5,18 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.latent_spaces import GaussianLatent, TorusLatent, UnitCubeLatent
+from lvm.lattices import PointSet
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import ConvDecoder, ConvEncoder, MLPDecoder
+from lvm.priors import StandardNormalPrior, TorusPrior, UnitCubePrior
 from objectives import QMCObjective
 
 
 def _torus_model(objective=None, likelihood=None):
     torch.manual_seed(0)
     decoder = MLPDecoder([12], hidden=[16])
-    return LatentVariableModel(decoder, likelihood or GaussianLikelihood(0.1), TorusLatent(2),
+    return LatentVariableModel(decoder, likelihood or GaussianLikelihood(0.1), TorusPrior(2),
                                objective or QMCObjective(89, points="qmc"))
 
 
@@ -33,7 +34,7 @@ def test_torus_log_likelihood_matches_dense_grid_quadrature():
 def test_qmc_objective_equals_brute_force_average_over_the_lattice():
     model = _torus_model(likelihood=BernoulliLikelihood())
     x = torch.bernoulli(torch.full((5, 12), 0.4))
-    lattice = model.objective.point_set.draw()  # the fixed 89-point Fibonacci lattice
+    lattice = PointSet(89, 2, model.objective.points).draw()  # the fixed 89-point Fibonacci lattice
     expected = []
     for xi in x:
         p = torch.stack([model.likelihood.log_prob(xi, model.decoder_params(z[None].float())[0]).exp() for z in lattice])
@@ -47,7 +48,7 @@ def test_qmc_objective_equals_brute_force_average_over_the_lattice():
 def test_posterior_weights_are_bayes_rule_on_the_lattice():
     model = _torus_model()
     x = model.sample(3)
-    z, weights = model.posterior(x, num_points=233)
+    z, weights = model.posterior_on_lattice(x, num_points=233)
     assert z.shape == (233, 2) and weights.shape == (3, 233)
     assert torch.allclose(weights.sum(1), torch.ones(3))
     log_p = model.likelihood.log_prob(x[:, None, :], model.decoder_params(z)[None])
@@ -58,43 +59,43 @@ def test_posterior_weights_are_bayes_rule_on_the_lattice():
 def test_circular_mean_on_the_torus_wraps_around_the_seam():
     z = torch.tensor([[0.95, 0.5], [0.05, 0.5]])
     weights = torch.tensor([[0.5, 0.5]])
-    torus_mean = TorusLatent(2).weighted_mean(z, weights)[0]
+    torus_mean = TorusPrior(2).weighted_mean(z, weights)[0]
     seam_distance = torch.minimum(torus_mean[0], 1 - torus_mean[0])
     assert seam_distance.item() < 1e-6 and torus_mean[1].item() == pytest.approx(0.5)
-    assert UnitCubeLatent(2).weighted_mean(z, weights)[0, 0].item() == pytest.approx(0.5)
+    assert UnitCubePrior(2).weighted_mean(z, weights)[0, 0].item() == pytest.approx(0.5)
 
 
 def test_embed_uses_the_circular_mean():
     model = _torus_model()
     x = model.decode(torch.tensor([[0.999, 0.3]]))  # an image decoded at the seam
-    z, weights = model.posterior(x, 6765)
-    assert torch.allclose(model.embed(x, "mean", 6765), model.latent.weighted_mean(z, weights))
+    z, weights = model.posterior_on_lattice(x, 6765)
+    assert torch.allclose(model.embed(x, "mean", 6765), model.prior.weighted_mean(z, weights))
     with pytest.raises(ValueError, match="reduce"):
         model.embed(x, "median")
 
 
 def test_latent_features_and_inversion():
-    torus = TorusLatent(2)
+    torus = TorusPrior(2)
     z = torch.rand(5, 2)
     assert torch.allclose(torus.features(z), torus.features(z + 1.0), atol=1e-5)  # periodic
     assert torus.features(z).shape == (5, 4)
-    gaussian = GaussianLatent(1)
+    gaussian = StandardNormalPrior(1)
     c = torch.tensor([[0.5], [0.975]], dtype=torch.float64)
     assert gaussian.from_unit_cube(c)[:, 0].tolist() == pytest.approx([0.0, 1.959964], abs=1e-5)
     with pytest.raises(ValueError, match="at least 1"):
-        TorusLatent(0)
+        TorusPrior(0)
 
 
 def test_conv_networks_shapes_and_configuration_errors():
     assert ConvDecoder(28)(torch.randn(2, 4)).shape == (2, 1, 28, 28)
     assert ConvDecoder(80, channels=[64, 64, 32, 32])(torch.randn(2, 4)).shape == (2, 1, 80, 80)
-    assert ConvEncoder(3, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 6)
+    assert ConvEncoder(6, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 6)
     with pytest.raises(ValueError, match="4 entries"):
         ConvDecoder(80, channels=[64, 32])
 
 
 def test_sample_and_decode_shapes():
-    model = LatentVariableModel(ConvDecoder(28), BernoulliLikelihood(), TorusLatent(2), QMCObjective(89))
+    model = LatentVariableModel(ConvDecoder(28), BernoulliLikelihood(), TorusPrior(2), QMCObjective(89))
     images = model.sample(6)
     assert images.shape == (6, 1, 28, 28) and ((images > 0) & (images < 1)).all()
     assert isinstance(model.decoder.project[0], nn.Linear)  # the lazy layer was materialised
@@ -108,9 +109,9 @@ def test_chunked_evaluation_is_exact():
     model.eval_chunk_size = 100
     torch.manual_seed(1)
     assert torch.allclose(model.log_likelihood(x, num_points=987), whole, atol=1e-5)
-    z_whole, w_whole = model.posterior(x, 987)
+    z_whole, w_whole = model.posterior_on_lattice(x, 987)
     model.eval_chunk_size = 4096
-    assert torch.allclose(model.posterior(x, 987)[1], w_whole, atol=1e-6)
+    assert torch.allclose(model.posterior_on_lattice(x, 987)[1], w_whole, atol=1e-6)
 
 
 def test_decoder_output_shape_mismatch_is_reported_at_setup():
@@ -127,10 +128,11 @@ def test_decoder_output_shape_mismatch_is_reported_at_setup():
 def test_high_dimensional_encoder_models_embed_with_the_encoder_mean_and_plot():
     from lvm.networks import MLPEncoder
     from lvm.plots import plot_embedding
+    from lvm.posteriors import DiagonalGaussianPosterior
     from objectives import ELBO
 
-    model = LatentVariableModel(MLPDecoder([12], [8]), GaussianLikelihood(), GaussianLatent(5), ELBO(),
-                                MLPEncoder(5, [8]))
+    model = LatentVariableModel(MLPDecoder([12], [8]), GaussianLikelihood(), StandardNormalPrior(5), ELBO(),
+                                MLPEncoder(10, [8]), DiagonalGaussianPosterior())
     x = torch.rand(4, 12)
     assert torch.equal(model.embed(x), model.encoder(x)[:, :5])
     with pytest.raises(ValueError, match="num_points"):

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.geometry import log_volume, pullback_metric
-from lvm.latent_spaces import GaussianLatent
+from lvm.geometry import geodesic, log_volume, pullback_metric
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MeanPrecisionDecoder, MLPEncoder, RBFPrecision
-from objectives import RiemannianBrownianPrior
-from objectives.riemannian import log_heat_kernel
+from lvm.posteriors import BrownianStepPosterior, DiagonalGaussianPosterior
+from lvm.priors import BrownianMotionPrior, log_heat_kernel
+from objectives import RiemannianELBO
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -32,7 +32,8 @@ def test_parametrix_is_the_euclidean_gaussian_for_an_isometric_linear_decoder():
     time = torch.tensor(0.7)
     assert torch.allclose(pullback_metric(mean_map, z, std_map), torch.eye(LATENT).expand(5, -1, -1), atol=1e-12)
     immersion = lambda z: torch.cat([mean_map(z), std_map(z)], dim=-1)  # noqa: E731
-    log_p = log_heat_kernel(immersion, z, centre, time, log_volume(immersion, z), log_volume(immersion, centre))
+    squared_distance = 2 * geodesic(immersion, z, centre, num_points=8, steps=0).energy  # the straight line
+    log_p = log_heat_kernel(z, time, squared_distance, log_volume(immersion, z), log_volume(immersion, centre))
     expected = torch.distributions.Normal(centre, time.sqrt()).log_prob(z).sum(-1)
     assert torch.allclose(log_p, expected, atol=1e-10)
 
@@ -46,9 +47,9 @@ def _linear_rvae():
         mean.weight.copy_(_isometry())
         precision.raw_weight.fill_(-40.0)  # softplus ~ 0: precision = floor everywhere
     model = LatentVariableModel(MeanPrecisionDecoder(mean, precision), HeteroscedasticGaussianLikelihood("identity"),
-                                GaussianLatent(LATENT), RiemannianBrownianPrior(prior_time=1.5),
-                                MLPEncoder(LATENT, [8], isotropic=True))
-    model.objective.prior_phase.fill_(True)
+                                BrownianMotionPrior(LATENT, time=1.5), RiemannianELBO(),
+                                MLPEncoder(LATENT + 1, [8]), BrownianStepPosterior())
+    model.prior.placed.fill_(True)
     return model
 
 
@@ -56,11 +57,11 @@ def test_monte_carlo_kl_matches_the_gaussian_kl_on_a_flat_latent_space():
     """eq. 3.8 with one sample per example, averaged over many: KL(N(mu_q, t_q I) || N(mu_p, t_p I))."""
     model = _linear_rvae()
     with torch.no_grad():
-        model.objective.prior_mean.copy_(torch.tensor([0.5, -0.2]))
+        model.prior.centre.copy_(torch.tensor([0.5, -0.2]))
     x = torch.randn(1, D).repeat(20_000, 1)
     out = model.objective(model, x)
-    mean_q, t_q = model.objective.posterior(model, x[:1])
-    t_p, mean_p = model.objective.prior_time, model.objective.prior_mean
+    mean_q, t_q = model.posterior.centre_and_time(model.encode(x[:1]))
+    t_p, mean_p = model.prior.time, model.prior.centre
     exact = 0.5 * (LATENT * t_q / t_p + (mean_q - mean_p).pow(2).sum() / t_p - LATENT + LATENT * torch.log(t_p / t_q))
     assert out["kl"].item() == pytest.approx(exact.item(), abs=0.03)
     assert out["elbo"].item() == pytest.approx((out["reconstruction"] - out["kl"]).item())
@@ -82,22 +83,33 @@ def test_rbf_precision_falls_to_its_floor_and_the_metric_grows_off_the_data():
 
 def test_prior_samples_are_brownian_walks_from_the_prior_mean():
     model = _linear_rvae()
-    model.objective.walk_steps = 20
+    model.prior.walk_steps = 20
     with torch.no_grad():
-        model.objective.prior_mean.copy_(torch.tensor([1.0, 2.0]))
+        model.prior.centre.copy_(torch.tensor([1.0, 2.0]))
     torch.manual_seed(0)
-    z = model.objective.sample_latent(model, 20_000)  # flat metric: N(mu_p, t_p I)
+    z = model.prior.sample(20_000)  # flat metric: N(mu_p, t_p I)
     assert torch.allclose(z.mean(0), torch.tensor([1.0, 2.0]), atol=0.03)
     assert torch.allclose(torch.cov(z.T), 1.5 * torch.eye(2), atol=0.05)
     assert model.sample(3).shape == (3, D)
 
 
 def test_rvae_needs_a_decoded_standard_deviation():
+    from lvm.likelihoods import GaussianLikelihood
+    from lvm.priors import StandardNormalPrior
+
     with pytest.raises(ValueError, match="HeteroscedasticGaussianLikelihood"):
-        from lvm.likelihoods import GaussianLikelihood
-        LatentVariableModel(nn.Linear(LATENT, D), GaussianLikelihood(), GaussianLatent(LATENT), RiemannianBrownianPrior(),
-                            MLPEncoder(LATENT, [8], isotropic=True))
-    assert math.isclose(RiemannianBrownianPrior(prior_time=2.0).prior_time.item(), 2.0)
+        LatentVariableModel(nn.Linear(LATENT, D), GaussianLikelihood(), BrownianMotionPrior(LATENT), RiemannianELBO(),
+                            MLPEncoder(LATENT + 1, [8]), BrownianStepPosterior())
+    assert math.isclose(BrownianMotionPrior(LATENT, time=2.0).time.item(), 2.0)
+    # the R-VAE's components: the objective names the missing one
+    decoder = lambda: MeanPrecisionDecoder(nn.Linear(LATENT, D), RBFPrecision(LATENT, D, num_centers=4))  # noqa: E731
+    likelihood = HeteroscedasticGaussianLikelihood("identity")
+    with pytest.raises(ValueError, match="RiemannianELBO needs model.posterior: lvm.posteriors.BrownianStepPosterior"):
+        LatentVariableModel(decoder(), likelihood, BrownianMotionPrior(LATENT), RiemannianELBO(),
+                            MLPEncoder(2 * LATENT, [8]), DiagonalGaussianPosterior())
+    with pytest.raises(ValueError, match="BrownianMotionPrior"):  # the posterior draws on the prior's manifold
+        LatentVariableModel(decoder(), likelihood, StandardNormalPrior(LATENT), RiemannianELBO(),
+                            MLPEncoder(LATENT + 1, [8]), BrownianStepPosterior())
 
 
 def test_latent_classification_scores_separable_codes_perfectly():

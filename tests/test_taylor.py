@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 from lvm.jacobians import forward_jacobian
-from lvm.latent_spaces import GaussianLatent
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from lvm.lowrank_gaussian import lowrank_gaussian_log_prob
 from lvm.metrics import PosteriorCollapse
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder, MLPEncoder
-from lvm.variational import kl_to_standard_normal
+from lvm.posteriors import DiagonalGaussianPosterior
+from lvm.priors import StandardNormalPrior
 from objectives import TaylorELBO
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -43,8 +43,8 @@ def test_woodbury_log_prob_equals_dense_computation(gamma):
 
 def _model(decoder, latent_dim=3, gamma=1.0, likelihood=None):
     torch.manual_seed(0)
-    return LatentVariableModel(decoder, likelihood or GaussianLikelihood(C, "identity"), GaussianLatent(latent_dim),
-                               TaylorELBO(gamma), MLPEncoder(latent_dim, [16]))
+    return LatentVariableModel(decoder, likelihood or GaussianLikelihood(C, "identity"), StandardNormalPrior(latent_dim),
+                               TaylorELBO(gamma), MLPEncoder(2 * latent_dim, [16]), DiagonalGaussianPosterior())
 
 
 @pytest.mark.parametrize("gamma", [1.0, 0.5])
@@ -59,7 +59,7 @@ def test_taylor_elbo_on_a_small_relu_decoder_equals_dense_reference(gamma):
         jacobian = torch.autograd.functional.jacobian(f, mu_i)  # [n, m], reverse mode
         residual.append(f(mu_i) - x_i)
         factor.append(jacobian * torch.exp(0.5 * log_var_i))
-    expected = _dense_log_prob(torch.stack(residual), torch.stack(factor), C, gamma) - kl_to_standard_normal(mean, log_var).sum(-1)
+    expected = _dense_log_prob(torch.stack(residual), torch.stack(factor), C, gamma) - model.posterior.kl_to_standard_normal(model.encoder(x)).sum(-1)
     assert out["taylor_elbo"].item() == pytest.approx(expected.mean().item(), abs=1e-9)
 
 
@@ -126,12 +126,13 @@ def test_collapse_metric_counts_prior_matching_dimensions_only():
     torch.manual_seed(0)
     mean = torch.stack([torch.zeros(500), 2 * torch.randn(500), torch.full((500,), 0.01)], dim=1)
     log_var = torch.stack([torch.zeros(500), torch.full((500,), -4.0), torch.zeros(500)], dim=1)
-    metric.update(mean[:250], log_var[:250])
-    metric.update(mean[250:], log_var[250:])
+    kl = DiagonalGaussianPosterior().kl_to_standard_normal(torch.cat([mean, log_var], dim=1))  # [b, d]
+    metric.update(kl[:250])
+    metric.update(kl[250:])
     # dims 0 and 2 equal (or nearly equal) the prior -> collapsed; dim 1 is informative
     assert metric.compute().item() == pytest.approx(2 / 3)
     metric.reset()
     informative = mean.clone()
     informative[:10, 0] = 3.0  # 2 % of the examples now have KL > eps in dim 0: more than delta = 1 %
-    metric.update(informative, log_var)
+    metric.update(DiagonalGaussianPosterior().kl_to_standard_normal(torch.cat([informative, log_var], dim=1)))
     assert metric.compute().item() == pytest.approx(1 / 3)

@@ -1,0 +1,114 @@
+"""Priors and posterior families against closed forms and torch.distributions; the held-out estimator follows
+their types, never the objective."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import objectives
+from lvm.evaluation import estimator_name
+from lvm.likelihoods import GaussianLikelihood, HeteroscedasticGaussianLikelihood
+from lvm.model import LatentVariableModel
+from lvm.networks import MeanPrecisionDecoder, MLPDecoder, MLPEncoder, RBFPrecision
+from lvm.posteriors import BrownianStepPosterior, DiagonalGaussianPosterior, PointMassPosterior, laplace_precision
+from lvm.priors import (BrownianMotionPrior, GaussianProxyLatticePrior, LaplaceLatticePrior, StandardNormalPrior,
+                        TorusPrior, UnitCubePrior)
+
+
+def test_invertible_priors_map_uniform_points_to_their_law():
+    torch.manual_seed(0)
+    cube = torch.rand(200_000, 2, dtype=torch.float64)
+    z = StandardNormalPrior(2).from_unit_cube(cube)
+    assert z.mean(0).abs().max() < 0.01 and (z.var(0) - 1).abs().max() < 0.02
+    normal = torch.distributions.Normal(torch.zeros(2, dtype=torch.float64), 1.0)
+    assert torch.allclose(StandardNormalPrior(2).log_prob(z[:10]), normal.log_prob(z[:10]).sum(-1))
+    assert torch.equal(TorusPrior(2).from_unit_cube(cube), cube)
+    inside_outside = torch.tensor([[0.5, 0.5], [1.5, 0.5]])
+    assert UnitCubePrior(2).log_prob(inside_outside).tolist() == [0.0, -math.inf]
+
+
+def test_diagonal_gaussian_posterior_matches_torch_distributions():
+    torch.manual_seed(0)
+    params = torch.randn(5, 6, dtype=torch.float64)  # d = 3
+    posterior = DiagonalGaussianPosterior()
+    mean, log_var = posterior.mean_and_log_var(params)
+    q = torch.distributions.Normal(mean, (0.5 * log_var).exp())
+    z = posterior.rsample(params, 4)  # [4, 5, 3]
+    assert z.shape == (4, 5, 3) and posterior.output_size(3) == 6
+    assert torch.allclose(posterior.log_prob(z, params), q.log_prob(z).sum(-1))
+    p = torch.distributions.Normal(torch.zeros_like(mean), torch.ones_like(mean))
+    assert torch.allclose(posterior.kl_to_standard_normal(params), torch.distributions.kl_divergence(q, p))
+
+
+def test_laplace_precision_adds_the_prior_curvature_to_the_fisher_term(float64):
+    decoder = nn.Linear(2, 5)
+    model = LatentVariableModel(decoder, GaussianLikelihood(0.25, "identity"), StandardNormalPrior(2),
+                                objectives.MLAEObjective(), nn.Linear(5, 2), PointMassPosterior())
+    code = torch.randn(3, 2, dtype=torch.float64)
+    expected = torch.eye(2, dtype=torch.float64) + decoder.weight.T @ decoder.weight / 0.25  # I + W^T W / c
+    assert torch.allclose(laplace_precision(model, code), expected.expand(3, 2, 2))
+
+
+def test_laplace_lattice_prior_is_a_density_of_s_minus_u():
+    prior = LaplaceLatticePrior(1)
+    with torch.no_grad():
+        prior.log_delta.fill_(math.log(0.7))
+        prior.log_alpha.fill_(math.log(1.3))
+    grid = torch.linspace(-30, 30, 600_001, dtype=torch.float64)[:, None]
+    density = prior.log_prob(grid).exp()
+    assert torch.trapezoid(density, grid[:, 0]).item() == pytest.approx(1.0, abs=1e-6)
+    # the mean of -log f_{S-U} over draws of S - U is the differential entropy: compare with the grid
+    torch.manual_seed(0)
+    draws = prior.sample(200_000).double()
+    entropy = torch.trapezoid(-density * density.clamp_min(1e-300).log(), grid[:, 0]).item()
+    assert -prior.log_prob(draws).mean().item() == pytest.approx(entropy, abs=0.01)
+
+
+def test_gaussian_proxy_lattice_prior_is_the_proxy_gaussian():
+    prior = GaussianProxyLatticePrior(8, "E8")
+    variance = (prior.log_var_u.exp() + prior.log_var_s.exp()).item()
+    z = torch.randn(4, 8)
+    normal = torch.distributions.Normal(0.0, math.sqrt(variance))
+    assert torch.allclose(prior.log_prob(z), normal.log_prob(z).sum(-1), atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        GaussianProxyLatticePrior(12, "E8")
+
+
+def _rvae(dim=2, data=6):
+    decoder = MeanPrecisionDecoder(MLPDecoder([data], [8], activation="elu"), RBFPrecision(dim, data, num_centers=4))
+    return LatentVariableModel(decoder, HeteroscedasticGaussianLikelihood("identity"), BrownianMotionPrior(dim),
+                               objectives.RiemannianELBO(), MLPEncoder(dim + 1, [8]), BrownianStepPosterior())
+
+
+def test_brownian_step_posterior_density_is_that_of_its_draws():
+    torch.manual_seed(0)
+    model = _rvae()
+    params = model.encode(torch.rand(5, 6))
+    z, _, _, log_density = model.posterior.step(params, 3)  # [3, 5, 2], [3, 5]
+    assert torch.allclose(model.posterior.log_prob(z, params), log_density, atol=1e-5)
+    assert model.posterior.output_size(2) == 3
+
+
+def test_held_out_estimator_follows_the_components_not_the_objective():
+    assert estimator_name(TorusPrior(2), None) == "qmc"
+    assert estimator_name(StandardNormalPrior(2), DiagonalGaussianPosterior()) == "qmc"
+    assert estimator_name(StandardNormalPrior(5), PointMassPosterior()) == "importance"
+    assert estimator_name(LaplaceLatticePrior(2), PointMassPosterior()) == "lattice"
+    assert _rvae().evaluation.estimator == "importance"
+    with pytest.raises(ValueError, match="add model.encoder and model.posterior"):
+        estimator_name(StandardNormalPrior(5), None)
+
+    torch.manual_seed(0)
+    built = [LatentVariableModel(MLPDecoder([6], [8]), GaussianLikelihood(0.1), StandardNormalPrior(5), objective,
+                                 MLPEncoder(10, [8]), DiagonalGaussianPosterior())
+             for objective in (objectives.ELBO(), objectives.IWAE(), objectives.TaylorELBO())]
+    for model in built[1:]:
+        model.load_state_dict(built[0].state_dict())
+    x = torch.rand(4, 6)
+    estimates = []
+    for model in built:
+        torch.manual_seed(1)
+        estimates.append(model.evaluation.log_likelihood(model, x))
+    assert torch.equal(estimates[0], estimates[1]) and torch.equal(estimates[0], estimates[2])
