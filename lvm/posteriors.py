@@ -99,6 +99,16 @@ class DiagonalGaussianPosterior(Posterior):
         return 0.5 * (mean.pow(2) + torch.exp(log_var) - log_var - 1.0)
 
 
+def half_log_det(cholesky: torch.Tensor) -> torch.Tensor:
+    """``1/2 log det P`` from ``P = L L^T``: the sum of ``log diag L``, ``[...]``."""
+    return torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)
+
+
+def precision_draw(cholesky: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """``L^{-T} eps`` for ``P = L L^T`` ``[b, d, d]`` and ``eps: [k, b, d]``: a draw from ``N(0, P^{-1})``."""
+    return torch.linalg.solve_triangular(cholesky.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
+
+
 def laplace_precision(model, code: torch.Tensor) -> torch.Tensor:
     """``P = -d^2 log p(z) / dz^2 + J^T diag(F) J`` at the codes ``[b, d]`` -> ``[b, d, d]``: the Gauss-Newton
     curvature of ``-log p(x | z) p(z)``, with J = d mu / dz ``[b, D, d]`` (d JVPs) and F the likelihood's Fisher
@@ -135,12 +145,11 @@ class PointMassPosterior(Posterior):
         code = params.detach()
         cholesky = torch.linalg.cholesky(laplace_precision(model, code))  # P = L L^T: [b, d, d]
         d = code.shape[1]
-        log_normaliser = torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1) - 0.5 * d * math.log(2 * math.pi)
+        log_normaliser = half_log_det(cholesky) - 0.5 * d * math.log(2 * math.pi)
 
         def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
             eps = torch.randn(k, *code.shape, dtype=code.dtype, device=code.device)  # [k, b, d]
-            offset = torch.linalg.solve_triangular(cholesky.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
-            return code + offset, log_normaliser - 0.5 * eps.pow(2).sum(-1)
+            return code + precision_draw(cholesky, eps), log_normaliser - 0.5 * eps.pow(2).sum(-1)
 
         return draw
 
@@ -180,16 +189,19 @@ class BrownianStepPosterior(Posterior):
     def code(self, params):
         return params[:, :-1]
 
+    def _metric_at_centre(self, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """F(mu_q) ``[b, 2D]`` and the Cholesky factor of G(mu_q) = J^T J ``[b, d, d]``."""
+        image, jacobian = forward_jacobian(self._model.prior.immersion, centre)  # [b, 2D], [b, 2D, d]
+        return image, torch.linalg.cholesky(jacobian.mT @ jacobian)
+
     def step(self, params: torch.Tensor, num_samples: int):
         """``num_samples`` draws ``[k, b, d]`` by one Brownian step, with F(mu_q) ``[b, 2D]``, 1/2 log det G(mu_q)
         ``[b]`` and the draws' Lebesgue log-density ``[k, b]`` under N(mu_q, t_q G(mu_q)^{-1})."""
         centre, time = self.centre_and_time(params)
-        image, jacobian = forward_jacobian(self._model.prior.immersion, centre)  # [b, 2D], [b, 2D, d]
-        cholesky = torch.linalg.cholesky(jacobian.mT @ jacobian)  # [b, d, d]
-        log_volume_q = torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)
+        image, cholesky = self._metric_at_centre(centre)
+        log_volume_q = half_log_det(cholesky)
         eps = torch.randn(num_samples, *centre.shape, dtype=centre.dtype, device=centre.device)  # [k, b, d]
-        offset = torch.linalg.solve_triangular(cholesky.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
-        z = centre + time.sqrt()[:, None] * offset
+        z = centre + time.sqrt()[:, None] * precision_draw(cholesky, eps)
         d = centre.shape[1]
         log_density = log_volume_q - 0.5 * (eps.pow(2).sum(-1) + d * torch.log(2 * math.pi * time))
         return z, image, log_volume_q, log_density
@@ -199,11 +211,9 @@ class BrownianStepPosterior(Posterior):
 
     def log_prob(self, z, params):
         centre, time = self.centre_and_time(params)
-        _, jacobian = forward_jacobian(self._model.prior.immersion, centre)  # [b, 2D, d]
-        cholesky = torch.linalg.cholesky(jacobian.mT @ jacobian)  # G(mu_q) = L L^T
+        cholesky = self._metric_at_centre(centre)[1]  # G(mu_q) = L L^T
         eps = (cholesky.mT @ (z - centre).unsqueeze(-1)).squeeze(-1) / time.sqrt()[:, None]  # [k, b, d]
-        log_volume_q = torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)
-        return log_volume_q - 0.5 * (eps.pow(2).sum(-1) + centre.shape[1] * torch.log(2 * math.pi * time))
+        return half_log_det(cholesky) - 0.5 * (eps.pow(2).sum(-1) + centre.shape[1] * torch.log(2 * math.pi * time))
 
     def proposal(self, model, params):
         return lambda k: tuple(self.step(params, k)[i] for i in (0, 3))
