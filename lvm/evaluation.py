@@ -54,17 +54,19 @@ def estimator_name(prior: Prior, posterior: Posterior | None) -> str:
 class HeldOutEvaluation(nn.Module):
     """Metric states for the ``val`` and ``test`` stages (torchmetrics, so exact under DDP).
 
+    Memory is bounded like the QMC estimate's: importance samples are drawn in chunks so that at most
+    ``model.eval_chunk_size`` latents are decoded at once (``eval_chunk_size // b`` samples per chunk), whatever K.
+
     Args:
         prior, posterior: the model's components (the estimator follows their types).
         num_samples: K for the importance-sampled estimates.
-        chunk_size: samples drawn at once by the importance-sampled estimates.
     """
 
-    def __init__(self, prior: Prior, posterior: Posterior | None, num_samples: int = 100, chunk_size: int = 50):
+    def __init__(self, prior: Prior, posterior: Posterior | None, num_samples: int = 100):
         super().__init__()
         self.estimator = estimator_name(prior, posterior)
         self.variational = isinstance(posterior, DiagonalGaussianPosterior) and isinstance(prior, StandardNormalPrior)
-        self.num_samples, self.chunk_size = num_samples, chunk_size
+        self.num_samples = num_samples
         names = ["log_likelihood", "bits_per_dim"]
         if self.variational:
             names += ["sampled_elbo", "importance_log_likelihood"]
@@ -72,13 +74,18 @@ class HeldOutEvaluation(nn.Module):
         if self.variational:
             self.collapse = nn.ModuleDict({stage: PosteriorCollapse(prior.dim) for stage in STAGES})
 
+    @staticmethod
+    def samples_per_chunk(model, x: torch.Tensor) -> int:
+        """Importance samples per chunk: ``eval_chunk_size`` decoded latents over the batch."""
+        return max(1, model.eval_chunk_size // len(x))
+
     def log_likelihood(self, model, x: torch.Tensor) -> torch.Tensor:
         """The held-out ``log p(x)`` estimate ``[b]``."""
         if self.estimator == "lattice":
-            return dithered_log_likelihood(model, x, self.num_samples, self.chunk_size)
+            return dithered_log_likelihood(model, x, self.num_samples, self.samples_per_chunk(model, x))
         if self.estimator == "qmc":
             return model.log_likelihood(x, shift_seed=model.eval_shift_seed)
-        return proposal_log_likelihood(model, x, self.num_samples, self.chunk_size)
+        return proposal_log_likelihood(model, x, self.num_samples, self.samples_per_chunk(model, x))
 
     @torch.no_grad()
     def update(self, model, x: torch.Tensor, stage: str) -> None:
@@ -86,7 +93,8 @@ class HeldOutEvaluation(nn.Module):
         values = {}
         if self.variational:
             values["sampled_elbo"] = elbo_terms(model, x, 1)[0]
-            values["importance_log_likelihood"] = proposal_log_likelihood(model, x, self.num_samples, self.chunk_size)
+            values["importance_log_likelihood"] = proposal_log_likelihood(model, x, self.num_samples,
+                                                                          self.samples_per_chunk(model, x))
             self.collapse[stage].update(model.posterior.kl_to_standard_normal(model.encode(x)))
             model.log(f"{stage}/collapsed_fraction", self.collapse[stage])
         if self.variational and self.estimator == "importance":  # the same estimate: computed once
