@@ -1,8 +1,11 @@
-"""A ModelCheckpoint whose ``last.ckpt`` really is the last one."""
+"""A ModelCheckpoint whose ``last.ckpt`` really is the last one, and whose best checkpoints are ranked only on the
+epochs that computed the monitored held-out estimate."""
 
 from __future__ import annotations
 
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from .model import LatentVariableModel
 
 __all__ = ["BestAndLastCheckpoint"]
 
@@ -18,12 +21,21 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def _monitor_not_evaluated(self, pl_module) -> bool:
+        """The monitored metric is a held-out estimate that this validation epoch skipped (``eval_every_n_epochs``):
+        ranking this epoch on the last epoch's value would be wrong, so only ``last.ckpt`` is refreshed."""
+        if not isinstance(pl_module, LatentVariableModel) or self.monitor is None:
+            return False
+        return self.monitor.split("/", 1)[-1] in pl_module.evaluation.names and not pl_module.heldout_due()
+
     def on_validation_end(self, trainer, pl_module) -> None:
-        super().on_validation_end(trainer, pl_module)
+        if not self._monitor_not_evaluated(pl_module):
+            super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):
             self._refresh_last(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
+        if not self._monitor_not_evaluated(pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):
             self._refresh_last(trainer)

@@ -70,6 +70,7 @@ class HeldOutEvaluation(nn.Module):
         names = ["log_likelihood", "bits_per_dim"]
         if self.variational:
             names += ["sampled_elbo", "importance_log_likelihood"]
+        self.names = set(names) | ({"collapsed_fraction"} if self.variational else set())  # what update logs
         self.means = nn.ModuleDict({f"{stage}_{name}": MeanMetric() for stage in STAGES for name in names})
         if self.variational:
             self.collapse = nn.ModuleDict({stage: PosteriorCollapse(prior.dim) for stage in STAGES})

@@ -1,0 +1,142 @@
+"""Seconds per training epoch of the digits VAE (``configs/digits_vae.yaml``'s networks, batch 64, Adam) against a
+plain PyTorch floor.
+
+Side by side in one run, on the bundled digits and on MNIST-sized random data (6000 images 1 x 28 x 28):
+
+* ``plain``: a hand-written loop (no Lightning, no validation, no logging, no checkpoints): the ELBO step only;
+* ``lvm_default``: ``train.py``'s defaults for the config (W&B offline logger, progress bar, checkpoints every
+  epoch, validation every epoch with the held-out estimates every ``model.eval_every_n_epochs`` = 10 epochs);
+* ``lvm_fast``: validation (with the held-out estimates) and checkpoints every 10th epoch
+  (``--trainer.check_val_every_n_epoch 10 --model.eval_every_n_epochs 1``), ``--trainer.logger false`` and no
+  progress bar.
+
+An epoch's time is the mean gap between consecutive epoch starts over ``--epochs`` epochs after the first (so
+validation, checkpointing and logging are included; start-up is not). Targets on the digits: ``lvm_fast_over_plain``
+<= 1.2, ``lvm_default_over_plain`` <= 1.5.
+
+Usage: ``python benchmarks/epoch_time.py [--epochs 21]``. The last output line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datamodules.base import SplitDataModule  # noqa: E402
+from datamodules.digits import DigitsDataModule  # noqa: E402
+from lvm.cli import LVMCLI  # noqa: E402
+from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_vae.yaml"
+
+
+class RandomImages(SplitDataModule):
+    """MNIST-sized uniform random images (6000 / 1000 / 1000) with labels, for timing only."""
+
+    data_shape = (1, 28, 28)
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        super().__init__(batch_size, num_workers, seed)
+
+    def build_splits(self):
+        x = torch.rand(8000, *self.data_shape, generator=torch.Generator().manual_seed(0))
+        y = torch.arange(8000) % 10
+        return TensorDataset(x[:6000], y[:6000]), TensorDataset(x[6000:7000], y[6000:7000]), \
+            TensorDataset(x[7000:], y[7000:])
+
+
+class EpochClock(L.Callback):
+    """Records the wall time at the start of every training epoch."""
+
+    def __init__(self):
+        self.starts: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.starts.append(time.perf_counter())
+
+
+def seconds_per_epoch(starts: list[float]) -> float:
+    gaps = [b - a for a, b in zip(starts[1:-1], starts[2:])]  # skip the first epoch (warm-up)
+    return sum(gaps) / len(gaps)
+
+
+def plain_loop(train_set, data_shape, epochs: int) -> float:
+    """The floor: the same networks and ELBO step in a hand-written loop."""
+    torch.manual_seed(0)
+    flat = int(torch.tensor(data_shape).prod())
+    encoder, decoder = MLPEncoder(4, [128, 64]), MLPDecoder(list(data_shape), [64, 128])
+    encoder(torch.zeros(1, *data_shape)), decoder(torch.zeros(1, 2))
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
+    loader = DataLoader(train_set, batch_size=64, shuffle=True)
+    starts = []
+    for _ in range(epochs + 1):
+        starts.append(time.perf_counter())
+        for x, _ in loader:
+            mean, log_var = encoder(x).chunk(2, dim=-1)
+            z = mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+            x_hat = torch.sigmoid(decoder(z)).flatten(1)
+            reconstruction = -0.5 * (x.flatten(1) - x_hat).pow(2).sum(-1) / 0.1 - 0.5 * flat * torch.log(
+                torch.tensor(2 * torch.pi * 0.1))
+            kl = 0.5 * (mean.pow(2) + log_var.exp() - log_var - 1).sum(-1)
+            loss = (kl - reconstruction).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return seconds_per_epoch(starts)
+
+
+def lvm_run(extra: list[str], epochs: int) -> float:
+    with tempfile.TemporaryDirectory() as root:
+        cli = LVMCLI(["--config", str(CONFIG), "--trainer.default_root_dir", root, "--trainer.max_epochs",
+                      str(epochs + 1), "--trainer.callbacks", "[]", *extra], fit_and_test=False)
+        clock = EpochClock()
+        cli.trainer.callbacks.append(clock)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        for logger in cli.trainer.loggers:
+            if hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
+                logger.experiment.finish()
+    return seconds_per_epoch(clock.starts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=21)
+    args = parser.parse_args()
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    fast = ["--model.eval_every_n_epochs", "1", "--trainer.check_val_every_n_epoch", "10", "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    data = {
+        "digits": (DigitsDataModule(batch_size=64), []),
+        "random_mnist": (RandomImages(), ["--data", f"{__name__}.RandomImages" if __name__ != "__main__"
+                                          else "benchmarks.epoch_time.RandomImages",
+                                          "--model.decoder.init_args.data_shape", "[1, 28, 28]"]),
+    }
+    figures = {}
+    for name, (datamodule, overrides) in data.items():
+        datamodule.setup("fit")
+        plain = plain_loop(datamodule.train_set, datamodule.data_shape, args.epochs)
+        default = lvm_run(overrides, args.epochs)
+        fast_time = lvm_run([*overrides, *fast], args.epochs)
+        figures[name] = {"plain_s": plain, "lvm_default_s": default, "lvm_fast_s": fast_time,
+                         "lvm_default_over_plain": default / plain, "lvm_fast_over_plain": fast_time / plain}
+        print(f"{name:13s} plain {plain * 1e3:7.1f} ms/epoch, lvm default {default * 1e3:7.1f} "
+              f"({default / plain:.2f}x), lvm fast {fast_time * 1e3:7.1f} ({fast_time / plain:.2f}x)", flush=True)
+    figures.update(lvm_default_over_plain=figures["digits"]["lvm_default_over_plain"],
+                   lvm_fast_over_plain=figures["digits"]["lvm_fast_over_plain"])
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
