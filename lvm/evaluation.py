@@ -5,8 +5,11 @@ chosen from the model's prior and posterior types, never from the objective:
 
 * a :class:`lvm.priors.LatticePrior`: the dithered importance-weighted estimate of a lattice code
   (:func:`lvm.variational.dithered_log_likelihood`, K = ``eval_num_samples`` dithers);
-* an :class:`lvm.priors.InvertiblePrior` with latent dimension <= 3: the randomized-QMC estimate of eq. 5 (QLVM
-  paper) on a dense lattice, whatever trained the model;
+* an :class:`lvm.priors.InvertiblePrior` with latent dimension <= 3: defensive multiple importance sampling over
+  the randomly shifted dense lattice of eq. 5 (QLVM paper) and proposals adapted to each example (and q(z | x) for
+  Gaussian encoders; :mod:`lvm.defensive`), whatever trained the model. It equals eq. 5 where the lattice resolves
+  the posterior and converges where it does not (sharp posteriors); its effective sample size is logged as
+  ``{stage}/log_likelihood_ess``, with a warning below 10;
 * otherwise, with a posterior: importance sampling with the posterior's proposal (q(z | x) for variational
   posteriors, the Laplace approximation around the code for point masses) and the prior's density
   (:func:`lvm.variational.proposal_log_likelihood`).
@@ -23,8 +26,10 @@ import math
 
 import torch
 from torch import nn
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 
+from .defensive import defensive_log_likelihood
 from .metrics import PosteriorCollapse
 from .posteriors import DiagonalGaussianPosterior, Posterior
 from .priors import InvertiblePrior, LatticePrior, Prior, StandardNormalPrior
@@ -33,15 +38,16 @@ from .variational import dithered_log_likelihood, elbo_terms, proposal_log_likel
 __all__ = ["HeldOutEvaluation", "MAX_QMC_DIM", "estimator_name"]
 
 MAX_QMC_DIM = 3
+MIN_ESS = 10
 STAGES = ("val", "test")
 
 
 def estimator_name(prior: Prior, posterior: Posterior | None) -> str:
-    """``"lattice"``, ``"qmc"`` or ``"importance"``: the held-out estimator for these components."""
+    """``"lattice"``, ``"defensive"`` or ``"importance"``: the held-out estimator for these components."""
     if isinstance(prior, LatticePrior):
         return "lattice"
     if isinstance(prior, InvertiblePrior) and prior.dim <= MAX_QMC_DIM:
-        return "qmc"
+        return "defensive"
     if posterior is not None:
         return "importance"
     raise ValueError(
@@ -67,7 +73,7 @@ class HeldOutEvaluation(nn.Module):
         self.estimator = estimator_name(prior, posterior)
         self.variational = isinstance(posterior, DiagonalGaussianPosterior) and isinstance(prior, StandardNormalPrior)
         self.num_samples = num_samples
-        names = ["log_likelihood", "bits_per_dim"]
+        names = ["log_likelihood", "bits_per_dim"] + (["log_likelihood_ess"] if self.estimator == "defensive" else [])
         if self.variational:
             names += ["sampled_elbo", "importance_log_likelihood"]
         self.names = set(names) | ({"collapsed_fraction"} if self.variational else set())  # what update logs
@@ -80,13 +86,17 @@ class HeldOutEvaluation(nn.Module):
         """Importance samples per chunk: ``eval_chunk_size`` decoded latents over the batch."""
         return max(1, model.eval_chunk_size // len(x))
 
-    def log_likelihood(self, model, x: torch.Tensor) -> torch.Tensor:
-        """The held-out ``log p(x)`` estimate ``[b]``."""
+    def log_likelihood(self, model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The held-out ``log p(x)`` estimate ``[b]``, and the effective sample size ``[b]`` of the defensive one."""
         if self.estimator == "lattice":
-            return dithered_log_likelihood(model, x, self.num_samples, self.samples_per_chunk(model, x))
-        if self.estimator == "qmc":
-            return model.log_likelihood(x, shift_seed=model.eval_shift_seed)
-        return proposal_log_likelihood(model, x, self.num_samples, self.samples_per_chunk(model, x))
+            return dithered_log_likelihood(model, x, self.num_samples, self.samples_per_chunk(model, x)), None
+        if self.estimator == "defensive":
+            cube = model.shifted_lattice(shift_seed=model.eval_shift_seed)
+            # its proposals' draws are seeded by eval_shift_seed and each example, so an example gets the same estimate
+            # in any batch and process (DDP), and the training RNG stream is untouched
+            return defensive_log_likelihood(model, x, cube, self.num_samples, chunk_size=model.eval_chunk_size,
+                                            seed=model.eval_shift_seed)
+        return proposal_log_likelihood(model, x, self.num_samples, self.samples_per_chunk(model, x)), None
 
     @torch.no_grad()
     def update(self, model, x: torch.Tensor, stage: str) -> None:
@@ -101,7 +111,12 @@ class HeldOutEvaluation(nn.Module):
         if self.variational and self.estimator == "importance":  # the same estimate: computed once
             values["log_likelihood"] = values["importance_log_likelihood"]
         else:
-            values["log_likelihood"] = self.log_likelihood(model, x)
+            values["log_likelihood"], ess = self.log_likelihood(model, x)
+            if ess is not None:
+                values["log_likelihood_ess"] = ess
+                if ess.mean() < MIN_ESS:
+                    rank_zero_warn(f"The held-out log-likelihood has not converged: effective sample size {ess.mean():.1f} "
+                                   f"< {MIN_ESS} on a {stage} batch; raise model.eval_num_samples or model.eval_num_points.")
         values["bits_per_dim"] = -values["log_likelihood"] / (model.flatten(x).shape[1] * math.log(2))
         for name, value in values.items():
             metric = self.means[f"{stage}_{name}"]

@@ -170,12 +170,10 @@ class LatentVariableModel(L.LightningModule):
         are ``prior.from_unit_cube`` of it (the points of :meth:`posterior_on_lattice`)."""
         return lattice_rule(num_points or self.eval_num_points or default_num_points(self.prior.dim), self.prior.dim)
 
-    def _cube_points(self, num_points: int | None, shift: bool, shift_seed: int | None = None) -> torch.Tensor:
-        points = self.lattice_points(num_points)
-        if not shift:
-            return points
+    def shifted_lattice(self, num_points: int | None = None, shift_seed: int | None = None) -> torch.Tensor:
+        """The evaluation lattice in the unit cube ``[m, d]`` shifted at random, or by the shift drawn from ``shift_seed``."""
         generator = None if shift_seed is None else torch.Generator().manual_seed(shift_seed)
-        return random_shift(points, generator)
+        return random_shift(self.lattice_points(num_points), generator)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, num_points: int | None = None, shift_seed: int | None = None) -> torch.Tensor:
@@ -186,14 +184,14 @@ class LatentVariableModel(L.LightningModule):
         prior. The shift is random, or drawn from ``shift_seed`` (the same for every batch and process: held-out
         evaluation uses ``eval_shift_seed``, so its values are reproducible and identical under DDP).
         """
-        points = self._cube_points(num_points, True, shift_seed)
+        points = self.shifted_lattice(num_points, shift_seed)
         return qmc_log_likelihood(self._check_invertible(), self.flatten(x), points, self.eval_chunk_size)
 
     @torch.no_grad()
     def posterior_on_lattice(self, x: torch.Tensor, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The discrete posterior over the (unshifted) lattice: points ``[m, d]`` and normalised weights ``[b, m]``
         proportional to ``p(x | z_j)`` (Fig. 1C)."""
-        points = self._cube_points(num_points, False)
+        points = self.lattice_points(num_points)
         return qmc_posterior(self._check_invertible(), self.flatten(x), points, self.eval_chunk_size)
 
     @torch.no_grad()
@@ -203,7 +201,7 @@ class LatentVariableModel(L.LightningModule):
         encoder's code (the mean and mode of q(z | x))."""
         if reduce not in ("mean", "mode"):
             raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
-        if self.encoder is not None and self.evaluation.estimator != "qmc":
+        if self.encoder is not None and self.evaluation.estimator != "defensive":
             return self.latent_code(x)
         z, weights = self.posterior_on_lattice(x, num_points)
         if reduce == "mode":
