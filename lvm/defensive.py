@@ -39,19 +39,20 @@ __all__ = ["defensive_log_likelihood"]
 
 
 def _gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, cholesky: torch.Tensor, periodic: bool) -> torch.Tensor:
-    """log N(z; mean_b, L_b L_b^T) for ``z: [n, b, d]``, means ``[b, d]``, factors ``[b, d, d]`` -> ``[n, b]``
-    (wrapped over the 3^d nearest images on the torus)."""
+    """log N(z; mean_b, L_b L_b^T) for ``z: [n, b, d]``, means ``[b, d]``, factors ``[b, d, d]`` -> ``[n, b]``; on the
+    torus the density of the wrapped Gaussian, summed over the 3^d images nearest to each point."""
     d = z.shape[-1]
-    shifts = [torch.zeros(d, dtype=z.dtype, device=z.device)]
+    offset = z - mean  # [n, b, d]
+    shifts = torch.zeros(1, d, dtype=z.dtype, device=z.device)
     if periodic:
-        shifts = [torch.tensor(s, dtype=z.dtype, device=z.device) for s in itertools.product((-1.0, 0.0, 1.0), repeat=d)]
+        offset = torch.remainder(offset + 0.5, 1.0) - 0.5  # the nearest image
+        shifts = torch.tensor(list(itertools.product((-1.0, 0.0, 1.0), repeat=d)), dtype=z.dtype, device=z.device)
+    inverse = torch.linalg.inv(cholesky)  # L^{-1}: [b, d, d], d <= 3
+    white = torch.einsum("bij,nbj->nbi", inverse, offset)  # L^{-1} (z - mean): [n, b, d]
+    white_shifts = torch.einsum("bij,sj->sbi", inverse, shifts)  # L^{-1} k: [S, b, d]
+    squared = (white.unsqueeze(0) + white_shifts.unsqueeze(1)).pow(2).sum(-1)  # [S, n, b]
     log_det = torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)  # [b]
-    terms = []
-    for shift in shifts:
-        offset = (z + shift - mean).unsqueeze(-1)  # [n, b, d, 1]
-        white = torch.linalg.solve_triangular(cholesky, offset, upper=False).squeeze(-1)  # L^{-1} (z - mean)
-        terms.append(-0.5 * white.pow(2).sum(-1) - log_det - 0.5 * d * math.log(2 * math.pi))
-    return torch.logsumexp(torch.stack(terms), dim=0)
+    return torch.logsumexp(-0.5 * squared, dim=0) - log_det - 0.5 * d * math.log(2 * math.pi)
 
 
 def _fit(z: torch.Tensor, log_weights: torch.Tensor, floor: torch.Tensor, periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,38 +103,66 @@ def defensive_log_likelihood(model, x: torch.Tensor, cube_points: torch.Tensor, 
     b, m = len(x_flat), len(cube_points)
     z_lattice = prior.from_unit_cube(cube_points.to(x_flat))  # [m, d]
     d = z_lattice.shape[1]
-    lattice_table = pairwise_table(model, x_flat, z_lattice, chunk_size).T  # log p(x | z_j): [m, b]
-
-    samples, likelihoods, sources = [z_lattice[:, None].expand(m, b, d)], [lattice_table], []  # sources: (count, fn)
-    sources.append((m, lambda z: prior.log_prob(z)))
+    mixture = _Mixture(prior)
+    mixture.add_source(m, prior.log_prob)
+    mixture.add_block(z_lattice[:, None].expand(m, b, d), pairwise_table(model, x_flat, z_lattice, chunk_size).T)
     if isinstance(model.posterior, DiagonalGaussianPosterior) and not periodic:
         params = model.encode(x)
         mean_q, log_var_q = model.posterior.mean_and_log_var(params)
+        mixture.add_source(num_samples, lambda z: model.posterior.log_prob(z, params))
         z_q = mean_q + (0.5 * log_var_q).exp() * _example_normals(x_flat, seed, -1, num_samples, d)  # [K, b, d]
-        samples.append(z_q)
-        likelihoods.append(model.log_prob(x, z_q))
-        sources.append((num_samples, lambda z, params=params: model.posterior.log_prob(z, params)))
-
-    # stage 1 fits the lattice posterior, floored at the local lattice spacing s^2 = (m p(mu))^(-2/d); each later
-    # stage refits to all weighted samples with a floor 100 x smaller, so the proposals can narrow below the spacing
-    log_weights = _balance_log_weights(samples, likelihoods, sources, prior)
+        mixture.add_block(z_q, model.log_prob(x, z_q))
+    log_weights = mixture.log_weights()  # [n, b]
     first_log_p, first_ess = torch.logsumexp(log_weights, dim=0), _effective_sample_size(log_weights)
     resolved = first_ess >= num_samples  # [b]: examples whose posterior the lattice (and q) already resolve
     if resolved.all():
         return first_log_p, first_ess
-    spacing = _lattice_floor(prior, m, d, z_lattice, lattice_table, periodic)  # [b]
+
+    # the adaptive stages: stage 1 fits the lattice posterior, floored at the local lattice spacing
+    # s^2 = (m p(mu))^(-2/d); each later stage refits to all weighted samples with a floor 100 x smaller, so the
+    # proposals can narrow below the spacing
+    spacing = _lattice_floor(prior, m, d, z_lattice, mixture.likelihoods[0], periodic)  # [b]
     for stage in range(stages):
-        mean, cholesky = _fit(torch.cat(samples), log_weights, spacing * 0.01**stage, periodic)
+        mean, cholesky = _fit(torch.cat(mixture.blocks), log_weights, spacing * 0.01**stage, periodic)
+        mixture.add_source(num_samples, lambda z, mean=mean, cholesky=cholesky: _gaussian_log_prob(z, mean, cholesky,
+                                                                                                  periodic))
         eps = _example_normals(x_flat, seed, stage, num_samples, d)  # [K, b, d]
         z_r = mean + (cholesky @ eps.unsqueeze(-1)).squeeze(-1)  # [K, b, d]
         if periodic:
             z_r = torch.remainder(z_r, 1.0)
-        samples.append(z_r)
-        likelihoods.append(model.log_prob(x, z_r))
-        sources.append((num_samples, lambda z, mean=mean, cholesky=cholesky: _gaussian_log_prob(z, mean, cholesky, periodic)))
-        log_weights = _balance_log_weights(samples, likelihoods, sources, prior)
+        mixture.add_block(z_r, model.log_prob(x, z_r))
+        log_weights = mixture.log_weights()
     log_p, ess = torch.logsumexp(log_weights, dim=0), _effective_sample_size(log_weights)
     return torch.where(resolved, first_log_p, log_p), torch.where(resolved, first_ess, ess)
+
+
+class _Mixture:
+    """Sample blocks ``[n_k, b, d]`` with their log-likelihoods ``[n_k, b]`` and the sampling techniques (count and
+    log-density) that drew them; each technique's density is evaluated once per block (balance heuristic)."""
+
+    def __init__(self, prior):
+        self.prior = prior
+        self.counts, self.densities = [], []  # per technique: how many samples it drew, its log-density
+        self.blocks, self.likelihoods, self.log_priors = [], [], []  # per block
+        self.table: list[list[torch.Tensor]] = []  # [technique][block] -> log density [n_k, b]
+
+    def add_source(self, count: int, log_density) -> None:
+        self.counts.append(count)
+        self.densities.append(log_density)
+        self.table.append([log_density(block) for block in self.blocks])
+
+    def add_block(self, z: torch.Tensor, log_likelihood: torch.Tensor) -> None:
+        self.blocks.append(z)
+        self.likelihoods.append(log_likelihood)
+        self.log_priors.append(self.prior.log_prob(z))
+        for row, log_density in zip(self.table, self.densities):
+            row.append(log_density(z))
+
+    def log_weights(self) -> torch.Tensor:
+        """log w_s = log p(x | z_s) + log p(z_s) - log sum_t n_t r_t(z_s) for every sample, ``[n, b]``."""
+        mixture = torch.logsumexp(torch.stack([math.log(count) + torch.cat(row)
+                                               for count, row in zip(self.counts, self.table)]), dim=0)
+        return torch.cat(self.likelihoods) + torch.cat(self.log_priors) - mixture
 
 
 def _effective_sample_size(log_weights: torch.Tensor) -> torch.Tensor:
@@ -150,10 +179,3 @@ def _lattice_floor(prior, m: int, d: int, z_lattice: torch.Tensor, lattice_table
         return torch.full((b,), m ** (-2.0 / d), dtype=z_lattice.dtype, device=z_lattice.device)
     mean = torch.softmax(lattice_table, dim=0).T @ z_lattice  # [b, d]
     return torch.exp(-2.0 / d * (math.log(m) + prior.log_prob(mean)))
-
-
-def _balance_log_weights(samples, likelihoods, sources, prior) -> torch.Tensor:
-    """log w_s = log p(x | z_s) + log p(z_s) - log sum_t n_t r_t(z_s) for every sample so far, ``[n, b]``."""
-    z = torch.cat(samples)  # [n, b, d]
-    log_mixture = torch.logsumexp(torch.stack([math.log(count) + log_density(z) for count, log_density in sources]), 0)
-    return torch.cat(likelihoods) + prior.log_prob(z) - log_mixture
