@@ -1,0 +1,31 @@
+"""``python -m lvm.compare`` on the digits: three tiny configs, one row per run, finite values, the three files."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lvm.compare import main
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def test_compare_writes_one_row_per_run_and_the_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    configs = [str(ROOT / "configs" / f"{name}.yaml") for name in ("quickstart", "digits_vae", "digits_iwae")]
+    main(["--configs", *configs, "--out", str(tmp_path), "--trainer.max_epochs", "2", "--trainer.limit_train_batches",
+          "3", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "2",
+          "--trainer.enable_progress_bar", "false", "--model.eval_num_points", "233", "--trainer.callbacks", "[]"])
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert list(table["config"]) == ["quickstart", "digits_vae", "digits_iwae"]
+    assert list(table["objective"]) == ["QMCObjective", "ELBO", "IWAE"] and set(table["latent_dim"]) == {2}
+    for column in ("log_likelihood", "bits_per_dim", "seconds_per_epoch", "peak_memory_mb"):
+        assert all(math.isfinite(value) for value in table[column]), column
+    assert math.isnan(table.loc[0, "iwae_bound"]) and math.isfinite(table.loc[1, "iwae_bound"])  # where defined
+    assert (table["log_likelihood"] >= table["iwae_bound"].fillna(-math.inf) - 0.05).all()
+    assert all(Path(path).is_file() for path in table["checkpoint"])
+    report = (tmp_path / "report.md").read_text()
+    assert all(name in report for name in ("quickstart", "digits_vae", "digits_iwae"))
+    assert (tmp_path / "report.png").stat().st_size > 0
