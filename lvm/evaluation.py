@@ -12,7 +12,10 @@ chosen from the model's prior and posterior types, never from the objective:
   ``{stage}/log_likelihood_ess``, with a warning below 10;
 * otherwise, with a posterior: importance sampling with the posterior's proposal (q(z | x) for variational
   posteriors, the Laplace approximation around the code for point masses) and the prior's density
-  (:func:`lvm.variational.proposal_log_likelihood`).
+  (:func:`lvm.variational.proposal_log_likelihood`). The R-VAE's Brownian-motion prior is normalised numerically up
+  to 3-D (:meth:`lvm.priors.BrownianMotionPrior.log_normaliser`; its relative error is logged as
+  ``{stage}/prior_normalisation_error``), so its log p(x) is a proper density there; above 3-D it is the
+  unnormalised parametrix (approximate).
 
 Models with a diagonal Gaussian posterior and the standard normal prior also get the unbiased sampling ELBO
 ``{stage}/sampled_elbo``, the importance-sampled ``{stage}/importance_log_likelihood`` (IWAE bound with K samples)
@@ -32,7 +35,8 @@ from torchmetrics import MeanMetric
 from .defensive import defensive_log_likelihood
 from .metrics import PosteriorCollapse
 from .posteriors import DiagonalGaussianPosterior, Posterior
-from .priors import InvertiblePrior, LatticePrior, Prior, StandardNormalPrior
+from .priors import (MAX_NORMALISED_DIM, BrownianMotionPrior, InvertiblePrior, LatticePrior, Prior,
+                     StandardNormalPrior)
 from .variational import dithered_log_likelihood, elbo_terms, proposal_log_likelihood
 
 __all__ = ["HeldOutEvaluation", "MAX_QMC_DIM", "estimator_name"]
@@ -74,6 +78,9 @@ class HeldOutEvaluation(nn.Module):
         self.variational = isinstance(posterior, DiagonalGaussianPosterior) and isinstance(prior, StandardNormalPrior)
         self.num_samples = num_samples
         names = ["log_likelihood", "bits_per_dim"] + (["log_likelihood_ess"] if self.estimator == "defensive" else [])
+        self.normalised_numerically = isinstance(prior, BrownianMotionPrior) and prior.dim <= MAX_NORMALISED_DIM
+        if self.normalised_numerically:
+            names.append("prior_normalisation_error")
         if self.variational:
             names += ["sampled_elbo", "importance_log_likelihood"]
         self.names = set(names) | ({"collapsed_fraction"} if self.variational else set())  # what update logs
@@ -118,6 +125,8 @@ class HeldOutEvaluation(nn.Module):
                     rank_zero_warn(f"The held-out log-likelihood has not converged: effective sample size {ess.mean():.1f} "
                                    f"< {MIN_ESS} on a {stage} batch; raise model.eval_num_samples or model.eval_num_points.")
         values["bits_per_dim"] = -values["log_likelihood"] / (model.flatten(x).shape[1] * math.log(2))
+        if self.normalised_numerically:  # the relative error of the prior's numerical normaliser
+            values["prior_normalisation_error"] = torch.tensor(model.prior.normalisation_error)
         for name, value in values.items():
             metric = self.means[f"{stage}_{name}"]
             metric.update(value)

@@ -112,3 +112,35 @@ def test_held_out_estimator_follows_the_components_not_the_objective():
         torch.manual_seed(1)
         estimates.append(model.evaluation.log_likelihood(model, x)[0])
     assert torch.equal(estimates[0], estimates[1]) and torch.equal(estimates[0], estimates[2])
+
+
+def test_brownian_prior_normaliser_is_exact_for_a_flat_metric(float64):
+    """An isometric mean decoder with a constant precision: G = I, the parametrix is N(c, t I) and Z = 1."""
+    q, _ = torch.linalg.qr(torch.randn(6, 2, generator=torch.Generator().manual_seed(0)))
+    mean, precision = nn.Linear(2, 6, bias=False), RBFPrecision(2, 6, num_centers=4, floor=4.0)
+    with torch.no_grad():
+        mean.weight.copy_(q)
+        precision.raw_weight.fill_(-40.0)  # softplus ~ 0: the precision is the floor everywhere
+    model = LatentVariableModel(MeanPrecisionDecoder(mean, precision), HeteroscedasticGaussianLikelihood("identity"),
+                                BrownianMotionPrior(2, time=1.5), objectives.RiemannianELBO(), MLPEncoder(3, [8]),
+                                BrownianStepPosterior())
+    assert abs(model.prior.log_normaliser().item()) < 1e-6 and model.prior.normalisation_error < 1e-3
+    z = torch.randn(5, 2)
+    heat_kernel = torch.distributions.Normal(torch.zeros(2), 1.5**0.5).log_prob(z).sum(-1)
+    torch.testing.assert_close(model.prior.log_prob(z).detach(), heat_kernel)
+
+
+def test_brownian_prior_integrates_to_one_within_its_stated_error(float64):
+    torch.manual_seed(0)
+    model = _rvae()
+    log_normaliser = model.prior.log_normaliser()
+    assert abs(log_normaliser.item()) > 0.01  # the raw parametrix is not normalised on a curved metric
+    grid = torch.linspace(-20, 20, 801)
+    points = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        density = torch.cat([model.prior.log_prob(chunk) for chunk in points.split(8192)]).exp()
+    integral = (density.sum() * (grid[1] - grid[0]) ** 2).item()
+    assert abs(integral - 1) < model.prior.normalisation_error + 1e-3  # the grid's own error is well below 1e-3
+    with torch.no_grad():
+        model.prior.log_time += 0.1  # a parameter changed in place (as an optimiser step): the normaliser is recomputed
+    assert model.prior.log_normaliser().item() != pytest.approx(log_normaliser.item(), abs=1e-9)
