@@ -32,10 +32,17 @@ import math
 
 import torch
 
+from .lowrank_gaussian import half_log_det
 from .posteriors import DiagonalGaussianPosterior
 from .qmc import pairwise_table
+from .variational import effective_sample_size
 
 __all__ = ["defensive_log_likelihood"]
+
+
+def _nearest_image(offset: torch.Tensor) -> torch.Tensor:
+    """Offsets on the torus of side 1 reduced to their nearest image, in [-1/2, 1/2)."""
+    return torch.remainder(offset + 0.5, 1.0) - 0.5
 
 
 def _gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, cholesky: torch.Tensor, periodic: bool) -> torch.Tensor:
@@ -45,14 +52,13 @@ def _gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, cholesky: torch.Tens
     offset = z - mean  # [n, b, d]
     shifts = torch.zeros(1, d, dtype=z.dtype, device=z.device)
     if periodic:
-        offset = torch.remainder(offset + 0.5, 1.0) - 0.5  # the nearest image
+        offset = _nearest_image(offset)
         shifts = torch.tensor(list(itertools.product((-1.0, 0.0, 1.0), repeat=d)), dtype=z.dtype, device=z.device)
     inverse = torch.linalg.inv(cholesky)  # L^{-1}: [b, d, d], d <= 3
     white = torch.einsum("bij,nbj->nbi", inverse, offset)  # L^{-1} (z - mean): [n, b, d]
     white_shifts = torch.einsum("bij,sj->sbi", inverse, shifts)  # L^{-1} k: [S, b, d]
     squared = (white.unsqueeze(0) + white_shifts.unsqueeze(1)).pow(2).sum(-1)  # [S, n, b]
-    log_det = torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)  # [b]
-    return torch.logsumexp(-0.5 * squared, dim=0) - log_det - 0.5 * d * math.log(2 * math.pi)
+    return torch.logsumexp(-0.5 * squared, dim=0) - half_log_det(cholesky) - 0.5 * d * math.log(2 * math.pi)
 
 
 def _fit(z: torch.Tensor, log_weights: torch.Tensor, floor: torch.Tensor, periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +69,7 @@ def _fit(z: torch.Tensor, log_weights: torch.Tensor, floor: torch.Tensor, period
         angle = 2 * math.pi * z
         mean = torch.remainder(torch.atan2((weights * torch.sin(angle)).sum(0), (weights * torch.cos(angle)).sum(0))
                                / (2 * math.pi), 1.0)
-        offset = torch.remainder(z - mean + 0.5, 1.0) - 0.5
+        offset = _nearest_image(z - mean)
     else:
         mean = (weights * z).sum(0)
         offset = z - mean
@@ -113,7 +119,7 @@ def defensive_log_likelihood(model, x: torch.Tensor, cube_points: torch.Tensor, 
         z_q = mean_q + (0.5 * log_var_q).exp() * _example_normals(x_flat, seed, -1, num_samples, d)  # [K, b, d]
         mixture.add_block(z_q, model.log_prob(x, z_q))
     log_weights = mixture.log_weights()  # [n, b]
-    first_log_p, first_ess = torch.logsumexp(log_weights, dim=0), _effective_sample_size(log_weights)
+    first_log_p, first_ess = torch.logsumexp(log_weights, dim=0), effective_sample_size(log_weights)
     resolved = first_ess >= num_samples  # [b]: examples whose posterior the lattice (and q) already resolve
     if resolved.all():
         return first_log_p, first_ess
@@ -132,7 +138,7 @@ def defensive_log_likelihood(model, x: torch.Tensor, cube_points: torch.Tensor, 
             z_r = torch.remainder(z_r, 1.0)
         mixture.add_block(z_r, model.log_prob(x, z_r))
         log_weights = mixture.log_weights()
-    log_p, ess = torch.logsumexp(log_weights, dim=0), _effective_sample_size(log_weights)
+    log_p, ess = torch.logsumexp(log_weights, dim=0), effective_sample_size(log_weights)
     return torch.where(resolved, first_log_p, log_p), torch.where(resolved, first_ess, ess)
 
 
@@ -163,11 +169,6 @@ class _Mixture:
         mixture = torch.logsumexp(torch.stack([math.log(count) + torch.cat(row)
                                                for count, row in zip(self.counts, self.table)]), dim=0)
         return torch.cat(self.likelihoods) + torch.cat(self.log_priors) - mixture
-
-
-def _effective_sample_size(log_weights: torch.Tensor) -> torch.Tensor:
-    """(sum w)^2 / sum w^2 over the samples ``[n, b]`` -> ``[b]``."""
-    return torch.exp(2 * torch.logsumexp(log_weights, dim=0) - torch.logsumexp(2 * log_weights, dim=0))
 
 
 def _lattice_floor(prior, m: int, d: int, z_lattice: torch.Tensor, lattice_table: torch.Tensor,

@@ -22,7 +22,12 @@ import math
 
 import torch
 
-__all__ = ["lowrank_gaussian_log_prob"]
+__all__ = ["lowrank_gaussian_log_prob", "half_log_det"]
+
+
+def half_log_det(cholesky: torch.Tensor) -> torch.Tensor:
+    """``1/2 log det P`` from ``P = L L^T``: the sum of ``log diag L``, ``[...]``."""
+    return torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)
 
 
 def lowrank_gaussian_log_prob(residual: torch.Tensor, factor: torch.Tensor, variance: float,
@@ -33,7 +38,7 @@ def lowrank_gaussian_log_prob(residual: torch.Tensor, factor: torch.Tensor, vari
     c = variance
     inner = c * torch.eye(m, dtype=factor.dtype, device=factor.device) + factor.mT @ factor  # [b, m, m]
     cholesky = torch.linalg.cholesky(inner)
-    log_det_inner = 2 * torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)  # log det(c I_m + U^T U)
+    log_det_inner = 2 * half_log_det(cholesky)  # log det(c I_m + U^T U)
     log_det_sigma = log_det_inner + (n - m) * math.log(c)  # det(I_m + U^T U / c) c^n
     projected = (factor.mT @ residual.unsqueeze(-1))  # U^T r: [b, m, 1]
     whitened = torch.linalg.solve_triangular(cholesky, projected, upper=False)  # L^{-1} U^T r

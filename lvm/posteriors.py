@@ -23,6 +23,7 @@ from torch import nn
 from torch.func import hessian, vmap
 
 from .jacobians import forward_jacobian
+from .lowrank_gaussian import half_log_det
 from .priors import BrownianMotionPrior
 
 __all__ = ["Posterior", "DiagonalGaussianPosterior", "PointMassPosterior", "BrownianStepPosterior",
@@ -97,11 +98,6 @@ class DiagonalGaussianPosterior(Posterior):
         """Analytic ``KL(q(z | x) || N(0, I))`` per dimension, ``1/2 (mu^2 + s^2 - log s^2 - 1)``, ``[b, d]``."""
         mean, log_var = self.mean_and_log_var(params)
         return 0.5 * (mean.pow(2) + torch.exp(log_var) - log_var - 1.0)
-
-
-def half_log_det(cholesky: torch.Tensor) -> torch.Tensor:
-    """``1/2 log det P`` from ``P = L L^T``: the sum of ``log diag L``, ``[...]``."""
-    return torch.log(torch.diagonal(cholesky, dim1=-2, dim2=-1)).sum(-1)
 
 
 def precision_draw(cholesky: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

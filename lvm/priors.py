@@ -22,7 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .geometry import brownian_motion, geodesic, image_and_log_volume, pullback_metric, straight_line_energy
+from .lattices import default_num_points, lattice_rule
+from .lowrank_gaussian import half_log_det
+from .qmc import log_mean_exp
 from .quantizers import E8Lattice, HexagonalLattice, IntegerLattice, ProductLattice, Quantizer
+from .variational import effective_sample_size
 
 MAX_NORMALISED_DIM = 3  # the Brownian-motion prior is normalised numerically up to this dimension
 
@@ -256,8 +260,6 @@ class BrownianMotionPrior(Prior):
         every other point and with all points plus 1 / the effective sample size of the ratios (both small when g
         covers the density). Cached until a parameter or buffer of the decoder or the prior changes in place (an
         optimiser step, loading a checkpoint, placing RBF centres)."""
-        from .lattices import default_num_points, lattice_rule  # a local import: lattices do not need priors
-
         tensors = [*self._model.decoder.parameters(), *self._model.decoder.buffers(), *self.parameters()]
         key = tuple((id(t), t._version) for t in tensors)  # what the density depends on
         if self._normaliser_cache is not None and self._normaliser_cache[0] == key:
@@ -269,13 +271,11 @@ class BrownianMotionPrior(Prior):
         cube = lattice_rule(default_num_points(self.dim), self.dim).to(mean).clamp(1e-6, 1 - 1e-6)  # [m, d]
         white = math.sqrt(2.0) * torch.special.erfinv(2 * cube - 1)  # standard normal QMC points
         z = mean + white @ cholesky.T
-        log_g = (-0.5 * white.pow(2).sum(-1) - torch.log(torch.diagonal(cholesky)).sum()
-                 - 0.5 * self.dim * math.log(2 * math.pi))
+        log_g = -0.5 * white.pow(2).sum(-1) - half_log_det(cholesky) - 0.5 * self.dim * math.log(2 * math.pi)
         log_ratio = torch.cat([self.unnormalised_log_prob(chunk) for chunk in z.split(1024)]) - log_g  # [m]
-        log_z = torch.logsumexp(log_ratio, 0) - math.log(len(log_ratio))
-        coarse = torch.logsumexp(log_ratio[::2], 0) - math.log(len(log_ratio[::2]))
-        ess = torch.exp(2 * torch.logsumexp(log_ratio, 0) - torch.logsumexp(2 * log_ratio, 0))
-        self.normalisation_error = abs(math.expm1(float(coarse - log_z))) + 1.0 / float(ess)
+        log_z, coarse = log_mean_exp(log_ratio), log_mean_exp(log_ratio[::2])  # all points, every other point
+        ess = float(effective_sample_size(log_ratio))
+        self.normalisation_error = abs(math.expm1(float(coarse - log_z))) + 1.0 / ess
         self._normaliser_cache = (key, log_z)
         return log_z
 

@@ -8,7 +8,13 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["elbo_terms", "importance_sampled_log_likelihood", "proposal_log_likelihood", "dithered_log_likelihood"]
+__all__ = ["effective_sample_size", "elbo_terms", "importance_sampled_log_likelihood", "proposal_log_likelihood",
+           "dithered_log_likelihood"]
+
+
+def effective_sample_size(log_weights: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """(sum w)^2 / sum w^2 of importance weights given as log-weights, along ``dim``."""
+    return torch.exp(2 * torch.logsumexp(log_weights, dim=dim) - torch.logsumexp(2 * log_weights, dim=dim))
 
 
 def elbo_terms(model, x: torch.Tensor, num_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
