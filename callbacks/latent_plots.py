@@ -16,7 +16,9 @@ __all__ = ["LatentPlots"]
 
 class LatentPlots(L.Callback):
     """At the end of testing, writes ``<run dir>/plots/embedding.png`` (posterior-mean
-    embedding of the test set coloured by label), ``plots/decoded_grid.png`` (image data) and
+    embedding of the test set coloured by label: a legend of the datamodule's ``label_names`` for
+    categories), ``plots/decoded_grid.png`` (image data; spectrograms with the datamodule's
+    ``image_axes``, low frequencies at the bottom) and
     ``plots/code_on_data.png`` (2-D vector data coloured by the code, MLAE Fig. 3).
 
     Args:
@@ -45,10 +47,14 @@ class LatentPlots(L.Callback):
                                                            title=f"Embedding coloured by {name}")
                        for k, name in enumerate(names)}
         else:
-            figures = {"embedding": plot_embedding(embedding, labels, periodic=pl_module.prior.periodic)}
+            datamodule = trainer.datamodule
+            figures = {"embedding": plot_embedding(
+                embedding, labels, periodic=pl_module.prior.periodic, label_names=getattr(datamodule, "label_names", None),
+                label_title=getattr(datamodule, "label_key", None) or "label")}
         if data.ndim == 2 and data.shape[1] == 2:  # 2-D vector data: the data coloured by the code (MLAE Fig. 3)
             figures["code_on_data"] = plot_code_on_data(data, embedding)
         decoded = decoded_grid(pl_module, self.per_side, torch.as_tensor(embedding))
         if decoded.dim() == 4:  # images [n, C, H, W]; vector data has no picture grid
-            figures["decoded_grid"] = plot_image_grid(decoded, self.per_side)
+            figures["decoded_grid"] = plot_image_grid(decoded, self.per_side,
+                                                      axes=getattr(trainer.datamodule, "image_axes", None))
         save_and_log(trainer, figures)

@@ -85,18 +85,20 @@ class PosteriorPlots(L.Callback):
                                                     modes[:2].numpy(), path.numpy(), periodic=periodic)
         decoded_modes = pl_module.decode(modes.to(pl_module.device, pl_module.dtype))
         if decoded_modes.dim() == 4:  # images
+            axes = getattr(trainer.datamodule, "image_axes", None)  # spectrograms: kHz and ms, low rows at the bottom
             figures["mode_reconstructions"] = plot_image_grid(decoded_modes, max(1, int(len(modes) ** 0.5 + 0.999)),
-                                                              "Decoded modes")
+                                                              "Decoded modes", axes)
             if path is not None:
                 along = path[torch.linspace(0, len(path) - 1, self.geodesic_points).round().long()]
                 figures["geodesic_reconstructions"] = plot_image_grid(
                     pl_module.decode(along.to(pl_module.device, pl_module.dtype)), self.geodesic_points,
-                    "Decoded geodesic")
+                    "Decoded geodesic", axes)
             x = batch_data(batches[0])
             x = x[: self.per_side**2].to(pl_module.device)
-            figures["samples"] = plot_image_grid(pl_module.sample(self.per_side**2), self.per_side, "Samples")
+            figures["samples"] = plot_image_grid(pl_module.sample(self.per_side**2), self.per_side, "Samples", axes)
             pairs = torch.stack([x, pl_module.decode(pl_module.embed(x))], dim=1).flatten(0, 1)  # image, reconstruction
-            figures["reconstructions"] = plot_image_grid(pairs, 2 * self.per_side, "Test images and reconstructions")
+            figures["reconstructions"] = plot_image_grid(pairs, 2 * self.per_side, "Test images and reconstructions",
+                                                         axes)
         if pl_module.prior.dim == 2 and isinstance(pl_module.posterior, DiagonalGaussianPosterior):
             x = batch_data(batches[0])[:4].to(pl_module.device)
             lattice, weights = pl_module.posterior_on_lattice(x, self.num_points)

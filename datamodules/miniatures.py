@@ -1,6 +1,8 @@
 """Tiny data sets written in the real on-disk formats, for the tests and the data benchmark (no real
 data is needed anywhere): MNIST IDX files, Omniglot PNG folders, CMU ASF/AMC files, the 3dShapes HDF5
-file and vocalization HDF5 files. Contents are random; only formats, shapes and dtypes are real."""
+file and vocalization HDF5 files, whose contents are random (only formats, shapes and dtypes are real);
+and WAV recordings of synthetic calls in noise whose onsets and offsets are known
+(:func:`write_recordings`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import h5py
 import numpy as np
 
 __all__ = ["write_idx", "write_mnist", "write_omniglot", "MOCAP_ASF", "write_amc", "write_mocap_subject",
-           "write_3dshapes", "write_vocalizations"]
+           "write_3dshapes", "write_vocalizations", "CALL_KINDS", "synthetic_call", "write_recordings"]
 
 
 def write_idx(path, array: np.ndarray):
@@ -136,3 +138,70 @@ def write_vocalizations(path, n, specs=None, key="specs"):
         handle["audio_filenames"] = np.array([f"{path.stem}.wav".encode()] * n)
         handle["mean_freq"] = rng.uniform(1000, 8000, n)
     return path
+
+
+CALL_KINDS = ("tone", "chirp", "harmonic", "pulses")
+RAMP = 0.005  # s, raised-cosine onset and offset ramps of every call
+
+
+def synthetic_call(kind: str, duration: float, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """One call of unit peak amplitude: a ``tone`` (1-5 kHz), a rising or falling ``chirp`` (2-7 kHz), a
+    ``harmonic`` stack (f0 0.6-1.5 kHz, four harmonics, 1/k amplitudes, slight vibrato) or ``pulses``
+    (5 ms tone pulses every 20 ms; the call ends with its last pulse)."""
+    t = np.arange(int(round(duration * rate))) / rate
+    if kind == "tone":
+        wave = np.sin(2 * np.pi * rng.uniform(1000, 5000) * t)
+    elif kind == "chirp":
+        f0, f1 = rng.permutation([rng.uniform(2000, 3500), rng.uniform(5000, 7000)])
+        wave = np.sin(2 * np.pi * (f0 * t + 0.5 * (f1 - f0) / duration * t**2))
+    elif kind == "harmonic":
+        f0 = rng.uniform(600, 1500)
+        phase = 2 * np.pi * (f0 * t + 20 / (2 * np.pi * 8) * np.sin(2 * np.pi * 8 * t))  # 8 Hz vibrato, +-20 Hz
+        wave = sum(np.sin(k * phase) / k for k in range(1, 5))
+    elif kind == "pulses":
+        pulse = 0.005
+        t = t[: int(round((np.floor((duration - pulse) / 0.02) * 0.02 + pulse) * rate))]
+        wave = np.sin(2 * np.pi * rng.uniform(2000, 4000) * t) * ((t % 0.02) < pulse)
+    else:
+        raise ValueError(f"Unknown call kind {kind!r}; choose one of {CALL_KINDS}.")
+    ramp = min(int(RAMP * rate), len(t) // 2)
+    envelope = np.ones(len(t))
+    envelope[:ramp] = envelope[len(t) - ramp:][::-1] = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+    wave = wave * envelope
+    return wave / np.abs(wave).max()
+
+
+def write_recordings(folder, rates=(22_050, 32_000, 48_000), subtypes=("PCM_16", "FLOAT"), calls_per_file: int = 8,
+                     files_per_format: int = 1, duration_range=(0.03, 0.15), gap_range=(0.1, 0.3),
+                     amplitude: float = 0.3, noise: float = 0.003, seed: int = 0):
+    """WAV files of synthetic calls (:func:`synthetic_call`, kinds in turn) separated by silent gaps, in
+    white noise of standard deviation ``noise`` (full scale 1), one file per (rate, subtype, repeat),
+    named ``{individual}_{rate}_{subtype}_{repeat}.wav``. Returns the ground truth as a pandas
+    DataFrame with columns ``file, onset, offset`` (seconds; the calls' first and last non-zero
+    samples), ``kind``, ``individual`` (``bird0``..``bird2``, one per file) and ``rate``."""
+    import pandas as pd
+    import soundfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows, index = [], 0
+    for rate in rates:
+        for subtype in subtypes:
+            for repeat in range(files_per_format):
+                individual = f"bird{index % 3}"
+                name = f"{individual}_{rate}_{subtype.lower()}_{repeat}.wav"
+                pieces, time = [np.zeros(int(rng.uniform(*gap_range) * rate))], 0.0
+                time = len(pieces[0]) / rate
+                for call in range(calls_per_file):
+                    kind = CALL_KINDS[(call + index) % len(CALL_KINDS)]
+                    wave = amplitude * rng.uniform(0.5, 1.0) * synthetic_call(kind, rng.uniform(*duration_range), rate, rng)
+                    rows.append((name, time, time + len(wave) / rate, kind, individual, rate))
+                    gap = np.zeros(int(rng.uniform(*gap_range) * rate))
+                    pieces += [wave, gap]
+                    time += (len(wave) + len(gap)) / rate
+                audio = np.concatenate(pieces)
+                audio = np.clip(audio + rng.normal(0.0, noise, len(audio)), -1.0, 1.0)
+                soundfile.write(folder / name, audio, rate, subtype=subtype)
+                index += 1
+    return pd.DataFrame(rows, columns=["file", "onset", "offset", "kind", "individual", "rate"])

@@ -89,14 +89,15 @@ def test_vocalizations_from_npz_are_scaled_to_the_unit_interval(tmp_path):
 @pytest.mark.parametrize("kind,error,message", [
     ("missing", FileNotFoundError, "vocalization_preprocess"),
     ("key", KeyError, "no dataset 'specs'"),
-    ("shape", ValueError, r"expected \(N, 128, 128\)"),
+    ("shape", ValueError, r"calls.h5: dataset 'specs' has shape \(3, 64, 64\), expected \(N, 128, 128\)"),
     ("nan", ValueError, "NaN"),
 ])
 def test_vocalization_errors_name_the_file_and_the_problem(tmp_path, kind, error, message):
     path = tmp_path / "calls.h5"
     if kind == "key":
         write_vocalizations(path, 3, key="spectrograms")
-    elif kind == "shape":
+    elif kind == "shape":  # every file's spectrograms must have the first file's size
+        write_vocalizations(tmp_path / "a_first.h5", 3)
         write_vocalizations(path, 3, specs=np.zeros((3, 64, 64), dtype=np.float32))
     elif kind == "nan":
         write_vocalizations(path, 3, specs=np.full((3, 128, 128), np.nan, dtype=np.float32))
