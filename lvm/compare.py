@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-__all__ = ["EpochTimer", "compare", "main"]
+__all__ = ["EpochTimer", "train_run", "compare", "main"]
 
 METRICS = {"log_likelihood": "test/log_likelihood", "bits_per_dim": "test/bits_per_dim",
            "sampled_elbo": "test/sampled_elbo", "iwae_bound": "test/importance_log_likelihood",
@@ -65,8 +65,8 @@ class EpochTimer(L.Callback):
                 json.dumps({"seconds_per_epoch": sum(gaps) / len(gaps), "peak_memory_mb": peak_mb}))
 
 
-def _run(config: Path, seed: int, runs_dir: Path, overrides: list[str]) -> Path:
-    """Train and test one config in its own process; returns its run directory."""
+def train_run(config: Path, seed: int, runs_dir: Path, overrides: list[str]) -> Path:
+    """Train and test one config in its own process (W&B off, ``EpochTimer`` on); returns its run directory."""
     name = f"{config.stem}-seed{seed}"
     command = [sys.executable, "-c", "from lvm.cli import cli_main; cli_main()", "--config", str(config),
                "--trainer.logger", "false", *overrides, "--seed_everything", str(seed), "--run_name", name,
@@ -129,7 +129,7 @@ def compare(configs: list[Path], out: Path, seeds: int = 1, overrides: list[str]
         raise FileNotFoundError(f"No such config: {', '.join(missing)}.")
     out.mkdir(parents=True, exist_ok=True)
     overrides = list(overrides or [])
-    rows = [_row(config, seed, _run(config, seed, out / "runs", overrides)) for config in configs for seed in range(seeds)]
+    rows = [_row(config, seed, train_run(config, seed, out / "runs", overrides)) for config in configs for seed in range(seeds)]
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
     _report(table, out, seeds, overrides)

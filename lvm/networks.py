@@ -96,6 +96,10 @@ class ConvDecoder(nn.Module):
             ups += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
         self.upsample = nn.Sequential(*ups, nn.Conv2d(widths[-1], out_channels, 3, padding=1))
 
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        return (self.out_channels, self.image_size, self.image_size)
+
     def forward(self, features):
         grid = self.project(features).view(-1, self.channels[0], self.base, self.base)
         return self.upsample(grid)  # [n, out_channels, image_size, image_size]

@@ -69,11 +69,11 @@ def test_ablation_overlays_change_only_what_they_name():
 @pytest.mark.parametrize("base", ["taylor_mnist", "taylor_mnist_tanh", "taylor_collapse_mnist", "taylor_celeba"])
 def test_baseline_overlays_swap_only_the_objective(base):
     expected = {"sampling_vae": "ELBO", "iwae": "IWAE"}
-    assert {b.stem for b in BASELINES} == set(expected)
+    assert {b.stem for b in BASELINES} == {*expected, "vae_vocalizations"}
     _, taylor = _build_model(CONFIG_DIR / f"{base}.yaml")
-    for overlay in BASELINES:
-        _, baseline = _build_model(CONFIG_DIR / f"{base}.yaml", overlay)
-        assert type(baseline.objective).__name__ == expected[overlay.stem]
+    for overlay in expected:
+        _, baseline = _build_model(CONFIG_DIR / f"{base}.yaml", CONFIG_DIR / "baselines" / f"{overlay}.yaml")
+        assert type(baseline.objective).__name__ == expected[overlay]
         assert baseline.prior.dim == taylor.prior.dim
         assert [p.shape for p in baseline.decoder.parameters()] == [p.shape for p in taylor.decoder.parameters()]
 
@@ -111,3 +111,14 @@ def test_every_config_trains_briefly(config, tmp_path):
                     "--data", f"{__name__}.RandomData", "--data.init_args.data_shape", str(list(shape))])
     metrics = json.loads((Path(run.trainer.default_root_dir) / "metrics.json").read_text())
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["test/log_likelihood"])
+
+
+@pytest.mark.parametrize("objective", [[], ["iwae"]], ids=["vae", "iwae"])
+def test_the_vocalization_baseline_keeps_the_qlvm_decoder_and_data(objective):
+    base = CONFIG_DIR / "qlvm_vocalizations_cpu.yaml"
+    qlvm, _ = _build_model(base)
+    overlays = [CONFIG_DIR / "baselines" / "vae_vocalizations.yaml", *[CONFIG_DIR / "baselines" / f"{o}.yaml" for o in objective]]
+    vae, model = _build_model(base, *overlays)
+    assert vae["model"]["decoder"] == qlvm["model"]["decoder"] and vae["data"] == qlvm["data"]
+    assert type(model.objective).__name__ == ("IWAE" if objective else "ELBO")
+    assert type(model.prior).__name__ == "StandardNormalPrior" and model.prior.dim == 2
