@@ -84,8 +84,8 @@ class PosteriorPlots(L.Callback):
             figures["geodesic"] = plot_latent_field(latent, density.numpy(), "Density-ratio geodesic",
                                                     modes[:2].numpy(), path.numpy(), periodic=periodic)
         decoded_modes = pl_module.decode(modes.to(pl_module.device, pl_module.dtype))
+        axes = getattr(trainer.datamodule, "image_axes", None)  # spectrograms: kHz and ms, low rows at the bottom
         if decoded_modes.dim() == 4:  # images
-            axes = getattr(trainer.datamodule, "image_axes", None)  # spectrograms: kHz and ms, low rows at the bottom
             figures["mode_reconstructions"] = plot_image_grid(decoded_modes, max(1, int(len(modes) ** 0.5 + 0.999)),
                                                               "Decoded modes", axes)
             if path is not None:
@@ -106,7 +106,8 @@ class PosteriorPlots(L.Callback):
             figures["posterior_comparison"] = plot_posterior_comparison(
                 lattice.cpu().numpy(), weights.cpu().numpy(), mean.cpu().numpy(), (0.5 * log_var).exp().cpu().numpy())
         save_and_log(trainer, figures)
-        self._log_prototypes(trainer, modes, density_at(cube, density, modes_cube, periodic), decoded_modes)
+        upright = decoded_modes.flip(-2) if axes is not None else decoded_modes  # W&B draws row 0 at the top
+        self._log_prototypes(trainer, modes, density_at(cube, density, modes_cube, periodic), upright)
 
     @staticmethod
     def _log_prototypes(trainer, modes: torch.Tensor, densities: torch.Tensor, decoded: torch.Tensor) -> None:

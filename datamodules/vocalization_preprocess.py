@@ -166,7 +166,7 @@ def _read_segments(segments: str) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{segments}: missing columns {sorted(missing)}; expected file,onset,offset (seconds) "
                          "and optionally further columns (species, individual, ...).")
-    clash = sorted(set(table.columns) & set(RESERVED[3:]) | set(table.columns) & {"specs"})
+    clash = sorted(set(table.columns) & set(RESERVED))
     if clash:
         raise ValueError(f"{segments}: columns {clash} would overwrite the features the preprocessing computes; rename them.")
     for column in ("onset", "offset"):
@@ -241,16 +241,15 @@ def _column(values: pd.Series) -> np.ndarray:
     return np.array(values.fillna("").astype(str).tolist(), dtype=h5py.string_dtype())
 
 
-def _write_recording(target: Path, name: str, rows: pd.DataFrame, specs: np.ndarray, extra: list[str],
-                     params: SpectrogramParams) -> None:
-    frequencies = params.frequencies()
+def _write_recording(target: Path, name: str, rows: pd.DataFrame, specs: np.ndarray, mean_freq: np.ndarray,
+                     extra: list[str], params: SpectrogramParams) -> None:
     with h5py.File(target, "w") as handle:
         handle["specs"] = specs
         handle["onsets"] = rows.onset.to_numpy()
         handle["offsets"] = rows.offset.to_numpy()
         handle["audio_filenames"] = np.array([name] * len(rows), dtype=h5py.string_dtype())
         handle["duration"] = (rows.offset - rows.onset).to_numpy()
-        handle["mean_freq"] = np.array([_mean_frequency(s, frequencies) for s in specs])
+        handle["mean_freq"] = mean_freq
         for column in extra:
             handle[column] = _column(rows[column])
         for key, value in dataclasses.asdict(params).items():
@@ -302,15 +301,15 @@ def preprocess(audio_dir: str, segments: str, out_dir: str, params: SpectrogramP
                 except Exception as error:
                     raise RuntimeError(f"{name}, syllable {onset:.4f}-{offset:.4f} s: {error}") from error
             specs = np.stack(specs).astype(np.float32)  # [N, F, T]
+            mean_freq = np.array([_mean_frequency(spec, params.frequencies()) for spec in specs])
             counts["blank"] += int((specs.max(axis=(1, 2)) < BLANK).sum())
             counts["saturated"] += int((specs.mean(axis=(1, 2)) > SATURATED).sum())
+            counts["nan_mean_freq"] += int(np.isnan(mean_freq).sum())
             file_name = name.replace("/", "__").replace("\\", "__").rsplit(".", 1)[0] + ".h5"
             if file_name in names:
                 raise ValueError(f"{name} and {names[file_name]} would both be written to {file_name}; rename one.")
             names[file_name] = name
-            _write_recording(partial / file_name, name, rows, specs, extra, params)
-            with h5py.File(partial / file_name, "r") as handle:
-                counts["nan_mean_freq"] += int(np.isnan(handle["mean_freq"][:]).sum())
+            _write_recording(partial / file_name, name, rows, specs, mean_freq, extra, params)
             counts["written"] += len(rows)
         _check_outputs(counts, skipped, params)
         summary = {"syllables": len(table), **counts, "skipped": len(skipped),
