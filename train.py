@@ -1,6 +1,6 @@
 """Train and test a latent variable model: ``python train.py --config configs/quickstart.yaml``."""
 
-from lvm.cli import cli_main
+from lvm.cli import main
 
 if __name__ == "__main__":
-    cli_main()
+    main()

@@ -1,9 +1,10 @@
-"""A ModelCheckpoint whose ``last.ckpt`` really is the last one, and whose best checkpoints are ranked only on the
-epochs that computed the monitored held-out estimate."""
+"""A ModelCheckpoint whose ``last.ckpt`` really is the last one (also when a SIGTERM or Ctrl-C stops training), and
+whose best checkpoints are ranked only on the epochs that computed the monitored held-out estimate."""
 
 from __future__ import annotations
 
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .model import LatentVariableModel
 
@@ -33,6 +34,12 @@ class BestAndLastCheckpoint(ModelCheckpoint):
             super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):
             self._refresh_last(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """A SIGTERM (cluster preemption) or Ctrl-C stops training with ``last.ckpt`` current, so that
+        ``--ckpt_path <run>/checkpoints/last.ckpt`` continues from the step it reached."""
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and self.save_last and trainer.state.fn == "fit":
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not self._monitor_not_evaluated(pl_module):

@@ -1,12 +1,17 @@
-"""Weights & Biases logging that is offline unless the user opts in."""
+"""Loggers that keep a run's records: Weights & Biases offline unless the user opts in, and a CSV logger
+that appends to its history when a run is resumed."""
 
 from __future__ import annotations
 
+import csv
 import os
+from pathlib import Path
 
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-__all__ = ["WandbLogger", "wandb_offline_by_default"]
+__all__ = ["WandbLogger", "CSVLogger", "wandb_offline_by_default", "wandb_run_id"]
 
 
 def wandb_offline_by_default(offline: bool | None) -> bool:
@@ -24,3 +29,31 @@ class WandbLogger(_LightningWandbLogger):
 
     def __init__(self, project: str = "lvm", offline: bool | None = None, **kwargs):
         super().__init__(project=project, offline=wandb_offline_by_default(offline), **kwargs)
+
+
+def wandb_run_id(save_dir: Path) -> str | None:
+    """The id of the newest W&B run written under ``save_dir/wandb`` (``offline-run-<time>-<id>`` or
+    ``run-<time>-<id>``), so a resumed run continues it; ``None`` if there is none."""
+    runs = sorted((save_dir / "wandb").glob("*run-*-*"), key=lambda path: path.name.split("run-", 1)[1])
+    return runs[-1].name.rsplit("-", 1)[1] if runs else None
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued (its columns kept), not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = list(csv.DictReader(file).fieldnames or [])
+
+
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's ``CSVLogger`` whose ``metrics.csv`` survives a resume: the rows written before the
+    checkpoint stay and the resumed run's rows follow them (Lightning's deletes the old file)."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -101,13 +102,18 @@ class LatentVariableModel(L.LightningModule):
         if posterior is not None:
             posterior.bind(self)
         with torch.no_grad():  # fixes the input size of lazy first layers
-            self.decoder(self.prior.features(torch.zeros(1, prior.dim)))
+            produced = self.decoder(self.prior.features(torch.zeros(1, prior.dim)))
+        self.data_size = produced[0].numel() // likelihood.params_per_dim  # D, the values of one example
         objective.validate(self)
 
     # ----- the public API a scientist uses on a trained model -----------------------------
 
-    @staticmethod
-    def flatten(x: torch.Tensor) -> torch.Tensor:
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        """Data ``[b, *data_shape]`` -> ``[b, D]``, or an error saying which size the decoder models."""
+        if x.dim() < 2 or x[0].numel() != self.data_size:
+            raise ValueError(f"x has shape {list(x.shape)}, but the decoder models examples of {self.data_size} values: "
+                             f"pass a batch [b, *data_shape] with prod(data_shape) = {self.data_size} (e.g. the "
+                             "datamodule's batches; a single example needs x.unsqueeze(0)).")
         return x.flatten(start_dim=1)  # [b, D]
 
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
@@ -241,12 +247,7 @@ class LatentVariableModel(L.LightningModule):
         x = batch_data(batch)
         outputs = self.objective(self, x)
         if not torch.isfinite(outputs["loss"]):
-            raise NonFiniteLossError(
-                f"The training loss is {outputs['loss'].item()} at global step {self.global_step} "
-                f"(batch {batch_idx}). Training stopped before the optimiser step; the checkpoints "
-                "written so far are intact (resume with --ckpt_path <run dir>/checkpoints/last.ckpt, "
-                "e.g. with a lower learning rate)."
-            )
+            raise NonFiniteLossError(self._non_finite_advice(outputs["loss"].item(), batch_idx))
         # Each self.log call costs ~0.5 ms of Lightning bookkeeping, about a small network's step: log the training
         # terms when the loggers write them (every log_every_n_steps) and on the epoch's last batch (callback_metrics:
         # the metrics file and any monitor see the epoch's final values).
@@ -273,6 +274,24 @@ class LatentVariableModel(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         self._heldout_step(batch, "val")
 
+    def _non_finite_advice(self, loss: float, batch_idx: int) -> str:
+        """What happened and the exact command that continues with a tenth of the learning rate: a resume from
+        ``last.ckpt`` if one has been written (the new rate takes effect, see :meth:`on_load_checkpoint`), else a
+        fresh run."""
+        run = Path(self.trainer.default_root_dir)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else None
+        lower = f" --model.optimizer.init_args.lr {float(lr) / 10:g}" if lr is not None else ""
+        last = run / "checkpoints" / "last.ckpt"
+        config = f"python train.py --config {run / 'config.yaml'}"
+        if last.is_file():
+            advice = (f"The checkpoints written so far are intact; resume from the last one with a lower learning rate "
+                      f"(the optimizer restarts with it):\n  {config} --ckpt_path {last}{lower}")
+        else:
+            advice = (f"No checkpoint had been written yet; start again with a lower learning rate:\n  {config} "
+                      f"--trainer.default_root_dir {run.parent}{lower}")
+        return (f"The training loss is {loss} at global step {self.global_step} (batch {batch_idx}). Training stopped "
+                f"before the optimiser step. {advice}")
+
     def test_step(self, batch, batch_idx):
         self._heldout_step(batch, "test")
 
@@ -282,3 +301,42 @@ class LatentVariableModel(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    # ----- resuming with other optimizer settings ---------------------------------------------
+
+    reset_optimizer: bool = False  # set by the CLI's --reset_optimizer: resume with a fresh optimizer and scheduler
+
+    def _fresh_optimization(self) -> tuple[torch.optim.Optimizer, object | None]:
+        configured = self.configure_optimizers()
+        if isinstance(configured, dict):
+            return configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+        return configured, None
+
+    @staticmethod
+    def _settings(optimizer: torch.optim.Optimizer, scheduler) -> str:
+        """The optimizer's and scheduler's constructor settings (lr, betas, step size, ...), not their running state."""
+        counters = {"last_epoch", "_step_count", "_last_lr", "base_lrs", "_get_lr_called_within_step", "best",
+                    "num_bad_epochs", "cooldown_counter", "_is_initial"}
+        schedule = None if scheduler is None else (type(scheduler).__name__, sorted(
+            (k, repr(v)) for k, v in scheduler.state_dict().items() if k not in counters))
+        return repr((type(optimizer).__name__, sorted((k, repr(v)) for k, v in optimizer.defaults.items()), schedule))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["optimizer_settings"] = self._settings(*self._fresh_optimization())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """When resuming with optimizer or scheduler settings other than the checkpoint's (e.g. a lower learning
+        rate after a NaN stop), or with ``reset_optimizer``, the checkpoint's optimizer and scheduler states (Adam's
+        moments, the scheduled learning rate) are replaced by fresh ones built from the current settings, which
+        would otherwise be overwritten by the restored state."""
+        if "optimizer_states" not in checkpoint:
+            return
+        optimizer, scheduler = self._fresh_optimization()
+        changed = checkpoint.get("optimizer_settings") not in (None, self._settings(optimizer, scheduler))
+        if not (changed or self.reset_optimizer):
+            return
+        warnings.warn("Resuming with a fresh optimizer" + (" and scheduler" if scheduler is not None else "") + (
+            ": its settings differ from the checkpoint's" if changed else " (--reset_optimizer)")
+            + "; the model's weights and the training progress are restored.", stacklevel=2)
+        checkpoint["optimizer_states"] = [optimizer.state_dict()]
+        checkpoint["lr_schedulers"] = [] if scheduler is None else [scheduler.state_dict()]

@@ -137,4 +137,8 @@ def test_high_dimensional_encoder_models_embed_with_the_encoder_mean_and_plot():
     assert torch.equal(model.embed(x), model.encoder(x)[:, :5])
     with pytest.raises(ValueError, match="num_points"):
         model.log_likelihood(x)
-    assert len(plot_embedding(model.embed(x).numpy(), np.arange(4)).axes) == 2  # scatter + colour bar
+    assert len(plot_embedding(model.embed(x).numpy(), np.linspace(0, 1, 4)).axes) == 2  # scatter + colour bar
+    categorical = plot_embedding(model.embed(x).numpy(), np.arange(4), label_names=list("abcd"), label_title="kind")
+    assert len(categorical.axes) == 1  # a legend instead of a colour bar
+    legend = categorical.axes[0].get_legend()
+    assert legend.get_title().get_text() == "kind" and [t.get_text() for t in legend.get_texts()] == list("abcd")
