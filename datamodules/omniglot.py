@@ -4,7 +4,9 @@ On-disk layout (torchvision's, the two official zips extracted): ``<root>/omnigl
 <alphabet>/<character>/*.png`` (the training set) and ``.../images_evaluation/...`` (the test set), 105 x 105
 black strokes on white. Images are inverted (strokes = 1) and resized to ``image_size`` with
 antialiasing, giving grey levels; training images are binarized afresh at every draw (dynamic
-binarization), validation and test images once, by a Bernoulli draw seeded by ``binarize_seed``.
+binarization, ``train_binarization: dynamic``) or kept grey (``none``: the lattice paper's setting, "we use the
+original OMNIGLOT (non-binarized) dataset during training"), validation and test images once, by a Bernoulli
+draw seeded by ``binarize_seed``.
 Batches are ``(image [1, s, s], alphabet index)``. ``download: true`` lets torchvision fetch the zips.
 """
 
@@ -43,14 +45,19 @@ class OmniglotDataModule(SplitDataModule):
         image_size: side of the resized images (28).
         val_fraction: training images held out for validation (by ``seed``).
         binarize_seed: seed of the static binarization of validation and test images.
+        train_binarization: ``"dynamic"`` (a fresh Bernoulli draw at every access) or ``"none"`` (grey images).
         download: fetch the zips with torchvision when absent.
         batch_size, seed, num_workers: as usual.
     """
 
     def __init__(self, root: str = "data", image_size: int = 28, val_fraction: float = 0.1, binarize_seed: int = 0,
-                 download: bool = False, batch_size: int = 100, seed: int = 0, num_workers: int = 0):
+                 train_binarization: str = "dynamic", download: bool = False, batch_size: int = 100, seed: int = 0,
+                 num_workers: int = 0):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
+        if train_binarization not in ("dynamic", "none"):
+            raise ValueError(f"train_binarization must be 'dynamic' or 'none'; got {train_binarization!r}.")
+        self.train_binarization = train_binarization
         self.folder = Path(root) / "omniglot-py"
         self.image_size, self.val_fraction, self.binarize_seed, self.download = image_size, val_fraction, binarize_seed, download
         self.data_shape = (1, image_size, image_size)
@@ -92,6 +99,7 @@ class OmniglotDataModule(SplitDataModule):
         train, val = seeded_split(TensorDataset(train_images, train_labels), [1 - self.val_fraction, self.val_fraction],
                                   self.seed)
         val_images = torch.bernoulli(train_images[val.indices], generator=generator)
-        return (DynamicBinarization(train_images[train.indices], train_labels[train.indices]),
+        training = DynamicBinarization if self.train_binarization == "dynamic" else TensorDataset
+        return (training(train_images[train.indices], train_labels[train.indices]),
                 TensorDataset(val_images, train_labels[val.indices]),
                 TensorDataset(torch.bernoulli(test_images, generator=generator), test_labels))

@@ -8,7 +8,7 @@ the logger's files. ``--ckpt_path <run>/checkpoints/last.ckpt`` resumes that run
 checked before anything is written, ``config.yaml`` is kept and the resume's own resolved config is written
 beside it (``config-resume-<k>.yaml``), the W&B run is continued (same id) and the CSV history appended to;
 optimizer settings that differ from the checkpoint's (or ``--reset_optimizer true``) start a fresh optimizer.
-A SIGTERM (preemption) or Ctrl-C saves ``last.ckpt`` and exits with status 143 or 130.
+A SIGTERM (preemption) or Ctrl-C saves ``last.ckpt`` and exits with status 143 (SIGTERM) or 1 (Ctrl-C).
 """
 
 from __future__ import annotations

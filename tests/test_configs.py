@@ -30,7 +30,9 @@ def test_the_paper_configs_exist():
         assert {f"rvae_{data}_d{d}" for d in (2, 5, 10)} | {f"rvae_vae_{data}_d{d}" for d in (2, 5, 10)} <= names
     assert {"rvae_digits", "rvae_vae_digits", "lattice_digits"} <= names
     assert {"qlvm_celeba", "qlvm_3dshapes", "qlvm_vocalizations", "qlvm_mocap"} <= names
-    assert {f"lattice_{kind}_mnist_d{d}" for kind in ("z_laplace", "z2", "a2", "e8") for d in (16, 24, 32)} <= names
+    assert {f"lattice_{kind}_{data}_d{d}" for kind in ("z_laplace", "z2", "a2", "e8") for d in (16, 24, 32)
+            for data in ("mnist", "omniglot")} <= names
+    assert "qlvm_omniglot" in names
 
 
 def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:

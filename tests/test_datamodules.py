@@ -150,6 +150,13 @@ def test_omniglot_reads_the_extracted_layout_and_binarizes(tmp_path):
     again.setup()
     assert torch.equal(again.test_set.tensors[0], dm.test_set.tensors[0])  # static binarization of test
     assert 0.0 < dm.test_set.tensors[0].mean() < 0.5  # strokes (inverted) are the minority
+    grey = OmniglotDataModule(root=str(tmp_path), val_fraction=0.25, train_binarization="none")  # the lattice paper's
+    grey.setup()
+    images = grey.train_set.tensors[0]
+    assert len(images.unique()) > 2 and torch.equal(grey.test_set.tensors[0], dm.test_set.tensors[0])
+    assert torch.allclose(images.mean(), torch.stack([dm.train_set[i][0] for i in range(18)]).mean(), atol=0.05)
+    with pytest.raises(ValueError, match="train_binarization"):
+        OmniglotDataModule(root=str(tmp_path), train_binarization="static")
     with pytest.raises(FileNotFoundError, match="images_background.zip"):
         OmniglotDataModule(root=str(tmp_path / "nowhere")).prepare_data()
     write_omniglot(tmp_path / "small", alphabets=1, characters=1, drawers=1, size=50)
