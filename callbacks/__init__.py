@@ -2,10 +2,11 @@
 
 from .fid import FID
 from .frechet import GaussianFrechetScore
+from .kl_warmup import KLWarmup
 from .latent_classification import LatentClassification
 from .latent_plots import LatentPlots
 from .latent_sampler import FitLatentSampler
 from .posterior_plots import PosteriorPlots
 from .two_phase import TwoPhaseTraining
 
-__all__ = ["FID", "FitLatentSampler", "GaussianFrechetScore", "LatentClassification", "LatentPlots", "PosteriorPlots", "TwoPhaseTraining"]
+__all__ = ["FID", "FitLatentSampler", "GaussianFrechetScore", "KLWarmup", "LatentClassification", "LatentPlots", "PosteriorPlots", "TwoPhaseTraining"]

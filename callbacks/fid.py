@@ -80,6 +80,11 @@ class FID(HeldOutBatches):
                 self.metrics[name].update(_rgb(fake), real=False)
         self.seen += len(x)
 
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
+        self.seen = 0
+
     def finish(self, trainer, pl_module, stage: str) -> None:
         if self._active(trainer) and self.seen >= 2:
             for name, metric in self.metrics.items():

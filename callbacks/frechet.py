@@ -36,6 +36,10 @@ class GaussianFrechetScore(HeldOutBatches):
         self.metric.update(x, real=True)
         self.metric.update(pl_module.sample(self.samples_per_example * len(x)), real=False)
 
+    def reset(self) -> None:
+        if self.metric is not None:
+            self.metric.reset()
+
     def finish(self, trainer, pl_module, stage: str) -> None:
         pl_module.log(f"{stage}/frechet_gaussian", self.metric.compute())
         self.metric.reset()

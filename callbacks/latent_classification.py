@@ -9,6 +9,8 @@ from sklearn.metrics import f1_score
 from sklearn.neural_network import MLPClassifier
 from torch.utils.data import DataLoader
 
+from .figures import guarded
+
 __all__ = ["LatentClassification", "codes_and_labels"]
 
 
@@ -32,12 +34,18 @@ class LatentClassification(L.Callback):
         hidden: hidden units.
         epochs: training epochs.
         seed: the classifier's random state.
+
+    If the classifier cannot be trained or scored (e.g. NaN codes), the scores are left out with a warning
+    ``"LatentClassification: the latent-code classifier skipped: <reason>"``; the run's other metrics stand.
     """
 
     def __init__(self, hidden: int = 100, epochs: int = 100, seed: int = 0):
         self.hidden, self.epochs, self.seed = hidden, epochs, seed
 
     def on_test_epoch_end(self, trainer, pl_module):
+        guarded(type(self).__name__, "the latent-code classifier", self._classify, trainer, pl_module)
+
+    def _classify(self, trainer, pl_module) -> None:
         train_codes, train_labels = codes_and_labels(pl_module, trainer.datamodule.train_set)
         test_codes, test_labels = codes_and_labels(pl_module, trainer.datamodule.test_set)
         classifier = MLPClassifier((self.hidden,), solver="adam", learning_rate_init=1e-3, batch_size=64,

@@ -9,7 +9,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lvm.batches import batch_data
 from lvm.plots import decoded_grid, plot_code_on_data, plot_embedding, plot_image_grid
 
-from .figures import save_and_log
+from .figures import Figures, save_and_log, write_metrics_first
 
 __all__ = ["LatentPlots"]
 
@@ -20,6 +20,9 @@ class LatentPlots(L.Callback):
     categories), ``plots/decoded_grid.png`` (image data; spectrograms with the datamodule's
     ``image_axes``, low frequencies at the bottom) and
     ``plots/code_on_data.png`` (2-D vector data coloured by the code, MLAE Fig. 3).
+
+    ``metrics.json`` is written first; a figure that fails is skipped with a warning
+    ``"LatentPlots: <figure> skipped: <reason>"`` and the others are still written.
 
     Args:
         num_points: lattice size for the posterior (``None``: the model's evaluation default).
@@ -32,6 +35,12 @@ class LatentPlots(L.Callback):
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module):
+        write_metrics_first(trainer)  # the test metrics are on disk before any plot is drawn
+        figures = Figures(type(self).__name__)
+        figures.run("latent plots", self._draw, trainer, pl_module, figures)  # the embedding itself failing
+        save_and_log(trainer, figures)
+
+    def _draw(self, trainer, pl_module, figures: Figures) -> None:
         data, embedding, labels = [], [], []
         for batch in trainer.datamodule.test_dataloader():
             x = batch_data(batch)
@@ -41,20 +50,19 @@ class LatentPlots(L.Callback):
                 labels.append(torch.as_tensor(batch[1]).cpu())
         data, embedding = torch.cat(data).numpy(), torch.cat(embedding).numpy()
         labels = torch.cat(labels).numpy() if labels else None
+        periodic, datamodule = pl_module.prior.periodic, trainer.datamodule
         if labels is not None and labels.ndim == 2:  # ground-truth factors (3dShapes): one panel each (Fig. 6)
-            names = getattr(trainer.datamodule, "factor_names", [f"factor {k}" for k in range(labels.shape[1])])
-            figures = {f"embedding_{name}": plot_embedding(embedding, labels[:, k], periodic=pl_module.prior.periodic,
-                                                           title=f"Embedding coloured by {name}")
-                       for k, name in enumerate(names)}
+            names = getattr(datamodule, "factor_names", [f"factor {k}" for k in range(labels.shape[1])])
+            for k, name in enumerate(names):
+                figures.draw(f"embedding_{name}", plot_embedding, embedding, labels[:, k], periodic=periodic,
+                             title=f"Embedding coloured by {name}")
         else:
-            datamodule = trainer.datamodule
-            figures = {"embedding": plot_embedding(
-                embedding, labels, periodic=pl_module.prior.periodic, label_names=getattr(datamodule, "label_names", None),
-                label_title=getattr(datamodule, "label_key", None) or "label")}
+            figures.draw("embedding", plot_embedding, embedding, labels, periodic=periodic,
+                         label_names=getattr(datamodule, "label_names", None),
+                         label_title=getattr(datamodule, "label_key", None) or "label")
         if data.ndim == 2 and data.shape[1] == 2:  # 2-D vector data: the data coloured by the code (MLAE Fig. 3)
-            figures["code_on_data"] = plot_code_on_data(data, embedding)
-        decoded = decoded_grid(pl_module, self.per_side, torch.as_tensor(embedding))
-        if decoded.dim() == 4:  # images [n, C, H, W]; vector data has no picture grid
-            figures["decoded_grid"] = plot_image_grid(decoded, self.per_side,
-                                                      axes=getattr(trainer.datamodule, "image_axes", None))
-        save_and_log(trainer, figures)
+            figures.draw("code_on_data", plot_code_on_data, data, embedding)
+        decoded = figures.run("decoded_grid", decoded_grid, pl_module, self.per_side, torch.as_tensor(embedding))
+        if decoded is not None and decoded.dim() == 4:  # images [n, C, H, W]; vector data has no picture grid
+            figures.draw("decoded_grid", plot_image_grid, decoded, self.per_side,
+                         axes=getattr(datamodule, "image_axes", None))

@@ -22,8 +22,10 @@ from scipy.spatial import cKDTree
 from .batches import batch_data
 from .jacobians import forward_jacobian
 
-__all__ = ["aggregated_posterior", "jacobian_frobenius_norm", "displacements", "weighted_mean_shift", "density_at",
-           "density_geodesic"]
+__all__ = ["aggregated_posterior", "jacobian_frobenius_norm", "displacements", "weighted_mean_shift", "is_flat",
+           "density_at", "density_geodesic"]
+
+FLAT_RTOL = 1e-4  # a density varying by less than this fraction of its maximum is flat: it has no modes
 
 
 @torch.no_grad()
@@ -62,11 +64,17 @@ def weighted_mean_shift(points: torch.Tensor, weights: torch.Tensor, bandwidth: 
     """Modes ``[k, d]`` of the density ``weights`` on ``points`` (eq. 9) and their weights ``[k]``, the
     densest first. Each seed (default: up to ``max_seeds`` evenly chosen points of weight above the
     mean) moves to the weighted mean of the points within ``bandwidth`` until it stops; modes closer
-    than ``bandwidth`` merge into the one of highest density."""
+    than ``bandwidth`` merge into the one of highest density. A flat density (:func:`is_flat`, e.g. the
+    aggregated posterior of a decoder that ignores z) has no modes: ``[0, d]`` and ``[0]``."""
     points, weights = points.double(), weights.double()
-    if seeds is None:
+    _require_finite(weights, "weighted_mean_shift", "weights")
+    if is_flat(weights):
+        seeds = points[:0]
+    elif seeds is None:
         seeds = points[weights > weights.mean()]
         seeds = seeds[torch.linspace(0, len(seeds) - 1, min(max_seeds, len(seeds))).round().long()]
+    if len(seeds) == 0:
+        return points.new_zeros(0, points.shape[1]), weights.new_zeros(0)
     z = seeds.double().clone()
     for _ in range(max_iter):
         delta = displacements(points, z, periodic)  # [s, m, d]
@@ -86,6 +94,16 @@ def weighted_mean_shift(points: torch.Tensor, weights: torch.Tensor, bandwidth: 
     return z[kept].to(points.dtype), density[kept]
 
 
+def is_flat(density: torch.Tensor, rtol: float = FLAT_RTOL) -> bool:
+    """Whether all values of ``density`` agree to within ``rtol`` of the largest: constant up to the rounding
+    of its computation (a constant density in float32 comes out of averaging softmaxes a few ulps apart, and
+    its values "above the mean" are rounding noise, not modes)."""
+    if density.numel() == 0:
+        return True
+    top = density.abs().max()
+    return bool(density.max() - density.min() <= rtol * top)
+
+
 def density_at(points: torch.Tensor, density: torch.Tensor, queries: torch.Tensor, periodic: bool = False) -> torch.Tensor:
     """The density of the lattice point nearest each query ``[q, d]`` -> ``[q]``."""
     return density[displacements(points.double(), queries.double(), periodic).pow(2).sum(-1).argmin(1)]
@@ -96,6 +114,7 @@ def density_geodesic(points: torch.Tensor, density: torch.Tensor, start: torch.T
     """The Dijkstra path ``[L, d]`` between the lattice points nearest ``start`` and ``end`` on the
     graph linking points closer than ``radius``, the step i -> j costing p_i / p_j (appendix C): leaving
     dense regions for sparse ones is expensive."""
+    _require_finite(density, "density_geodesic", "density values")
     p = points.double()
     tree = cKDTree(p.numpy(), boxsize=1.0 if periodic else None)  # the torus wraps at 1
     pairs = tree.query_pairs(radius, output_type="ndarray")  # [e, 2], i < j
@@ -113,3 +132,11 @@ def density_geodesic(points: torch.Tensor, density: torch.Tensor, start: torch.T
     while path[-1] != first:
         path.append(int(predecessors[path[-1]]))
     return points[path[::-1]]
+
+
+def _require_finite(values: torch.Tensor, caller: str, name: str) -> None:
+    """Raise a ``ValueError`` naming ``caller`` if ``values`` holds NaN or infinity (e.g. a NaN decoder's density):
+    no mode or path of such a density is meaningful."""
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise ValueError(f"{caller}: {bad} of the {values.numel()} {name} are not finite (NaN or infinite).")

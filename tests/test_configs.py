@@ -124,3 +124,39 @@ def test_the_vocalization_baseline_keeps_the_qlvm_decoder_and_data(objective):
     assert vae["model"]["decoder"] == qlvm["model"]["decoder"] and vae["data"] == qlvm["data"]
     assert type(model.objective).__name__ == ("IWAE" if objective else "ELBO")
     assert type(model.prior).__name__ == "StandardNormalPrior" and model.prior.dim == 2
+
+
+OVERLAY_PAIRS = [  # (base config, overlays...) as the README and the configs' headers pair them
+    *[("qlvm_mnist", f"ablations/{a.stem}") for a in ABLATIONS],
+    *[(base, "baselines/sampling_vae") for base in ("taylor_mnist", "taylor_mnist_tanh", "taylor_collapse_mnist",
+                                                     "taylor_celeba")],
+    ("taylor_mnist", "baselines/iwae"), ("taylor_mnist_tanh", "baselines/iwae"),
+    ("qlvm_vocalizations_cpu", "baselines/vae_vocalizations"),
+    ("qlvm_vocalizations_cpu", "baselines/vae_vocalizations", "baselines/iwae"),
+]
+
+
+def test_every_overlay_and_every_readme_pairing_is_covered():
+    import re
+
+    overlays = {f"{o.parent.name}/{o.stem}" for o in [*ABLATIONS, *BASELINES]}
+    assert overlays == {o for pair in OVERLAY_PAIRS for o in pair[1:]}
+    texts = [(CONFIG_DIR.parent / "README.md").read_text(), *[c.read_text() for c in CONFIG_DIR.rglob("*.yaml")]]
+    commands = [re.findall(r"configs/([\w/]+)\.yaml", m.group(0)) for text in texts
+                for m in re.finditer(r"--config configs/\w+\.yaml(?: --config configs/(?:ablations|baselines)/\w+\.yaml)+", text)]
+    assert commands and all(tuple(c) in OVERLAY_PAIRS for c in commands), commands
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pair", OVERLAY_PAIRS, ids=lambda p: "+".join(p))
+def test_every_overlay_trains_briefly_with_its_base_config(pair, tmp_path):
+    configs = [CONFIG_DIR / f"{name}.yaml" for name in pair]
+    args = [item for config in configs for item in ("--config", str(config))]
+    with tempfile.TemporaryDirectory() as root:
+        cli = LVMCLI([*args, "--trainer.default_root_dir", root, "--trainer.logger", "false"], fit_and_test=False)
+    shape = cli.datamodule.data_shape or cli.model.decoder.data_shape
+    fewer_points = ["--model.objective.init_args.num_points", "55"] if hasattr(cli.model.objective, "num_points") else []
+    run = cli_main([*args, "--trainer.default_root_dir", str(tmp_path), *SHORT_RUN, *fewer_points,
+                    "--data", f"{__name__}.RandomData", "--data.init_args.data_shape", str(list(shape))])
+    metrics = json.loads((Path(run.trainer.default_root_dir) / "metrics.json").read_text())
+    assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["test/log_likelihood"])

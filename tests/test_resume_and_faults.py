@@ -3,8 +3,9 @@ newcomer audit first): optimizer overrides on resume, the NaN stop's advice, CSV
 max_epochs below the checkpoint, short errors for bad configs and checkpoints, SIGTERM, the W&B config."""
 
 import csv
-import re
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,6 +91,16 @@ def test_csv_history_is_kept_across_a_resume(tmp_path):
     after = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(after) > len(before) and [{k: r[k] for k in before[0]} for r in after[:len(before)]] == before
     assert {int(r["epoch"]) for r in after if r.get("val/loss")} == {0, 1, 2}  # every epoch is on record
+
+
+def test_metrics_on_record_survive_a_resume_that_does_not_log_them_again(tmp_path):
+    run = _run(tmp_path, "--trainer.max_epochs", "1", *CSV)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["val/an_earlier_estimate"] = 1.5  # a value the resumed run will not log
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    _run(tmp_path, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2", *CSV)
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["val/an_earlier_estimate"] == 1.5 and resumed["epoch"] == 2 and "test/log_likelihood" in resumed
 
 
 def test_wandb_continues_the_same_run_and_gets_the_whole_config(tmp_path, monkeypatch):
