@@ -38,11 +38,16 @@ def _rgb(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
+REAL_STATES = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
+
+
 class FID(HeldOutBatches):
     """Logs ``fid/samples`` (``num_samples`` decoded prior samples against as many held-out images)
     and ``fid/reconstructions`` (the held-out images' reconstructions, ``decode(embed(x))``, against the
     images) every ``every_n_epochs`` validation epochs and at test time. Grey images are repeated to
-    3 channels; the Inception extractor resizes them to 299 x 299 itself.
+    3 channels; the Inception extractor resizes them to 299 x 299 itself. The held-out images' features
+    are computed once per batch (in the ``samples`` metric) and their statistics shared with the
+    ``reconstructions`` metric before its score is computed (then reduced across processes by each metric).
 
     Args:
         num_samples: held-out images (and samples) per evaluation.
@@ -74,10 +79,9 @@ class FID(HeldOutBatches):
         if x.dim() != 4:
             raise ValueError("FID needs image data [n, C, H, W].")
         with torch.no_grad():
-            real = _rgb(x)
-            for name, fake in (("samples", pl_module.sample(len(x))), ("reconstructions", pl_module.decode(pl_module.embed(x)))):
-                self.metrics[name].update(real, real=True)
-                self.metrics[name].update(_rgb(fake), real=False)
+            self.metrics["samples"].update(_rgb(x), real=True)  # the real features, once
+            self.metrics["samples"].update(_rgb(pl_module.sample(len(x))), real=False)
+            self.metrics["reconstructions"].update(_rgb(pl_module.decode(pl_module.embed(x))), real=False)
         self.seen += len(x)
 
     def reset(self) -> None:
@@ -87,6 +91,8 @@ class FID(HeldOutBatches):
 
     def finish(self, trainer, pl_module, stage: str) -> None:
         if self._active(trainer) and self.seen >= 2:
+            for state in REAL_STATES:  # this process's sums of the real features; each metric syncs its own
+                setattr(self.metrics["reconstructions"], state, getattr(self.metrics["samples"], state).clone())
             for name, metric in self.metrics.items():
                 pl_module.log(f"fid/{name}", metric.compute())
                 metric.reset()

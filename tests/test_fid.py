@@ -14,11 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class MeanColours(nn.Module):
-    """A tiny feature extractor: per-channel means and standard deviations, ``[n, 6]``."""
+    """A tiny feature extractor: per-channel means and standard deviations, ``[n, 6]``; counts its calls."""
 
     num_features = 6
+    calls = 0
 
     def forward(self, images):
+        MeanColours.calls += 1
         images = images.float() / 255 if images.dtype == torch.uint8 else images
         return torch.cat([images.mean((2, 3)), images.std((2, 3))], dim=1)
 
@@ -50,6 +52,42 @@ def test_fid_callback_logs_both_scores_offline(tmp_path):
                     "--trainer.enable_progress_bar", "false", "--model.eval_num_points", "233"])
     metrics = json.loads((Path(cli.trainer.default_root_dir) / "metrics.json").read_text())
     assert metrics["fid/samples"] > 0 and metrics["fid/reconstructions"] >= 0
+
+
+def test_the_real_features_are_computed_once_per_batch_and_the_scores_are_unchanged():
+    from callbacks.fid import FID
+    from lvm.likelihoods import BernoulliLikelihood
+    from lvm.model import LatentVariableModel
+    from lvm.networks import MLPDecoder
+    from lvm.priors import TorusPrior
+    from objectives import QMCObjective
+
+    class Trainer:  # what FID reads of a trainer
+        sanity_checking, testing, current_epoch = False, True, 0
+
+    torch.manual_seed(0)
+    model = LatentVariableModel(MLPDecoder([3, 8, 8], [16]), BernoulliLikelihood(), TorusPrior(2), QMCObjective(89),
+                                eval_num_points=89)
+    logged = {}
+    model.log = lambda name, value: logged.__setitem__(name, value.item())
+    callback = FID(num_samples=60, feature_extractor=MeanColours())
+    callback.setup(Trainer(), model, "test")
+    batches = [torch.rand(20, 3, 8, 8) for _ in range(3)]
+    MeanColours.calls = 0
+    torch.manual_seed(1)
+    for x in batches:
+        callback.update(Trainer(), model, x)
+    assert MeanColours.calls == 3 * len(batches)  # real, samples, reconstructions: once each per batch
+    callback.finish(Trainer(), model, "test")
+    torch.manual_seed(1)  # the same samples, scored by two separate metrics that each see the real images
+    reference = {name: frechet_distance_metric(MeanColours()) for name in ("samples", "reconstructions")}
+    for x in batches:
+        fakes = {"samples": model.sample(len(x)), "reconstructions": model.decode(model.embed(x))}
+        for name, metric in reference.items():
+            metric.update(x, real=True)
+            metric.update(fakes[name], real=False)
+    for name, metric in reference.items():
+        assert logged[f"fid/{name}"] == pytest.approx(metric.compute().item(), rel=1e-5, abs=1e-6)
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
