@@ -1,13 +1,29 @@
 """CMU motion capture (https://mocap.cs.cmu.edu/; QLVM paper, appendix B.1.3: subject 54).
 
 Reads Acclaim ASF (skeleton) and AMC (motion) files in the layout of CMU's ``allasfamc.zip``:
-``<root>/subjects/<subject>/<subject>.asf`` and ``<subject>_<trial>.amc``. Per frame the features are
-the sine and cosine of every Euler angle of every non-torso joint (the bones other than ``root`` and
-``torso_bones``), of the 3 global (root) rotation angles, and the root's translational velocity (its
-displacement since the previous frame, in the ASF's length units). Each example stacks ``window``
-contiguous frames, ``[window, F]``; trials are split 80/20 into train/test by ``seed`` (and
-``val_fraction`` of the trials for validation), so no window straddles two splits. Batches are
-``(x, trial index)``.
+``<root>/subjects/<subject>/<subject>.asf`` and ``<subject>_<trial>.amc``. Per frame the features are the
+sine and cosine of every Euler angle of the kept joints, the sine and cosine of the 3 global pose angles
+(the root's RX RY RZ) and the root's translational velocity (its TX TY TZ displacement since the previous
+frame, in the ASF's length units): ``[sin(angles), cos(angles), velocity]`` with the angles in ASF bone
+order, the root's last.
+
+Which joints are kept. Martinez & Williams (2025, "Quasi Monte Carlo methods enable extremely
+low-dimensional deep generative models", appendix B.1.3) use "the 44 non-torso joints", the 3 global
+(torso) pose angles and the global translational velocities; their preprocessing follows Wang, Fleet &
+Hertzmann (2008, "Gaussian process dynamical models for human motion", IEEE TPAMI 30(2)), where "torso"
+is the root. CMU's skeleton (:data:`datamodules.miniatures.CMU_BONES`) has 30 bones besides the root and
+56 joint angles; dropping the bones whose names contain ``toes``, ``hand``, ``fingers``, ``thumb`` or
+``hipjoint`` (:data:`PAPER_EXCLUDE`, the default ``exclude``) removes 2 (toes) + 4 (hands) + 2 (fingers)
++ 4 (thumbs) angles and leaves exactly 44: lfemur, ltibia, lfoot, rfemur, rtibia, rfoot (12 = 2 × 6);
+lowerback, upperback, thorax (9); lowerneck, upperneck, head (9); lclavicle, lhumerus, lradius, lwrist,
+rclavicle, rhumerus, rradius, rwrist (14 = 2 × 7). With the root's RX RY RZ and TX TY TZ velocities a
+frame has 2 × (44 + 3) + 3 = 97 features. ``exclude`` (name substrings) and ``torso_bones`` (exact
+names) choose other sets: ``exclude=[]`` with ``torso_bones=TORSO_BONES`` is this module's former
+reading (drop only lowerback, upperback and thorax: 47 angles, 2 × (47 + 3) + 3 = 103 features).
+
+Each example stacks ``window`` contiguous frames, ``[window, F]``; trials are split 80/20 into train/test
+by ``seed`` (and ``val_fraction`` of the trials for validation), so no window straddles two splits.
+Batches are ``(x, trial index)``.
 """
 
 from __future__ import annotations
@@ -22,7 +38,14 @@ from torch.utils.data import ConcatDataset, TensorDataset
 
 from .base import SplitDataModule
 
-__all__ = ["Skeleton", "parse_asf", "parse_amc", "frame_features", "MocapDataModule"]
+__all__ = ["PAPER_EXCLUDE", "TORSO_BONES", "Skeleton", "parse_asf", "parse_amc", "joint_bones", "frame_features",
+           "MocapDataModule"]
+
+PAPER_EXCLUDE = ("toes", "hand", "fingers", "thumb", "hipjoint")
+"""Bones whose names contain one of these are left out of the joint angles (Wang, Fleet & Hertzmann 2008;
+QLVM B.1.3): 44 of the CMU skeleton's 56 angles remain."""
+TORSO_BONES = ("lowerback", "upperback", "thorax")
+"""The CMU skeleton's spine bones (kept by default; pass them as ``torso_bones`` to drop them too)."""
 
 
 @dataclass
@@ -88,11 +111,19 @@ def parse_amc(path: Path, skeleton: Skeleton) -> list[dict[str, np.ndarray]]:
     return frames
 
 
-def frame_features(frames: list[dict[str, np.ndarray]], skeleton: Skeleton,
-                   torso_bones: tuple[str, ...] = ("lowerback", "upperback", "thorax")) -> np.ndarray:
-    """Per-frame features ``[T - 1, F]`` (the first frame has no velocity): sin and cos of the
-    non-torso joint angles, sin and cos of the root rotation, root translational velocity."""
-    joints = [bone for bone in skeleton.dofs if skeleton.dofs[bone] and bone not in torso_bones]
+def joint_bones(skeleton: Skeleton, exclude=PAPER_EXCLUDE, torso_bones=()) -> list[str]:
+    """The bones whose angles are features, in ASF order: those with degrees of freedom, whose name
+    contains none of the ``exclude`` substrings (case-insensitive) and is none of ``torso_bones``."""
+    exclude = [word.lower() for word in exclude]
+    return [bone for bone, dofs in skeleton.dofs.items()
+            if dofs and bone not in torso_bones and not any(word in bone.lower() for word in exclude)]
+
+
+def frame_features(frames: list[dict[str, np.ndarray]], skeleton: Skeleton, *, exclude=PAPER_EXCLUDE,
+                   torso_bones=()) -> np.ndarray:
+    """Per-frame features ``[T - 1, F]`` (the first frame has no velocity): sin and cos of the angles of
+    :func:`joint_bones` and of the root rotation, then the root's translational velocity."""
+    joints = joint_bones(skeleton, exclude, torso_bones)
     to_radians = math.pi / 180 if skeleton.angles_in_degrees else 1.0
     order = skeleton.root_order
     translation = [order.index(axis) for axis in ("TX", "TY", "TZ")]
@@ -115,18 +146,22 @@ class MocapDataModule(SplitDataModule):
         subject: the subject number (54 in the paper).
         window: frames per example (10).
         stride: frames between the starts of consecutive windows.
-        torso_bones: bones counted as torso (excluded from the joint angles).
+        exclude: name substrings of the bones left out of the joint angles (default :data:`PAPER_EXCLUDE`:
+            toes, hand, fingers, thumb, hipjoint; 44 angles on CMU's skeleton, as in the paper).
+        torso_bones: exact bone names also left out (default none; ``TORSO_BONES`` with ``exclude: []``
+            gives the former 47-angle reading).
         test_fraction, val_fraction: fractions of the trials.
         batch_size, seed, num_workers: as usual.
     """
 
     def __init__(self, root: str = "data/cmu_mocap", subject: int = 54, window: int = 10, stride: int = 1,
-                 torso_bones: list[str] = ("lowerback", "upperback", "thorax"), test_fraction: float = 0.2,
+                 exclude: list[str] = PAPER_EXCLUDE, torso_bones: list[str] = (), test_fraction: float = 0.2,
                  val_fraction: float = 0.1, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         self.folder = Path(root) / "subjects" / str(subject)
-        self.subject, self.window, self.stride, self.torso_bones = subject, window, stride, tuple(torso_bones)
+        self.subject, self.window, self.stride = subject, window, stride
+        self.exclude, self.torso_bones = tuple(exclude), tuple(torso_bones)
         self.fractions = (test_fraction, val_fraction)
         self.data_shape = (window, self._feature_count()) if self._asf().is_file() else None
 
@@ -146,7 +181,7 @@ class MocapDataModule(SplitDataModule):
 
     def _feature_count(self) -> int:
         skeleton = parse_asf(self._asf())
-        joints = sum(len(d) for bone, d in skeleton.dofs.items() if bone not in self.torso_bones)
+        joints = sum(len(skeleton.dofs[bone]) for bone in joint_bones(skeleton, self.exclude, self.torso_bones))
         rotations = sum(channel.startswith("R") for channel in skeleton.root_order)
         return 2 * (joints + rotations) + 3
 
@@ -166,7 +201,8 @@ class MocapDataModule(SplitDataModule):
         """Windows ``[n, window, F]`` of the given (AMC file, trial index) pairs, labelled by trial."""
         sets = []
         for path, index in trials:
-            features = frame_features(parse_amc(path, skeleton), skeleton, self.torso_bones)  # [T - 1, F]
+            features = frame_features(parse_amc(path, skeleton), skeleton, exclude=self.exclude,
+                                      torso_bones=self.torso_bones)  # [T - 1, F]
             if not np.isfinite(features).all():
                 raise ValueError(f"{path}: NaN or infinite values in the motion.")
             starts = range(0, len(features) - self.window + 1, self.stride)
