@@ -29,7 +29,7 @@ class KLWarmup(L.Callback):
 
     Args:
         epochs: the number of epochs over which beta rises to 1 (100 in the paper, the length of its first phase).
-        start: beta before the first epoch; the ramp goes from ``start`` to 1.
+        start: the ramp's origin, beta(-1) (0 in the paper): the first epoch trains with ``start + (1 - start) / epochs``.
     """
 
     def __init__(self, epochs: int = 100, start: float = 0.0):
@@ -73,4 +73,9 @@ class KLWarmup(L.Callback):
         epoch = trainer.current_epoch
         self.kl_weight, self.epoch = self.weight(epoch), epoch
         self._objective(pl_module).kl_weight = self.kl_weight
-        pl_module.log("train/kl_weight", self.kl_weight, on_step=False, on_epoch=True, batch_size=1)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        # Logged like the objective's train/ terms (lvm.model.LatentVariableModel.training_step): when the loggers write
+        # and on the epoch's first batch, so the trainer's metrics (metrics.json, monitors) hold this epoch's weight.
+        if batch_idx == 0 or trainer._logger_connector.should_update_logs:
+            pl_module.log("train/kl_weight", self.kl_weight, on_step=True, on_epoch=False, batch_size=1)
