@@ -3,6 +3,7 @@ posterior family, and one objective plugin that supplies the training loss."""
 
 from __future__ import annotations
 
+import atexit
 import math
 import warnings
 from pathlib import Path
@@ -22,6 +23,19 @@ from .priors import InvertiblePrior, Prior
 from .qmc import qmc_log_likelihood, qmc_posterior
 
 __all__ = ["LatentVariableModel", "NonFiniteLossError"]
+
+
+def _destroy_process_group_at_exit() -> None:
+    """Destroy the process group, if any, when the interpreter exits (registered once per process).
+
+    Lightning destroys only NCCL groups at exit. A gloo group left alive keeps its worker threads, and one that
+    still holds the last collective's work when the interpreter finalises takes the GIL to free it; Python then
+    ends that thread with ``pthread_exit``, whose unwinding through a ``noexcept`` destructor calls
+    ``std::terminate``: the process aborts (SIGABRT, "terminate called without an active exception") after its work
+    is done (the upstream race of pytorch/pytorch#179291). Exit handlers run while the interpreter is still whole,
+    so destroying the group there joins those threads first."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -217,6 +231,9 @@ class LatentVariableModel(L.LightningModule):
     # ----- Lightning hooks ---------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            atexit.unregister(_destroy_process_group_at_exit)  # at most once per process
+            atexit.register(_destroy_process_group_at_exit)
         data_shape = getattr(self.trainer.datamodule, "data_shape", None)
         if data_shape is None:
             return
