@@ -159,9 +159,9 @@ def check_arguments(args: list[str]) -> None:
                 raise UsageError(f"{value}{line}: not valid YAML ({getattr(error, 'problem', None) or error}).") from None
             for key, class_path in _class_paths(tree):
                 _check_class_path(class_path, f"{value} ({key})")
-        elif arg.startswith("--") and i + 1 < len(args) and CLASS_PATH.match(args[i + 1]) and (
-                args[i + 1].rsplit(".", 1)[-1][:1].isupper() and not args[i + 1].startswith("--")):
-            _check_class_path(args[i + 1], arg)
+        elif (arg.startswith("--") and ("init_args" not in arg or arg.endswith(".class_path")) and i + 1 < len(args)
+              and CLASS_PATH.match(args[i + 1]) and args[i + 1].rsplit(".", 1)[-1][:1].isupper()):
+            _check_class_path(args[i + 1], arg)  # a class given on the command line (not a constructor value)
 
 
 def _loggers(config: Namespace) -> list[Namespace]:

@@ -190,3 +190,11 @@ def test_a_wrongly_shaped_batch_names_the_expected_size():
         model.log_likelihood(torch.rand(3, 28, 28), 89)
     with pytest.raises(ValueError, match="unsqueeze"):
         model.embed(torch.rand(64))
+
+
+def test_constructor_values_are_not_mistaken_for_class_paths():
+    from lvm.cli import check_arguments
+
+    check_arguments(["--config", QUICKSTART, "--data.init_args.root", "recordings.Zebra"])  # a folder, not a class
+    with pytest.raises(UsageError, match="Did you mean lvm.priors.TorusPrior"):
+        check_arguments(["--config", QUICKSTART, "--model.prior.class_path", "lvm.priors.TorusPrio"])
