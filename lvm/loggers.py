@@ -32,10 +32,11 @@ class WandbLogger(_LightningWandbLogger):
 
 
 def wandb_run_id(save_dir: Path) -> str | None:
-    """The id of the newest W&B run written under ``save_dir/wandb`` (``offline-run-<time>-<id>`` or
-    ``run-<time>-<id>``), so a resumed run continues it; ``None`` if there is none."""
-    runs = sorted((save_dir / "wandb").glob("*run-*-*"), key=lambda path: path.name.split("run-", 1)[1])
-    return runs[-1].name.rsplit("-", 1)[1] if runs else None
+    """The id of the newest W&B run written under ``save_dir/wandb`` (each run folder, ``offline-run-<time>-<id>``
+    or ``run-<time>-<id>``, with ``-<n>`` appended when two start within a second, holds ``run-<id>.wandb``), so
+    that a resumed run continues it; ``None`` if there is none."""
+    records = sorted((save_dir / "wandb").glob("*run-*/run-*.wandb"), key=lambda path: path.stat().st_mtime)
+    return records[-1].stem.removeprefix("run-") if records else None
 
 
 class _AppendingWriter(ExperimentWriter):

@@ -109,8 +109,9 @@ def test_wandb_continues_the_same_run_and_gets_the_whole_config(tmp_path, monkey
                       "--trainer.max_epochs", "1", "--seed_everything", "7"])
     run = Path(first.trainer.default_root_dir)
     _run(tmp_path, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2")
-    runs = sorted((run / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and len({r.name.rsplit("-", 1)[1] for r in runs}) == 1  # one W&B run id, resumed
+    _run(tmp_path, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "3")
+    records = sorted((run / "wandb").glob("offline-run-*/run-*.wandb"))  # one folder per process, named by time
+    assert len(records) == 3 and len({r.name for r in records}) == 1  # one W&B run id, resumed twice
     config = dict(first.trainer.loggers[0].experiment.config)  # what the dashboard receives
     assert config["seed_everything"] == 7 and config["trainer"]["max_epochs"] == 1
     assert config["model"]["optimizer"]["init_args"]["lr"] == 1e-3 and config["data"]["class_path"].endswith("DigitsDataModule")
