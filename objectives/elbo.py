@@ -31,8 +31,6 @@ class ELBO(Objective):
             its schedule in checkpoints).
     """
 
-    kl_weight: float = 1.0
-
     def __init__(self, num_samples: int = 1):
         super().__init__()
         self.num_samples = num_samples
