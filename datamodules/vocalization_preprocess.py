@@ -48,7 +48,7 @@ from rich.progress import track
 from scipy.interpolate import RegularGridInterpolator
 from scipy.signal import stft
 
-__all__ = ["SpectrogramParams", "log_spectrogram", "syllable_spectrogram", "calibrate", "preprocess", "main"]
+__all__ = ["SpectrogramParams", "frequency_axis", "log_spectrogram", "syllable_spectrogram", "calibrate", "preprocess", "main"]
 
 EPSILON = 1e-12
 RESERVED = ("specs", "onsets", "offsets", "audio_filenames", "duration", "mean_freq")
@@ -61,6 +61,13 @@ def _mel(hz: np.ndarray) -> np.ndarray:
 
 def _inverse_mel(mel: np.ndarray) -> np.ndarray:
     return 700.0 * (np.exp(mel / 1127.0) - 1)
+
+
+def frequency_axis(min_freq: float, max_freq: float, bins: int, mel: bool) -> np.ndarray:
+    """The frequency (Hz) of each spectrogram row, ``[bins]``, increasing: mel- or linearly spaced."""
+    if mel:
+        return _inverse_mel(np.linspace(_mel(min_freq), _mel(max_freq), bins))
+    return np.linspace(min_freq, max_freq, bins)
 
 
 @dataclass
@@ -118,9 +125,7 @@ class SpectrogramParams:
 
     def frequencies(self) -> np.ndarray:
         """The target frequency axis (Hz), ``[num_freq_bins]``, increasing."""
-        if self.mel:
-            return _inverse_mel(np.linspace(_mel(self.min_freq), _mel(self.max_freq), self.num_freq_bins))
-        return np.linspace(self.min_freq, self.max_freq, self.num_freq_bins)
+        return frequency_axis(self.min_freq, self.max_freq, self.num_freq_bins, self.mel)
 
 
 def log_spectrogram(audio: np.ndarray, rate: float, onset: float, offset: float, params: SpectrogramParams) -> np.ndarray:
@@ -280,6 +285,7 @@ def preprocess(audio_dir: str, segments: str, out_dir: str, params: SpectrogramP
     extra = [c for c in table.columns if c not in ("file", "onset", "offset")]
     out.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+    frequencies = params.frequencies()
     skipped, counts, names = [], {"blank": 0, "saturated": 0, "nan_mean_freq": 0, "written": 0}, {}
     try:
         for name in track(sorted(table.file.unique()), description="Spectrograms"):
@@ -301,7 +307,7 @@ def preprocess(audio_dir: str, segments: str, out_dir: str, params: SpectrogramP
                 except Exception as error:
                     raise RuntimeError(f"{name}, syllable {onset:.4f}-{offset:.4f} s: {error}") from error
             specs = np.stack(specs).astype(np.float32)  # [N, F, T]
-            mean_freq = np.array([_mean_frequency(spec, params.frequencies()) for spec in specs])
+            mean_freq = np.array([_mean_frequency(spec, frequencies) for spec in specs])
             counts["blank"] += int((specs.max(axis=(1, 2)) < BLANK).sum())
             counts["saturated"] += int((specs.mean(axis=(1, 2)) > SATURATED).sum())
             counts["nan_mean_freq"] += int(np.isnan(mean_freq).sum())

@@ -36,6 +36,7 @@ from lvm.plots import ImageAxes
 
 from .base import SplitDataModule, seeded_split
 from .hdf5 import H5Rows, require_dataset
+from .vocalization_preprocess import frequency_axis
 
 __all__ = ["VocalizationsDataModule", "grouped_split", "spectrogram_axes"]
 
@@ -70,12 +71,7 @@ def spectrogram_axes(attrs, shape: tuple[int, int]) -> ImageAxes:
     rows, columns = shape
     if "min_freq" not in attrs:
         return ImageAxes(np.arange(rows), np.arange(columns), "frequency bin", "time bin")
-    low, high = float(attrs["min_freq"]), float(attrs["max_freq"])
-    if bool(attrs.get("mel", False)):
-        mel = np.linspace(1127.0 * np.log1p(low / 700.0), 1127.0 * np.log1p(high / 700.0), rows)
-        frequencies = 700.0 * np.expm1(mel / 1127.0)
-    else:
-        frequencies = np.linspace(low, high, rows)
+    frequencies = frequency_axis(float(attrs["min_freq"]), float(attrs["max_freq"]), rows, bool(attrs.get("mel", False)))
     stretched = bool(attrs.get("time_stretch", False))
     return ImageAxes(frequencies / 1000.0, np.linspace(0.0, 1000.0 * float(attrs["max_dur"]), columns),
                      "frequency (kHz)", "time (ms, √-stretched)" if stretched else "time (ms)")

@@ -237,9 +237,10 @@ class LVMCLI(LightningCLI):
             run_dir = _run_dir_of_checkpoint(config.ckpt_path)
             resumes = len(list(run_dir.glob("config-resume-*.yaml")))
             self.save_config_kwargs["config_filename"] = f"config-resume-{resumes + 1}.yaml"  # config.yaml is kept
+            run_id = wandb_run_id(run_dir)
             for logger in _loggers(config):
-                if logger.class_path.rsplit(".", 1)[-1] == "WandbLogger" and wandb_run_id(run_dir):
-                    logger.init_args.id, logger.init_args.resume = wandb_run_id(run_dir), "allow"
+                if logger.class_path.rsplit(".", 1)[-1] == "WandbLogger" and run_id:
+                    logger.init_args.id, logger.init_args.resume = run_id, "allow"
         else:
             config_files = config.get("config") or []
             name = config.run_name or (Path(str(config_files[0])).stem if config_files else "run")

@@ -104,12 +104,17 @@ SHORT_RUN = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
 def test_every_config_trains_briefly(config, tmp_path):
+    _train_briefly([config], tmp_path)
+
+
+def _train_briefly(configs: list[Path], tmp_path: Path) -> None:
+    """Train the configs (layered) for a few steps on random data of their shape; the losses are finite."""
+    args = [item for config in configs for item in ("--config", str(config))]
     with tempfile.TemporaryDirectory() as root:
-        cli = LVMCLI(["--config", str(config), "--trainer.default_root_dir", root, "--trainer.logger", "false"],
-                     fit_and_test=False)
+        cli = LVMCLI([*args, "--trainer.default_root_dir", root, "--trainer.logger", "false"], fit_and_test=False)
     shape = cli.datamodule.data_shape or cli.model.decoder.data_shape
     fewer_points = ["--model.objective.init_args.num_points", "55"] if hasattr(cli.model.objective, "num_points") else []
-    run = cli_main(["--config", str(config), "--trainer.default_root_dir", str(tmp_path), *SHORT_RUN, *fewer_points,
+    run = cli_main([*args, "--trainer.default_root_dir", str(tmp_path), *SHORT_RUN, *fewer_points,
                     "--data", f"{__name__}.RandomData", "--data.init_args.data_shape", str(list(shape))])
     metrics = json.loads((Path(run.trainer.default_root_dir) / "metrics.json").read_text())
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["test/log_likelihood"])
@@ -150,13 +155,4 @@ def test_every_overlay_and_every_readme_pairing_is_covered():
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", OVERLAY_PAIRS, ids=lambda p: "+".join(p))
 def test_every_overlay_trains_briefly_with_its_base_config(pair, tmp_path):
-    configs = [CONFIG_DIR / f"{name}.yaml" for name in pair]
-    args = [item for config in configs for item in ("--config", str(config))]
-    with tempfile.TemporaryDirectory() as root:
-        cli = LVMCLI([*args, "--trainer.default_root_dir", root, "--trainer.logger", "false"], fit_and_test=False)
-    shape = cli.datamodule.data_shape or cli.model.decoder.data_shape
-    fewer_points = ["--model.objective.init_args.num_points", "55"] if hasattr(cli.model.objective, "num_points") else []
-    run = cli_main([*args, "--trainer.default_root_dir", str(tmp_path), *SHORT_RUN, *fewer_points,
-                    "--data", f"{__name__}.RandomData", "--data.init_args.data_shape", str(list(shape))])
-    metrics = json.loads((Path(run.trainer.default_root_dir) / "metrics.json").read_text())
-    assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["test/log_likelihood"])
+    _train_briefly([CONFIG_DIR / f"{name}.yaml" for name in pair], tmp_path)
