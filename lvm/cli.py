@@ -80,19 +80,19 @@ def _run_dir_of_checkpoint(ckpt_path: str) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
-def read_checkpoint(ckpt_path: str) -> dict:
+def read_checkpoint(ckpt_path: str, option: str = "--ckpt_path") -> dict:
     """The checkpoint, loaded on the CPU, or a :class:`UsageError` saying why it is not a usable Lightning checkpoint."""
     path = Path(ckpt_path)
     if not path.is_file():
-        raise UsageError(f"--ckpt_path {ckpt_path} does not exist; pass a run's checkpoints/last.ckpt.")
+        raise UsageError(f"{option} {ckpt_path} does not exist; pass a run's checkpoints/last.ckpt.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises anything from zip, pickle or EOF errors on a damaged file
         reason = type(error).__name__ + (f": {str(error).strip().splitlines()[0]}" if str(error).strip() else "")
-        raise UsageError(f"--ckpt_path {ckpt_path} is not a readable checkpoint ({reason}): it is truncated or not a "
+        raise UsageError(f"{option} {ckpt_path} is not a readable checkpoint ({reason}): it is truncated or not a "
                          "checkpoint file. Resume from another one of the run (checkpoints/best-*.ckpt) or start afresh.") from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "loops", "epoch"} <= set(checkpoint):
-        raise UsageError(f"--ckpt_path {ckpt_path} is not a Lightning training checkpoint (no state_dict/loops/epoch); "
+        raise UsageError(f"{option} {ckpt_path} is not a Lightning training checkpoint (no state_dict/loops/epoch); "
                          "pass a run's checkpoints/last.ckpt.")
     return checkpoint
 

@@ -214,6 +214,12 @@ class LatentVariableModel(L.LightningModule):
         points = self.lattice_points(num_points)
         return qmc_posterior(self._check_invertible(), self.flatten(x), points, self.eval_chunk_size)
 
+    @property
+    def uses_lattice_posterior(self) -> bool:
+        """Whether embeddings come from the posterior on the evaluation lattice (decoder-only models, and any model
+        whose held-out estimate is the defensive lattice one) rather than from the encoder's code."""
+        return self.encoder is None or self.evaluation.estimator == "defensive"
+
     @torch.no_grad()
     def embed(self, x: torch.Tensor, reduce: str = "mean", num_points: int | None = None) -> torch.Tensor:
         """A point embedding ``[b, d]``: the posterior mean (circular on the torus) or mode on the lattice. Where
@@ -221,12 +227,20 @@ class LatentVariableModel(L.LightningModule):
         encoder's code (the mean and mode of q(z | x))."""
         if reduce not in ("mean", "mode"):
             raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
-        if self.encoder is not None and self.evaluation.estimator != "defensive":
+        if not self.uses_lattice_posterior:
             return self.latent_code(x)
         z, weights = self.posterior_on_lattice(x, num_points)
         if reduce == "mode":
             return z[weights.argmax(dim=1)]
         return self.prior.weighted_mean(z, weights)
+
+    def embed_dataframe(self, datamodule, splits: tuple[str, ...] = ("train", "val", "test"),
+                        num_points: int | None = None, log_likelihood: bool = True):
+        """The embedding of every example of ``splits`` as a pandas DataFrame: posterior mean ``z1..zd``, mode,
+        spread, entropy, held-out ``log_likelihood``, labels and the datamodule's metadata (:mod:`lvm.embedding`)."""
+        from .embedding import embedding_table
+
+        return embedding_table(self, datamodule, splits, num_points, log_likelihood=log_likelihood)[0]
 
     # ----- Lightning hooks ---------------------------------------------------------------
 
