@@ -1,5 +1,6 @@
 """Lightning callbacks: they schedule analyses from :mod:`lvm` and log their results."""
 
+from .diagnostics import TrustDiagnostics
 from .fid import FID
 from .frechet import GaussianFrechetScore
 from .kl_warmup import KLWarmup
@@ -9,4 +10,4 @@ from .latent_sampler import FitLatentSampler
 from .posterior_plots import PosteriorPlots
 from .two_phase import TwoPhaseTraining
 
-__all__ = ["FID", "FitLatentSampler", "GaussianFrechetScore", "KLWarmup", "LatentClassification", "LatentPlots", "PosteriorPlots", "TwoPhaseTraining"]
+__all__ = ["FID", "FitLatentSampler", "GaussianFrechetScore", "KLWarmup", "LatentClassification", "LatentPlots", "PosteriorPlots", "TrustDiagnostics", "TwoPhaseTraining"]

@@ -12,6 +12,8 @@ best checkpoint), so its peak memory is its own. Written to ``--out``:
   bits/dim, the sampling ELBO and the IWAE bound where defined, the collapsed fraction, seconds per epoch (mean over
   the epochs after the first), peak resident memory of the run's process (MB), best checkpoint path;
 * ``report.md``: the table, averaged over seeds, and how it was measured;
+* ``consistency.csv`` (``--seeds`` >= 2): per config and pair of seeds, the R² of their test-set embeddings aligned
+  up to the latent space's symmetries (:func:`lvm.diagnostics.consistency`), averaged as ``consistency_r2``;
 * ``report.png``: the held-out log-likelihood per config with error bars (one standard deviation over seeds).
 
 Seconds per epoch are the mean gap between epoch starts after the first epoch (validation included: with few
@@ -28,6 +30,7 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -38,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-__all__ = ["EpochTimer", "train_run", "compare", "main"]
+__all__ = ["EpochTimer", "train_run", "compare", "seed_consistency", "main"]
 
 METRICS = {"log_likelihood": "test/log_likelihood", "bits_per_dim": "test/bits_per_dim",
            "sampled_elbo": "test/sampled_elbo", "iwae_bound": "test/importance_log_likelihood",
@@ -97,7 +100,8 @@ def _report(table: pd.DataFrame, out: Path, seeds: int, overrides: list[str]) ->
         objective=("objective", "first"), latent_dim=("latent_dim", "first"),
         log_likelihood=("log_likelihood", "mean"), log_likelihood_sd=("log_likelihood", "std"),
         bits_per_dim=("bits_per_dim", "mean"), iwae_bound=("iwae_bound", "mean"),
-        seconds_per_epoch=("seconds_per_epoch", "mean"), peak_memory_mb=("peak_memory_mb", "max")).reset_index()
+        seconds_per_epoch=("seconds_per_epoch", "mean"), peak_memory_mb=("peak_memory_mb", "max"),
+        **({"consistency_r2": ("consistency_r2", "first")} if "consistency_r2" in table else {})).reset_index()
     summary["log_likelihood_sd"] = summary["log_likelihood_sd"].fillna(0.0)
     header = "| " + " | ".join(summary.columns) + " |\n|" + "---|" * len(summary.columns) + "\n"
     rows = "".join("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in record) + " |\n"
@@ -108,7 +112,10 @@ def _report(table: pd.DataFrame, out: Path, seeds: int, overrides: list[str]) ->
         "tested on its best checkpoint. `log_likelihood` is the held-out estimate of `lvm.evaluation` (the same "
         "estimator for every model with the same prior and posterior types), in nats per example, mean and standard "
         "deviation over seeds; seconds per epoch include validation; peak memory is the resident set of each run's "
-        "process. Per-run values: `results.csv`.\n")
+        "process. `consistency_r2` (with 2 or more seeds): the mean over pairs of seeds of the R² between their "
+        "test-set embeddings aligned up to the latent space's symmetries (torus translations, reflections and axis "
+        "swaps; orthogonal maps for Gaussian latents), per pair in `consistency.csv`. Per-run values: "
+        "`results.csv`.\n")
     figure, axis = plt.subplots(figsize=(1.6 * len(summary) + 2, 4))
     positions = range(len(summary))
     axis.errorbar(positions, summary["log_likelihood"], yerr=summary["log_likelihood_sd"], fmt="o", capsize=5,
@@ -132,8 +139,36 @@ def compare(configs: list[Path], out: Path, seeds: int = 1, overrides: list[str]
     rows = [_row(config, seed, train_run(config, seed, out / "runs", overrides)) for config in configs for seed in range(seeds)]
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
+    if seeds >= 2:
+        pairs = seed_consistency(table)
+        pairs.to_csv(out / "consistency.csv", index=False)
+        table = table.merge(pairs.groupby("config")["r2"].mean().rename("consistency_r2"), on="config", how="left")
+        table.to_csv(out / "results.csv", index=False)  # written before too, so a failure here loses no run
     _report(table, out, seeds, overrides)
     return table
+
+
+def seed_consistency(table: pd.DataFrame) -> pd.DataFrame:
+    """Per config, the aligned R² between the test-set embeddings of every pair of seeds
+    (:func:`lvm.diagnostics.consistency`; 1: the same embedding up to the latent space's symmetries). A config whose
+    embeddings cannot be compared is left out with a warning saying why."""
+    from .diagnostics import consistency
+    from .embedding import embedding_table, load_checkpoint, shared_embeddings
+
+    frames = []
+    for config, runs in table.groupby("config", sort=False):
+        tables = []
+        for ckpt in runs["checkpoint"]:
+            model, datamodule = load_checkpoint(ckpt)
+            tables.append(embedding_table(model, datamodule, ("test",), log_likelihood=False)[0])
+        try:
+            embeddings = shared_embeddings(tables, model.prior.dim)
+            pairs = consistency(embeddings, bool(model.prior.periodic), names=[f"seed{seed}" for seed in runs["seed"]])
+        except ValueError as error:
+            warnings.warn(f"lvm.compare: consistency of {config} skipped: {error}", UserWarning, stacklevel=2)
+            continue
+        frames.append(pairs.assign(config=config))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["config", "run_a", "run_b", "r2"])
 
 
 def main(argv: list[str] | None = None) -> None:

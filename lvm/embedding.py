@@ -390,3 +390,20 @@ def run_command(body) -> None:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def shared_embeddings(tables: list[pd.DataFrame], dim: int) -> list[np.ndarray]:
+    """The posterior means ``[n, d]`` of the examples that every table (of :func:`embedding_table`, one split) holds,
+    in one order (matched on ``example``): the input of :func:`lvm.diagnostics.consistency` for runs that differ only
+    by their seed."""
+    latents = [f"z{k + 1}" for k in range(dim)]
+    if any(not set(latents) <= set(table) for table in tables):
+        raise ValueError(f"Consistency compares runs with the same latent space; not every run has {dim}-D latents.")
+    indexed = [table.set_index("example")[latents] for table in tables]
+    shared = indexed[0].index
+    for table in indexed[1:]:
+        shared = shared.intersection(table.index)
+    if len(shared) < 10:
+        raise ValueError(f"The runs share {len(shared)} held-out examples; consistency needs the same held-out data "
+                         "(the same datamodule seed and fractions).")
+    return [table.loc[shared].to_numpy() for table in indexed]
