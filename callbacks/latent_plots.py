@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from lvm.batches import batch_data
-from lvm.plots import decoded_grid, plot_code_on_data, plot_embedding, plot_image_grid
+from lvm.plots import latent_grid, plot_code_on_data, plot_decoded_grid, plot_embedding
 
 from .figures import Figures, save_and_log, write_metrics_first
 
@@ -17,8 +17,9 @@ __all__ = ["LatentPlots"]
 class LatentPlots(L.Callback):
     """At the end of testing, writes ``<run dir>/plots/embedding.png`` (posterior-mean
     embedding of the test set coloured by label: a legend of the datamodule's ``label_names`` for
-    categories), ``plots/decoded_grid.png`` (image data; spectrograms with the datamodule's
-    ``image_axes``, low frequencies at the bottom) and
+    categories; a 3-D latent as its three pairwise projections), ``plots/decoded_grid.png`` (image data
+    decoded on a grid of the latent plane, whose axes give the latent coordinates of the tile centres;
+    spectrograms with the datamodule's ``image_axes``, low frequencies at the bottom) and
     ``plots/code_on_data.png`` (2-D vector data coloured by the code, MLAE Fig. 3).
 
     ``metrics.json`` is written first; a figure that fails is skipped with a warning
@@ -51,18 +52,25 @@ class LatentPlots(L.Callback):
         data, embedding = torch.cat(data).numpy(), torch.cat(embedding).numpy()
         labels = torch.cat(labels).numpy() if labels else None
         periodic, datamodule = pl_module.prior.periodic, trainer.datamodule
+        title = f"Posterior-{self.reduce} embedding of the test set"
         if labels is not None and labels.ndim == 2:  # ground-truth factors (3dShapes): one panel each (Fig. 6)
             names = getattr(datamodule, "factor_names", [f"factor {k}" for k in range(labels.shape[1])])
             for k, name in enumerate(names):
                 figures.draw(f"embedding_{name}", plot_embedding, embedding, labels[:, k], periodic=periodic,
-                             title=f"Embedding coloured by {name}")
+                             title=f"{title} coloured by {name}", label_title=name)
         else:
-            figures.draw("embedding", plot_embedding, embedding, labels, periodic=periodic,
+            figures.draw("embedding", plot_embedding, embedding, labels, periodic=periodic, title=title,
                          label_names=getattr(datamodule, "label_names", None),
                          label_title=getattr(datamodule, "label_key", None) or "label")
         if data.ndim == 2 and data.shape[1] == 2:  # 2-D vector data: the data coloured by the code (MLAE Fig. 3)
-            figures.draw("code_on_data", plot_code_on_data, data, embedding)
-        decoded = figures.run("decoded_grid", decoded_grid, pl_module, self.per_side, torch.as_tensor(embedding))
-        if decoded is not None and decoded.dim() == 4:  # images [n, C, H, W]; vector data has no picture grid
-            figures.draw("decoded_grid", plot_image_grid, decoded, self.per_side,
-                         axes=getattr(datamodule, "image_axes", None))
+            figures.draw("code_on_data", plot_code_on_data, data, embedding, periodic=periodic)
+        if data.ndim == 4:  # images [n, C, H, W]; vector data has no picture grid
+            figures.draw("decoded_grid", self._decoded_grid, pl_module, torch.as_tensor(embedding),
+                         getattr(datamodule, "image_axes", None))
+
+    @torch.no_grad()
+    def _decoded_grid(self, pl_module, embedding: torch.Tensor, axes):
+        """The images decoded on :func:`lvm.plots.latent_grid`, on the latent plane."""
+        grid = latent_grid(pl_module.prior, self.per_side, embedding)
+        images = pl_module.decode(grid.to(pl_module.device, pl_module.dtype))
+        return plot_decoded_grid(images, grid.numpy(), self.per_side, axes=axes, periodic=pl_module.prior.periodic)
