@@ -1,6 +1,7 @@
 """Lightning callbacks: they schedule analyses from :mod:`lvm` and log their results."""
 
 from .diagnostics import TrustDiagnostics
+from .explorer import Explorer
 from .fid import FID
 from .frechet import GaussianFrechetScore
 from .kl_warmup import KLWarmup
@@ -10,4 +11,4 @@ from .latent_sampler import FitLatentSampler
 from .posterior_plots import PosteriorPlots
 from .two_phase import TwoPhaseTraining
 
-__all__ = ["FID", "FitLatentSampler", "GaussianFrechetScore", "KLWarmup", "LatentClassification", "LatentPlots", "PosteriorPlots", "TrustDiagnostics", "TwoPhaseTraining"]
+__all__ = ["Explorer", "FID", "FitLatentSampler", "GaussianFrechetScore", "KLWarmup", "LatentClassification", "LatentPlots", "PosteriorPlots", "TrustDiagnostics", "TwoPhaseTraining"]

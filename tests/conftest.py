@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,3 +16,16 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="session")
+def quickstart_checkpoint(tmp_path_factory) -> Path:
+    """The quick start (its callbacks included) trained for five steps: ``<run>/checkpoints/last.ckpt``."""
+    from lvm.cli import cli_main
+
+    root = tmp_path_factory.mktemp("quickstart")
+    cli = cli_main(["--config", str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"),
+                    "--trainer.default_root_dir", str(root), "--trainer.max_epochs", "1",
+                    "--trainer.limit_train_batches", "5", "--trainer.logger", "false",
+                    "--trainer.enable_progress_bar", "false", "--model.eval_num_points", "233"])
+    return Path(cli.trainer.default_root_dir) / "checkpoints" / "last.ckpt"

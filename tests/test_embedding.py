@@ -16,7 +16,6 @@ from datamodules import VocalizationsDataModule
 from datamodules.miniatures import write_vocalizations
 from lvm import embed
 from lvm.batches import batch_data
-from lvm.cli import cli_main
 from lvm.embedding import embedding_table, load_checkpoint, posterior_summary, read_embedding
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from lvm.model import LatentVariableModel
@@ -25,16 +24,6 @@ from lvm.priors import StandardNormalPrior, TorusPrior
 from objectives import QMCObjective
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def quickstart_checkpoint(tmp_path_factory) -> Path:
-    """The quick start trained for one short epoch (its plots callbacks included)."""
-    root = tmp_path_factory.mktemp("quickstart")
-    cli = cli_main(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--trainer.default_root_dir", str(root),
-                    "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "5", "--trainer.logger", "false",
-                    "--trainer.enable_progress_bar", "false", "--model.eval_num_points", "233"])
-    return Path(cli.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv", ".npz"])

@@ -1,0 +1,538 @@
+"""The HTML embedding explorer: self-contained, holding every point, image and grid cell, laid out by latent
+dimension, and rendering in a real headless browser without JavaScript errors."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import re
+import time
+from html.parser import HTMLParser
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from lvm.explorer import LatentGrid, explorer_html
+from browser import find_chromium, render_page
+
+CATEGORY_BLUE, CATEGORY_ORANGE = "#1f77b4", "#ff7f0e"  # Category10 colours of the first two categories
+MAGENTA, CYAN = "#ff00ff", "#00ffff"
+DATA_IMAGE = re.compile(r'src="(data:image/png;base64,[A-Za-z0-9+/=]+)"')
+
+
+# --- reading the page ---------------------------------------------------------------------------------------
+
+class _ResourceLinks(HTMLParser):
+    """The URLs that tags of a page load: src, href, srcset, data and poster attributes. Script bodies are
+    not parsed as markup, so URLs inside BokehJS's source text do not count."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [value for name, value in attrs if name in {"src", "href", "srcset", "data", "poster"} and value]
+
+
+def remote_resources(html: str) -> list[str]:
+    """Every resource a browser would fetch from the network on opening the page: URLs loaded by its tags, by
+    ``url(...)``/``@import`` in its own markup (script bodies aside), and by ``src=``/``href=`` in the Bokeh
+    document (tooltip images)."""
+    parser = _ResourceLinks()
+    parser.feed(html)
+    markup = re.sub(r"<script\b.*?</script>", "", html, flags=re.DOTALL | re.IGNORECASE)
+    urls = parser.urls + re.findall(r"""(?:url\(|@import\s)\s*["']?([^"')\s]+)""", markup)
+    for document in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, flags=re.DOTALL):
+        urls += re.findall(r'(?:src|href)=\\?"([^"\\]+)', document)
+    return [url for url in urls if re.match(r"(https?:)?//", url.strip(), flags=re.IGNORECASE)]
+
+
+def bokeh_models(html: str) -> dict[str, dict]:
+    """Every model of the page's (single) Bokeh document by id, each ``{"name": type, "attributes": ...}``."""
+    documents = re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, flags=re.DOTALL)
+    assert len(documents) == 1
+    (document,) = json.loads(documents[0]).values()
+    models = {}
+
+    def collect(value):
+        if isinstance(value, dict):
+            if value.get("type") == "object":  # a definition, not a reference {"id": ...}
+                models[value["id"]] = {"attributes": {}, **value}  # attributes left at their defaults are omitted
+            for child in value.values():
+                collect(child)
+        elif isinstance(value, list):
+            for child in value:
+                collect(child)
+
+    collect(document)
+    return models
+
+
+def _decoded(value):
+    """A column of a ColumnDataSource as serialized: (gzipped) base64 typed arrays with a "shape", or lists."""
+    if isinstance(value, dict) and value.get("type") == "ndarray":
+        array = value["array"]
+        if isinstance(array, list):
+            return np.asarray(array, dtype=value["dtype"]).reshape(value["shape"])
+        raw = base64.b64decode(array["data"])
+        if raw[:2] == b"\x1f\x8b":  # Bokeh gzips the buffers of standalone documents
+            raw = gzip.decompress(raw)
+        return np.frombuffer(raw, dtype=value["dtype"]).reshape(value["shape"])
+    return value
+
+
+def source_data(model: dict) -> dict:
+    return {name: _decoded(values) for name, values in model["attributes"]["data"]["entries"]}
+
+
+def models_named(models: dict, type_name: str) -> list[dict]:
+    return [model for model in models.values() if model["name"] == type_name]
+
+
+def figures(models: dict) -> dict[str, dict]:
+    """The plots by name ("projection z1-z2", ...)."""
+    return {model["attributes"]["name"]: model for model in models_named(models, "Figure")}
+
+
+def ref(models: dict, value: dict) -> dict:
+    return models[value["id"]]
+
+
+def renderers_drawing(models: dict, plot: dict, glyph_name: str) -> list[dict]:
+    renderers = [ref(models, renderer) for renderer in plot["attributes"]["renderers"]]
+    return [renderer for renderer in renderers if ref(models, renderer["attributes"]["glyph"])["name"] == glyph_name]
+
+
+def scatter_source_ids(models: dict, plot: dict) -> list[str]:
+    """The ids of the data sources of a plot's scatters (the points)."""
+    return [renderer["attributes"]["data_source"]["id"] for renderer in renderers_drawing(models, plot, "Scatter")]
+
+
+def grid_sources(models: dict, plot: dict) -> list[dict]:
+    """The data of a plot's latent grids (drawn as rects)."""
+    return [source_data(ref(models, renderer["attributes"]["data_source"]))
+            for renderer in renderers_drawing(models, plot, "Rect")]
+
+
+def image_tags(data: dict) -> list[str]:
+    return [tag for tag in data["__explorer_image"] if tag]
+
+
+def decode_png(tag: str) -> np.ndarray:
+    (uri,) = DATA_IMAGE.findall(tag)
+    return matplotlib.image.imread(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])), format="png")
+
+
+# --- example embeddings -------------------------------------------------------------------------------------
+
+def embedding_table(n: int, d: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({f"z{i + 1}": rng.random(n) for i in range(d)})
+    table["split"] = np.where(np.arange(n) % 5 == 0, "test", "train")
+    table["label"] = np.arange(n) % 3
+    table["log_likelihood"] = rng.normal(-50.0, 5.0, n)
+    table["file"] = [f"song_{i}.wav" for i in range(n)]
+    return table
+
+
+def regular_grid(dims: tuple[int, ...], cells_per_axis: int, seed: int = 0, color=None) -> LatentGrid:
+    centres = (np.arange(cells_per_axis) + 0.5) / cells_per_axis
+    coords = np.stack([axis.ravel() for axis in np.meshgrid(*[centres] * len(dims), indexing="ij")], axis=1)
+    if color is None:
+        images = np.random.default_rng(seed).random((len(coords), 8, 8))
+    else:
+        images = np.broadcast_to(np.asarray(color, dtype=float), (len(coords), 8, 8, 3))
+    return LatentGrid(dims, coords, images)
+
+
+LABEL_NAMES = ["zero", "one", "two"]
+
+
+def example_page(n: int = 60, d: int = 2, periodic: bool = True, n_images: int = 10, cells: int = 4, **kwargs):
+    table = embedding_table(n, d)
+    rng = np.random.default_rng(1)
+    image_rows = rng.choice(n, size=n_images, replace=False)
+    grids = [regular_grid(dims, cells, seed=k) for k, dims in
+             enumerate({1: [(0,)], 2: [(0, 1)], 3: [(0, 1), (0, 2), (1, 2)]}[min(d, 3)])]
+    page = explorer_html(table, [f"z{i + 1}" for i in range(d)], periodic=periodic,
+                         images=rng.random((n_images, 8, 8)), image_rows=image_rows, grids=grids,
+                         categories={"label": LABEL_NAMES}, **kwargs)
+    return page, table, image_rows, grids
+
+
+# --- the document -------------------------------------------------------------------------------------------
+
+def test_page_loads_nothing_from_the_network():
+    page, *_ = example_page()
+    assert remote_resources(page) == []
+    # the check itself finds resource URLs in tags, styles and tooltips, but not in script text
+    assert remote_resources('<script src="https://x.org/bokeh.js"></script>') == ["https://x.org/bokeh.js"]
+    assert remote_resources('<link rel="stylesheet" href="http://x.org/a.css">') == ["http://x.org/a.css"]
+    assert remote_resources('<style>body { background: url("//x.org/a.png") }</style>') == ["//x.org/a.png"]
+    assert remote_resources('<script>const u = "<img src=\\"https://x.org\\">"</script>') == []
+    tooltip = '<script type="application/json">{"tooltips": "<img src=\\"https://x.org/a.png\\">"}</script>'
+    assert remote_resources(tooltip) == ["https://x.org/a.png"]
+
+
+def test_document_holds_every_point_image_and_grid_cell():
+    page, table, image_rows, grids = example_page(n=60, n_images=10, cells=4)
+    models = bokeh_models(page)
+    (plot,) = figures(models).values()
+    (points_id,) = set(scatter_source_ids(models, plot))
+    points = source_data(models[points_id])
+    assert all(len(values) == len(table) for values in points.values())
+    np.testing.assert_allclose(points["z1"], table["z1"], rtol=1e-6)
+    assert list(points["split"]) == list(table["split"])
+    has_image = [position for position, tag in enumerate(points["__explorer_image"]) if tag]
+    assert sorted(has_image) == sorted(image_rows)
+    (cells,) = grid_sources(models, plot)
+    assert len(image_tags(cells)) == len(grids[0].coords) == 16
+    (document,) = re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', page, flags=re.DOTALL)
+    assert len(set(re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", document))) == len(image_rows) + 16
+    np.testing.assert_allclose(cells["width"], 0.25)
+    np.testing.assert_allclose(sorted(set(cells["x"])), [0.125, 0.375, 0.625, 0.875])
+
+
+def test_images_keep_their_orientation_and_colour_map():
+    table = embedding_table(5, 2)
+    image = np.zeros((1, 6, 4))
+    image[0, 0] = 1.0  # top row bright
+    grid = LatentGrid((0, 1), np.array([[0.5, 0.5]]), np.stack([image[0].T]))  # [1, 4, 6]
+    page = explorer_html(table, ["z1", "z2"], periodic=True, images=image, image_rows=np.array([3]), grids=[grid],
+                         cmap="viridis")
+    models = bokeh_models(page)
+    (plot,) = figures(models).values()
+    points = source_data(models[scatter_source_ids(models, plot)[0]])
+    thumbnail = decode_png(points["__explorer_image"][3])
+    assert thumbnail.shape[:2] == (6, 4)
+    np.testing.assert_allclose(thumbnail[0, 0, :3], np.array([0xfd, 0xe7, 0x25]) / 255, atol=0.01)  # viridis(1)
+    np.testing.assert_allclose(thumbnail[1, 0, :3], np.array([0x44, 0x01, 0x54]) / 255, atol=0.01)  # viridis(0)
+    (cells,) = grid_sources(models, plot)
+    decoded = decode_png(cells["__explorer_image"][0])
+    assert decoded.shape[:2] == (4, 6)
+    np.testing.assert_allclose(decoded[:, 0, :3], np.tile(thumbnail[0, 0, :3], (4, 1)))  # column 0 bright
+    np.testing.assert_allclose(decoded[0, 1:, :3], np.tile(thumbnail[1, 0, :3], (5, 1)))
+    assert 'image-rendering: pixelated' in points["__explorer_image"][3]
+
+
+def test_tooltips_show_every_column_with_numbers_to_4_significant_digits():
+    page, table, *_ = example_page()
+    models = bokeh_models(page)
+    point_hover = [tool for tool in models_named(models, "HoverTool")
+                   if tool["attributes"]["description"] == "Hover: data points"]
+    tooltips = point_hover[0]["attributes"]["tooltips"]
+    for name in table.columns:
+        assert f"@{{{name}}}" in tooltips
+    assert "@{log_likelihood}{%.4g}" in tooltips and "@{label}{%d}" in tooltips
+    assert "@{__explorer_image}{safe}" in tooltips
+    formatters = dict(point_hover[0]["attributes"]["formatters"]["entries"])
+    assert formatters["@{log_likelihood}"] == "printf" and "@{split}" not in formatters
+
+
+def test_two_latents_one_plot_with_torus_square_and_categorical_legend():
+    page, *_ = example_page(d=2)
+    models = bokeh_models(page)
+    assert list(figures(models)) == ["projection z1-z2"]
+    ranges = models_named(models, "Range1d")
+    # Range1d's defaults, start 0 and end 1, are left out of the document
+    assert len(ranges) == 2 and all((r["attributes"].get("start", 0), r["attributes"].get("end", 1)) == (0, 1)
+                                    for r in ranges)
+    assert "torus: edges identified" in page
+    (square,) = [box for box in models_named(models, "BoxAnnotation") if box["attributes"].get("right") == 1]
+    assert [square["attributes"][side] for side in ("left", "right", "bottom", "top")] == [0, 1, 0, 1]
+    legend_labels = {item["attributes"]["label"]["value"] for item in models_named(models, "LegendItem")}
+    assert set(LABEL_NAMES) <= legend_labels and {"train", "test"} <= legend_labels
+    (selector,) = models_named(models, "Select")
+    assert selector["attributes"]["options"] == ["split", "label", "log_likelihood"]  # file has 60 values: not offered
+    (color_bar,) = models_named(models, "ColorBar")
+    assert color_bar["attributes"]["title"] == "log_likelihood" and color_bar["attributes"]["visible"] is False
+
+
+def test_three_latents_three_linked_projections_with_their_grids():
+    page, table, image_rows, grids = example_page(n=40, d=4, periodic=False)
+    models = bokeh_models(page)
+    plots = figures(models)
+    assert list(plots) == ["projection z1-z2", "projection z1-z3", "projection z2-z3"]
+    sources = {source for plot in plots.values() for source in scatter_source_ids(models, plot)}
+    assert len(sources) == 1  # one ColumnDataSource: selections link
+    x_range = {name: plot["attributes"]["x_range"]["id"] for name, plot in plots.items()}
+    y_range = {name: plot["attributes"]["y_range"]["id"] for name, plot in plots.items()}
+    assert x_range["projection z1-z2"] == x_range["projection z1-z3"]  # z1 pans together
+    assert y_range["projection z1-z2"] == x_range["projection z2-z3"]  # z2
+    assert y_range["projection z1-z3"] == y_range["projection z2-z3"]  # z3
+    for name, grid in zip(plots, grids):
+        (cells,) = grid_sources(models, plots[name])
+        assert cells["__explorer_cell"][0] == f"z{grid.dims[0] + 1} = 0.125, z{grid.dims[1] + 1} = 0.125"
+    z1_range = models[x_range["projection z1-z2"]]["attributes"]
+    assert z1_range["start"] < min(table["z1"].min(), 0.0) and z1_range["end"] > max(table["z1"].max(), 1.0)
+    assert "torus" not in page and "the first 3 of 4 latent coordinates" in page
+    (selector,) = models_named(models, "Select")
+    assert "z4" not in selector["attributes"]["options"]  # a latent, not metadata
+
+
+def test_one_latent_against_log_likelihood_with_grid_strips():
+    page, table, *_ = example_page(d=1, periodic=False, bounds=[(-0.5, 1.5)])
+    models = bokeh_models(page)
+    (plot,) = figures(models).values()
+    assert plot["attributes"]["name"] == "projection z1-log_likelihood"
+    y_range = ref(models, plot["attributes"]["y_range"])["attributes"]
+    assert y_range["start"] < table["log_likelihood"].min() and y_range["end"] > table["log_likelihood"].max()
+    x_range = ref(models, plot["attributes"]["x_range"])["attributes"]
+    assert (x_range["start"], x_range["end"]) == (-0.5, 1.5)
+    (cells,) = grid_sources(models, plot)
+    np.testing.assert_allclose(cells["height"], y_range["end"] - y_range["start"])
+    np.testing.assert_allclose(cells["y"], (y_range["end"] + y_range["start"]) / 2)
+    without_likelihood = explorer_html(table.drop(columns="log_likelihood"), ["z1"], periodic=True)
+    assert list(figures(bokeh_models(without_likelihood))) == ["projection z1-row"]
+
+
+def test_colour_fields_numeric_and_integer_coded():
+    table = embedding_table(30, 2)
+    page = explorer_html(table, ["z1", "z2"], periodic=True, color_fields=["log_likelihood", "label"])
+    models = bokeh_models(page)
+    (selector,) = models_named(models, "Select")
+    assert selector["attributes"]["value"] == "log_likelihood"
+    (color_bar,) = models_named(models, "ColorBar")
+    assert color_bar["attributes"].get("visible", True) is True
+    legend_labels = {item["attributes"]["label"]["value"] for item in models_named(models, "LegendItem")}
+    assert legend_labels == {"0", "1", "2"}  # few integer values: categorical without names
+    no_fields = explorer_html(table[["z1", "z2"]], ["z1", "z2"], periodic=False, images=None,
+                              image_rows=np.arange(0))
+    assert models_named(bokeh_models(no_fields), "Select") == []
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(latent_columns=["z1", "z9"]), "latent columns \\['z9'\\] not in the table"),
+    (dict(image_rows=np.array([0, 1])), "one table row per image"),
+    (dict(image_rows=np.array([0, 0, 1])), "repeats a row"),
+    (dict(image_rows=np.array([0, 1, 99])), "row positions in \\[0, 20\\)"),
+    (dict(images=None), "image_rows given without images"),
+    (dict(image_rows=None), "images given without image_rows"),
+    (dict(grids=[regular_grid((0, 2), 2)]), "matches no plot"),
+    (dict(color_fields=["nope"]), "not in the table"),
+    (dict(categories={"label": ["zero"]}), "only 1 category names"),
+    (dict(bounds=[(0, 1), (0, 1)]), "bounds conflict with periodic"),
+])
+def test_short_errors_for_bad_arguments(change, message):
+    arguments = dict(latent_columns=["z1", "z2"], periodic=True, images=np.zeros((3, 4, 4)),
+                     image_rows=np.array([0, 1, 2]))
+    arguments.update(change)
+    with pytest.raises(ValueError, match=message):
+        explorer_html(embedding_table(20, 2), **arguments)
+
+
+def test_a_hundred_thousand_points_stay_small_and_quick():
+    n, n_images = 100_000, 2_000
+    table = embedding_table(n, 2)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    page = explorer_html(table, ["z1", "z2"], periodic=True, images=rng.random((n_images, 8, 8)),
+                         image_rows=rng.choice(n, n_images, replace=False), grids=[regular_grid((0, 1), 20)],
+                         categories={"label": LABEL_NAMES})
+    seconds = time.perf_counter() - start
+    assert len(page) < 30e6, f"{len(page) / 1e6:.1f} MB"
+    assert seconds < 20, f"{seconds:.1f} s"
+    models = bokeh_models(page)
+    (plot,) = figures(models).values()
+    points = source_data(models[scatter_source_ids(models, plot)[0]])
+    assert len(points["z1"]) == n and len(image_tags(points)) == n_images
+
+
+# --- in a real browser --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no chromium, chromium-browser or google-chrome on PATH: cannot render pages")
+    return path
+
+
+ERROR_PAGES = {
+    "thrown error": "<script>throw new Error('deliberate')</script>",
+    "reference error": "<script>notDefinedAnywhere()</script>",
+    "console.error": "<script>console.error('explicit')</script>",
+    "rejected promise": "<script>Promise.reject(new Error('deliberate'))</script>",
+    "multi-line console.error": "<script>console.error('first line\\nsecond line')</script>",
+}
+
+
+@pytest.mark.parametrize("kind", ERROR_PAGES)
+def test_browser_helper_detects_javascript_errors(chromium, kind):
+    page = f"<html><head></head><body><p>text</p><script>console.log('fine')</script>{ERROR_PAGES[kind]}</body></html>"
+    rendered = render_page(page, chromium=chromium, window=(400, 300), virtual_time_ms=500)
+    assert len(rendered.errors) == 1, rendered.console
+    assert "fine" in rendered.console
+
+
+def test_browser_helper_detects_blank_pages_and_colours(chromium):
+    blank = render_page("<html><body></body></html>", chromium=chromium, window=(400, 300), virtual_time_ms=500)
+    assert blank.non_white_fraction() == 0 and blank.errors == []
+    square = f'<html><body><div style="width: 100px; height: 100px; background: {CATEGORY_BLUE}; opacity: 0.5">'
+    coloured = render_page(square + "</div></body></html>", chromium=chromium, window=(400, 300), virtual_time_ms=500)
+    assert coloured.pixels_of_color(CATEGORY_BLUE) >= 100 * 100 and coloured.pixels_of_color(CATEGORY_ORANGE) == 0
+
+
+def when_rendered(plot_name: str, action: str) -> str:
+    """JavaScript running ``action`` once Bokeh has rendered the page (its document is idle), with the view of
+    the plot ``plot_name`` as ``view``."""
+    return """
+const attempt = () => {
+  const document = window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null
+  const view = document && document.is_idle ? Bokeh.index.find_one(document.get_model_by_name("%s")) : null
+  if (view == null) {
+    setTimeout(attempt, 100)
+    return
+  }
+  %s
+}
+attempt()
+""" % (plot_name, action)
+
+
+def hover_script(plot_name: str, x: float, y: float) -> str:
+    """JavaScript moving the mouse over data coordinates (x, y) of a plot."""
+    return when_rendered(plot_name, """
+  const target = view.canvas_view.events_el
+  const box = target.getBoundingClientRect()
+  const clientX = box.left + view.frame.x_scale.compute(%r), clientY = box.top + view.frame.y_scale.compute(%r)
+  for (const type of ["pointerover", "pointerenter", "pointermove"]) {
+    target.dispatchEvent(new PointerEvent(type, {clientX, clientY, pointerType: "mouse", pointerId: 1,
+                                                 isPrimary: true, bubbles: true, composed: true}))
+  }""" % (x, y))
+
+
+def colour_hover_page(d: int) -> str:
+    """Three points coloured train/test, the one at row 0 with a magenta image, over a cyan grid."""
+    table = pd.DataFrame({"z1": [0.2, 0.7, 0.4], "z2": [0.3, 0.6, 0.8], "z3": [0.5, 0.1, 0.9],
+                          "split": ["train", "test", "train"], "log_likelihood": [-10.0, -12.0, -11.0]})
+    projections = {1: [(0,)], 2: [(0, 1)], 3: [(0, 1), (0, 2), (1, 2)]}[d]
+    magenta_image = np.ones((1, 8, 8, 3)) * [1.0, 0.0, 1.0]
+    cyan_grids = [regular_grid(dims, 4, color=[0.0, 1.0, 1.0]) for dims in projections]
+    return explorer_html(table.drop(columns=["z1", "z2", "z3"][d:]), ["z1", "z2", "z3"][:d], periodic=True,
+                         images=magenta_image, image_rows=np.array([0]), grids=cyan_grids)
+
+
+def assert_rendered_cleanly(rendered, min_pixels_per_colour: int, min_non_white: float = 0.02):
+    """No JavaScript errors or warnings, and points of both split colours drawn: ``min_pixels_per_colour``
+    above the ~150 pixels of a legend glyph where the points alone must account for them."""
+    assert rendered.errors == [] and rendered.warnings == [], rendered.console
+    assert rendered.non_white_fraction() > min_non_white
+    assert rendered.pixels_of_color(CATEGORY_BLUE) > min_pixels_per_colour
+    assert rendered.pixels_of_color(CATEGORY_ORANGE) > min_pixels_per_colour
+
+
+def test_explorer_renders_in_the_browser(chromium):
+    page, *_ = example_page(n=300, d=2)
+    assert_rendered_cleanly(render_page(page, chromium=chromium), min_pixels_per_colour=1000)
+
+
+def test_colour_selector_recolours_the_points(chromium):
+    page, *_ = example_page(n=300, d=2)
+    switch = when_rendered("projection z1-z2",
+                           'Bokeh.documents[0].get_model_by_name("colour-selector").value = "log_likelihood"')
+    rendered = render_page(page, chromium=chromium, after_load_script=switch)
+    assert rendered.errors == []
+    assert rendered.pixels_of_color(CATEGORY_ORANGE) == 0  # no more train points, nor their legend
+    assert rendered.pixels_of_color("#21918c") > 20  # viridis' middle: points and colour bar
+
+
+@pytest.mark.parametrize("d, plot_name, point, empty", [
+    (2, "projection z1-z2", (0.2, 0.3), (0.9, 0.1)),
+    (3, "projection z1-z3", (0.2, 0.5), (0.9, 0.9)),
+    (1, "projection z1-log_likelihood", (0.2, -10.0), (0.9, -12.05)),
+])
+def test_hover_shows_point_images_and_decoded_grid(chromium, d, plot_name, point, empty):
+    page = colour_hover_page(d)
+    on_point = render_page(page, chromium=chromium, after_load_script=hover_script(plot_name, *point))
+    assert_rendered_cleanly(on_point, min_pixels_per_colour=10)
+    assert on_point.pixels_of_color(MAGENTA) > 80 * 80  # the point's image, ~112 px wide
+    in_empty_space = render_page(page, chromium=chromium, after_load_script=hover_script(plot_name, *empty))
+    assert in_empty_space.errors == []
+    assert in_empty_space.pixels_of_color(CYAN) > 80 * 80 and in_empty_space.pixels_of_color(MAGENTA) == 0
+
+
+def test_a_hundred_thousand_points_render(chromium):
+    n = 100_000
+    table = embedding_table(n, 3)
+    rng = np.random.default_rng(0)
+    page = explorer_html(table, ["z1", "z2", "z3"], periodic=True, images=rng.random((1000, 8, 8)),
+                         image_rows=rng.choice(n, 1000, replace=False), categories={"label": LABEL_NAMES})
+    rendered = render_page(page, chromium=chromium, virtual_time_ms=30_000, timeout_s=120)
+    # three 340 px squares full of points (in which orange train points cover most blue test ones)
+    assert_rendered_cleanly(rendered, min_pixels_per_colour=100, min_non_white=0.2)
+    assert rendered.pixels_of_color(CATEGORY_ORANGE) > 50_000
+
+
+# --- from a checkpoint: python -m lvm.explore and callbacks.Explorer ------------------------------------------
+
+@pytest.fixture(scope="module")
+def quickstart_explorer(quickstart_checkpoint, tmp_path_factory) -> str:
+    from lvm import explore
+
+    out = tmp_path_factory.mktemp("explore") / "explorer.html"
+    explore.main(["--ckpt", str(quickstart_checkpoint), "--out", str(out), "--splits", "test", "--max_images", "100",
+                  "--per_side", "8"])
+    return out.read_text()
+
+
+def test_explore_command_on_the_quickstart_checkpoint(quickstart_explorer):
+    assert remote_resources(quickstart_explorer) == []
+    models = bokeh_models(quickstart_explorer)
+    (plot,) = figures(models).values()
+    points = source_data(models[scatter_source_ids(models, plot)[0]])
+    assert len(points["z1"]) == 359 and len(image_tags(points)) == 100
+    (grid,) = grid_sources(models, plot)
+    assert len(grid["__explorer_image"]) == 64
+
+
+def test_quickstart_explorer_renders_in_the_browser(quickstart_explorer, chromium):
+    rendered = render_page(quickstart_explorer, chromium=chromium)
+    assert rendered.errors == [] and rendered.warnings == [], rendered.console
+    assert rendered.non_white_fraction() > 0.02
+
+
+def test_the_quickstart_run_writes_its_explorer_and_diagnostics(quickstart_checkpoint):
+    run_dir = quickstart_checkpoint.parents[1]
+    models = bokeh_models((run_dir / "plots" / "explorer.html").read_text())
+    (plot,) = figures(models).values()
+    points = source_data(models[scatter_source_ids(models, plot)[0]])
+    assert len(points["z1"]) == 359 == len(image_tags(points))  # the test set, every image under the default cap
+    report = json.loads((run_dir / "diagnostics.json").read_text())
+    assert report["n"] == 359 and "label" in report["decodability"]
+
+
+def test_spectrograms_are_shown_with_low_frequencies_at_the_bottom(tmp_path):
+    """Row 0 of a spectrogram is its lowest frequency: the hover images and the decoded grid are flipped."""
+    import torch
+
+    from datamodules import VocalizationsDataModule
+    from datamodules.miniatures import write_vocalizations
+    from lvm.explore import hover_images, latent_grids
+    from lvm.embedding import embedding_table as export_table
+    from lvm.likelihoods import BernoulliLikelihood
+    from lvm.model import LatentVariableModel
+    from lvm.networks import ConvDecoder
+    from lvm.priors import TorusPrior
+    from objectives import QMCObjective
+
+    specs = np.zeros((12, 16, 16), dtype=np.float32)
+    specs[:, 0, :] = 1.0  # energy in the lowest frequency bin only
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    write_vocalizations(folder / "bird.h5", 12, specs=specs)
+    datamodule = VocalizationsDataModule(str(folder), batch_size=4)
+    model = LatentVariableModel(ConvDecoder(image_size=16, hidden=8, channels=[4, 4]), BernoulliLikelihood(),
+                                TorusPrior(2), QMCObjective(55), eval_num_points=89, eval_num_samples=4)
+    table, _ = export_table(model, datamodule, ("test",), log_likelihood=False)
+    images, rows = hover_images(datamodule, table, max_images=10, flip=datamodule.image_axes is not None)
+    assert datamodule.image_axes is not None and images.shape == (len(rows), 16, 16)
+    assert (images[:, -1, :] == 1).all() and (images[:, :-1, :] == 0).all()  # the bottom row of the picture
+    (grid,) = latent_grids(model, table[["z1", "z2"]].to_numpy(), [(0, 1), (0, 1)], per_side=3, flip=True)
+    with torch.no_grad():
+        decoded = model.decode(torch.as_tensor(grid.coords, dtype=torch.float32))[:, 0].numpy()  # [9, 16, 16], row 0 = lowest frequency
+    np.testing.assert_allclose(grid.images, decoded[:, ::-1, :], atol=1e-6)
