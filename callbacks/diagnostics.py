@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from lvm.batches import batch_data
 from lvm.diagnostics import cluster_structure, json_ready, knn_decodability, lattice_modes
-from lvm.embedding import dataset_indices
+from lvm.embedding import dataset_indices, embed_loader
 
 from .figures import warn_skipped, write_metrics_first
 
@@ -98,14 +97,8 @@ class TrustDiagnostics(L.Callback):
             report["clusters"] = {"bandwidth": self.bandwidth, "modes": modes.tolist()} | clusters
 
     def _embed(self, datamodule, pl_module) -> tuple[np.ndarray, np.ndarray | None]:
-        embeddings, labels = [], []
-        for batch in datamodule.test_dataloader():
-            x = batch_data(batch)
-            embeddings.append(pl_module.embed(x.to(pl_module.device), self.reduce, self.num_points).cpu())
-            if isinstance(batch, (list, tuple)) and len(batch) > 1:
-                labels.append(np.asarray(batch[1].cpu() if isinstance(batch[1], torch.Tensor) else batch[1]))
-        embedding = torch.cat(embeddings).double().numpy()  # [n, d]
-        return embedding, np.concatenate(labels) if labels else None
+        embedding, labels = embed_loader(pl_module, datamodule.test_dataloader(), self.reduce, self.num_points)
+        return embedding.double().numpy(), None if labels is None else labels.numpy()  # [n, d], [n] or [n, f]
 
     def _label_columns(self, datamodule, labels: np.ndarray | None, n: int, report: _Report) -> dict[str, np.ndarray]:
         """The label (each column of 2-D labels) and the requested metadata fields, one value per test example."""

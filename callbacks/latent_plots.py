@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from lvm.batches import batch_data
+from lvm.embedding import embed_loader
 from lvm.plots import latent_grid, plot_code_on_data, plot_decoded_grid, plot_embedding
 
 from .figures import Figures, save_and_log, write_metrics_first
@@ -42,15 +43,10 @@ class LatentPlots(L.Callback):
         save_and_log(trainer, figures)
 
     def _draw(self, trainer, pl_module, figures: Figures) -> None:
-        data, embedding, labels = [], [], []
-        for batch in trainer.datamodule.test_dataloader():
-            x = batch_data(batch)
-            data.append(x.cpu())
-            embedding.append(pl_module.embed(x.to(pl_module.device), self.reduce, self.num_points).cpu())
-            if isinstance(batch, (list, tuple)) and len(batch) > 1:
-                labels.append(torch.as_tensor(batch[1]).cpu())
-        data, embedding = torch.cat(data).numpy(), torch.cat(embedding).numpy()
-        labels = torch.cat(labels).numpy() if labels else None
+        loader = trainer.datamodule.test_dataloader()
+        embedding, labels = embed_loader(pl_module, loader, self.reduce, self.num_points)
+        data = torch.cat([batch_data(batch) for batch in loader]).numpy()
+        embedding, labels = embedding.numpy(), None if labels is None else labels.numpy()
         periodic, datamodule = pl_module.prior.periodic, trainer.datamodule
         title = f"Posterior-{self.reduce} embedding of the test set"
         if labels is not None and labels.ndim == 2:  # ground-truth factors (3dShapes): one panel each (Fig. 6)

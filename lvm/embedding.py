@@ -43,7 +43,7 @@ from .batches import batch_data
 
 __all__ = ["SPLITS", "FORMATS", "load_checkpoint", "posterior_summary", "embedding_table", "provenance",
            "write_embedding", "read_embedding", "dataset_indices", "data_overrides", "checkpoint_parser",
-           "checkpoint_embedding", "run_command"]
+           "checkpoint_embedding", "run_command", "embed_loader"]
 
 SPLITS = ("train", "val", "test")
 FORMATS = (".csv", ".parquet", ".npz")
@@ -134,6 +134,30 @@ def posterior_summary(model, x: torch.Tensor, num_points: int | None = None) -> 
     log_cell_density = math.log(len(z)) + model.prior.log_prob(z)  # [m]: log(m p(z_j))
     entropy = -(torch.xlogy(weights, weights) + weights * log_cell_density).sum(1)
     return {"mean": mean, "mode": z[weights.argmax(dim=1)], "spread": spread, "entropy": entropy}
+
+
+@torch.no_grad()
+def embed_loader(model, loader, reduce: str = "mean", num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:meth:`LatentVariableModel.embed` of every batch of ``loader`` ``[n, d]`` (on the CPU) and the labels
+    (``batch[1]``: ``[n]`` or ``[n, f]``; ``None`` for unlabelled batches), in the loader's order.
+
+    The last result for a DataLoader is kept on the model and returned again while its data set, the arguments and the
+    model's parameters and buffers (their in-place versions) are unchanged, so the callbacks that all read the
+    test-set embedding at the end of testing compute it once."""
+    dataset = getattr(loader, "dataset", None)  # any other iterable of batches is embedded afresh
+    state = [*model.parameters(), *model.buffers()]
+    key = (id(dataset), reduce, num_points, tuple((id(t), t._version) for t in state))
+    cached = getattr(model, "_loader_embedding", None)
+    if dataset is not None and cached is not None and cached[0] == key:
+        return cached[1]
+    embedding, labels = [], []
+    for batch in loader:
+        embedding.append(model.embed(batch_data(batch).to(model.device), reduce, num_points).cpu())
+        if isinstance(batch, (list, tuple)) and len(batch) > 1:
+            labels.append(torch.as_tensor(batch[1]).cpu())
+    result = (torch.cat(embedding), torch.cat(labels) if labels else None)
+    model._loader_embedding = (key, result)
+    return result
 
 
 def _metadata_columns(datamodule, examples: np.ndarray, size: int) -> dict[str, np.ndarray]:

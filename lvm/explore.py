@@ -5,7 +5,7 @@ Writes one self-contained HTML file (:func:`lvm.explorer.explorer_html`; it open
 embedding (posterior means, :mod:`lvm.embedding`) coloured by any label or metadata field; hovering a point shows
 its image or spectrogram (low frequencies at the bottom) and its metadata; hovering empty space shows the model's
 decoded mean there (a grid over each latent plane; on the torus the fundamental square). 3-D latents are shown as
-three linked 2-D projections, the third coordinate of each grid held at the data's (circular) median.
+three linked 2-D projections, the third coordinate of each grid held at the data's median (circular mean on the torus).
 :class:`callbacks.Explorer` writes the same file for the test set as ``plots/explorer.html``.
 """
 
@@ -64,7 +64,7 @@ def _displayable(images: torch.Tensor, flip: bool) -> np.ndarray | None:
 def latent_grids(model, embedding: np.ndarray, bounds: list[tuple[float, float]], per_side: int = 24,
                  flip: bool = False) -> list[LatentGrid]:
     """Decoded means on a ``per_side``-cell grid over each plane shown (z1 alone for a 1-D latent; the pairs of the
-    first three coordinates otherwise), the other coordinates held at the data's (circular) median."""
+    first three coordinates otherwise), the other coordinates held at the data's median (circular mean on the torus)."""
     dim, periodic = embedding.shape[1], model.prior.periodic
     centre = torch.tensor([_centre(embedding[:, k], periodic) for k in range(dim)], dtype=torch.float64)
     planes = [(0,)] if dim == 1 else list(itertools.combinations(range(min(dim, 3)), 2))

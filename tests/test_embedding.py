@@ -152,3 +152,24 @@ def test_posterior_summary_of_a_linear_gaussian_model_is_the_exact_gaussian_post
     np.testing.assert_allclose(summary["spread"].numpy(), covariance.diagonal().sqrt().expand(2, 2).numpy(), rtol=0.01)
     exact_entropy = 0.5 * torch.logdet(2 * math.pi * math.e * covariance)
     np.testing.assert_allclose(summary["entropy"].numpy(), exact_entropy.item(), atol=0.02)
+
+
+def test_embed_loader_computes_a_test_embedding_once_until_the_parameters_change(quickstart_checkpoint, monkeypatch):
+    from lvm.embedding import embed_loader
+
+    model, datamodule = load_checkpoint(quickstart_checkpoint)
+    datamodule.setup("test")
+    calls = []
+    embed = model.embed
+    monkeypatch.setattr(model, "embed", lambda *args: calls.append(1) or embed(*args))
+    first, labels = embed_loader(model, datamodule.test_dataloader())
+    batches = len(calls)
+    x = torch.cat([batch_data(batch) for batch in datamodule.test_dataloader()])
+    np.testing.assert_allclose(first.numpy(), embed(x).numpy(), atol=1e-6)
+    assert labels.tolist() == torch.cat([batch[1] for batch in datamodule.test_dataloader()]).tolist()
+    assert embed_loader(model, datamodule.test_dataloader())[0] is first and len(calls) == batches  # reused
+    assert embed_loader(model, datamodule.test_dataloader(), "mode") is not None and len(calls) == 2 * batches
+    with torch.no_grad():
+        next(model.decoder.parameters()).add_(0.1)  # an optimiser step or a loaded checkpoint changes them in place
+    changed, _ = embed_loader(model, datamodule.test_dataloader(), "mode")
+    assert len(calls) == 3 * batches
