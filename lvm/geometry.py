@@ -98,11 +98,12 @@ def straight_line_energy(immersion: Map, z0: torch.Tensor, z1: torch.Tensor, ima
     when the images ``F(z0)``, ``F(z1)`` (``[P, D]``, broadcastable) are already known: only the
     ``num_points - 2`` interior points are mapped. ``[P]``."""
     p, d = z0.shape
-    fractions = torch.linspace(0, 1, num_points, dtype=z0.dtype, device=z0.device)[1:-1, None]  # [T-2, 1]
-    interior = z0[:, None] + fractions * (z1 - z0)[:, None]  # [P, T-2, d]
-    image_interior = immersion(interior.reshape(-1, d)).reshape(p, num_points - 2, -1)
-    images = torch.cat([image0.expand(p, -1)[:, None], image_interior, image1.expand(p, -1)[:, None]], dim=1)
-    return 0.5 * (images[:, 1:] - images[:, :-1]).pow(2).sum((-1, -2)) * (num_points - 1)
+    fractions = torch.linspace(0, 1, num_points, dtype=z0.dtype, device=z0.device)[1:-1, None, None]  # [T-2, 1, 1]
+    interior = z0 + fractions * (z1 - z0)  # [T-2, P, d]: time-major, so each step below is a contiguous block
+    image_interior = immersion(interior.reshape(-1, d)).reshape(num_points - 2, p, -1)  # [T-2, P, D]
+    curve = torch.cat([image0.expand(p, -1)[None], image_interior, image1.expand(p, -1)[None]])  # [T, P, D]
+    steps = torch.diff(curve, dim=0)  # [T-1, P, D]
+    return 0.5 * torch.linalg.vecdot(steps, steps).sum(0) * (num_points - 1)
 
 
 def spline_basis(num_nodes: int, num_points: int) -> torch.Tensor:

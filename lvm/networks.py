@@ -17,6 +17,8 @@ of Table 9, "ConvNet+").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -26,10 +28,44 @@ __all__ = [
     "MLPDecoder", "ConvDecoder", "MLPEncoder", "ConvEncoder", "HigginsEncoder", "HigginsDecoder",
     "ResidualMLP", "ResidualMLPEncoder", "ResidualMLPDecoder", "PythaeConvEncoder", "PythaeConvDecoder",
     "RBFPrecision", "MeanPrecisionDecoder", "GatedEncoder", "GatedDecoder", "GatedLayer",
+    "reusing_derived_weights", "derived_weight",
 ]
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+_derived_weights: dict | None = None  # (parameter id, version, grad mode, transform) -> (parameter, weight)
+
+
+@contextmanager
+def reusing_derived_weights() -> Iterator[None]:
+    """Within the block, each weight that a network derives from a parameter (:func:`derived_weight`, e.g. the
+    softplus of :class:`RBFPrecision`'s unconstrained weights) is computed once per parameter version and grad mode,
+    then reused: one loss evaluation may call a decoder several times (the R-VAE: at the posterior centres, at the
+    draws, along the prior curves, at the prior centre). :class:`lvm.objective.Objective` enters it around every loss
+    evaluation, so a reused weight never outlives the autograd graph it belongs to. Nests."""
+    global _derived_weights
+    outermost = _derived_weights is None
+    if outermost:
+        _derived_weights = {}
+    try:
+        yield
+    finally:
+        if outermost:
+            _derived_weights = None
+
+
+def derived_weight(parameter: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``transform(parameter)``, computed once per :func:`reusing_derived_weights` block (recomputed after an in-place
+    change of the parameter or a switch of grad mode)."""
+    if _derived_weights is None:
+        return transform(parameter)
+    key = (id(parameter), parameter._version, torch.is_grad_enabled(), transform)
+    hit = _derived_weights.get(key)
+    if hit is None or hit[0] is not parameter:
+        hit = _derived_weights[key] = (parameter, transform(parameter))
+    return hit[1]
 
 
 def _activation(name: str) -> type[nn.Module]:
@@ -348,7 +384,8 @@ class RBFPrecision(nn.Module):
         """``softplus(W) v(z)``, the precision above the floor, ``[n, D]``."""
         centres = self.centres.to(z)
         squared = (z.pow(2).sum(-1, keepdim=True) - 2 * z @ centres.T + centres.pow(2).sum(-1)).clamp_min(0)  # [n, K]
-        return torch.exp(-self.inverse_widths.to(z) * squared) @ nn.functional.softplus(self.raw_weight).T
+        weight = derived_weight(self.raw_weight, nn.functional.softplus)  # [D, K], once per loss evaluation
+        return torch.exp(-self.inverse_widths.to(z) * squared) @ weight.T
 
     @torch.no_grad()
     def fit_centres(self, codes: torch.Tensor, target: torch.Tensor | None = None, seed: int = 0) -> None:

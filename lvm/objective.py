@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .networks import reusing_derived_weights
+
 __all__ = ["Objective"]
 
 
@@ -45,6 +47,10 @@ class Objective(nn.Module):
                 extra = " (with model.encoder)" if role == "posterior" else ""
                 got = "none" if component is None else type(component).__name__
                 raise ValueError(f"{name} needs model.{role}: {options}{extra}; got {got}.")
+
+    def __call__(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with reusing_derived_weights():  # networks called several times per loss derive their weights once
+            return super().__call__(model, x)
 
     def forward(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError

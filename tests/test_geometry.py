@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.geometry import (brownian_motion, curve_length, geodesic, graph_geodesic, log_volume, pullback_metric,
+from lvm.geometry import (brownian_motion, curve_energy, curve_length, geodesic, graph_geodesic, log_volume, pullback_metric,
                           spline_basis, straight_line_energy)
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -95,3 +95,23 @@ def test_straight_line_energy_with_known_end_images_equals_the_straight_geodesic
     z0, z1 = torch.randn(3, 2), torch.randn(3, 2)
     reference = geodesic(_bump, z0, z1, steps=0, num_points=7).energy
     assert torch.allclose(straight_line_energy(_bump, z0, z1, _bump(z0), _bump(z1), 7), reference, atol=1e-12)
+
+
+def test_straight_line_energy_gradients_equal_those_of_the_curve_energy():
+    """The time-major straight-line energy and :func:`curve_energy` of the same polyline: same gradients with
+    respect to both end points and the decoder's parameters (the end images are differentiable inputs)."""
+    torch.manual_seed(0)
+    decoder = nn.Sequential(nn.Linear(2, 5), nn.Tanh(), nn.Linear(5, 4))
+    z0, z1 = torch.randn(3, 2, requires_grad=True), torch.randn(3, 2, requires_grad=True)
+
+    def gradients(energy):
+        decoder.zero_grad()
+        z0.grad = z1.grad = None
+        energy.sum().backward()
+        return [z0.grad.clone(), z1.grad.clone(), *(p.grad.clone() for p in decoder.parameters())]
+
+    fractions = torch.linspace(0, 1, 7)[None, :, None]
+    points = z0[:, None] + fractions * (z1 - z0)[:, None]  # [3, 7, 2]
+    reference = gradients(curve_energy(decoder, points))
+    fast = gradients(straight_line_energy(decoder, z0, z1, decoder(z0), decoder(z1), 7))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(fast, reference))

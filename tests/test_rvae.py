@@ -150,3 +150,59 @@ def test_refitting_rbf_centres_keeps_the_mean_precision_over_the_codes():
     assert torch.allclose(precision(codes).mean(0), before, rtol=1e-4)
     assert torch.allclose(precision.centres.mean(0), codes.mean(0), atol=0.05)
     assert precision.inverse_widths.min() > 1.0  # clusters of a 0.3-wide cloud are narrow
+
+
+def _nonlinear_rvae(seed=0):
+    torch.manual_seed(seed)
+    decoder = MeanPrecisionDecoder(nn.Sequential(nn.Linear(LATENT, 8), nn.ELU(), nn.Linear(8, D)),
+                                   RBFPrecision(LATENT, D, num_centers=5, bandwidth=0.5))
+    model = LatentVariableModel(decoder, HeteroscedasticGaussianLikelihood("identity"), BrownianMotionPrior(LATENT),
+                                RiemannianELBO(), MLPEncoder(LATENT + 1, [8]), BrownianStepPosterior())
+    model.prior.placed.fill_(True)
+    return model
+
+
+def test_one_loss_evaluation_derives_the_rbf_weights_once_with_the_same_loss_and_gradients(monkeypatch):
+    """The R-VAE loss calls the decoder four times (posterior centres, draws, prior centre, curve points); the
+    softplus of the RBF weights is computed once per loss (lvm.networks.reusing_derived_weights), and the loss and
+    every gradient equal those of a loss that recomputes it at each call."""
+    model, x = _nonlinear_rvae(), torch.randn(7, D)
+    model.objective(model, x)  # materialise the lazy encoder (its initialisation draws random numbers)
+    softplus, calls, decoder_calls = nn.functional.softplus, [], []
+    monkeypatch.setattr(nn.functional, "softplus", lambda t, *a, **k: calls.append(t.shape) or softplus(t, *a, **k))
+    model.decoder.precision.register_forward_hook(lambda *_: decoder_calls.append(1))
+
+    def loss_and_gradients(evaluate):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        loss = evaluate(model, x)["loss"]
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    loss, gradients = loss_and_gradients(model.objective)  # Objective.__call__: one scope per loss
+    assert calls.count(model.decoder.precision.raw_weight.shape) == 1 and len(decoder_calls) >= 4
+    calls.clear()
+    reference, reference_gradients = loss_and_gradients(model.objective.forward)  # no scope: one softplus per call
+    assert calls.count(model.decoder.precision.raw_weight.shape) == len(decoder_calls) // 2
+    assert torch.allclose(loss, reference, rtol=1e-12)
+    assert len(gradients) == len(reference_gradients) > 0
+    assert all(torch.allclose(g, r, rtol=1e-10, atol=1e-12) for g, r in zip(gradients, reference_gradients))
+    # two losses back-propagated without a parameter update in between (gradient accumulation): no stale graph
+    for _ in range(2):
+        model.objective(model, x)["loss"].backward()
+
+
+def test_derived_weights_follow_in_place_updates_and_grad_mode():
+    from lvm.networks import derived_weight, reusing_derived_weights
+
+    parameter = nn.Parameter(torch.tensor([-1.0, 0.5]))
+    with reusing_derived_weights():
+        first = derived_weight(parameter, torch.exp)
+        assert derived_weight(parameter, torch.exp) is first and first.requires_grad
+        with torch.no_grad():
+            assert not derived_weight(parameter, torch.exp).requires_grad  # a separate entry without autograd
+            parameter.add_(1.0)  # an optimiser step changes the version: recomputed
+        assert torch.allclose(derived_weight(parameter, torch.exp), torch.exp(torch.tensor([0.0, 1.5])))
+        with reusing_derived_weights():  # nested blocks share the outer cache
+            assert derived_weight(parameter, torch.exp) is derived_weight(parameter, torch.exp)
+    assert derived_weight(parameter, torch.exp) is not derived_weight(parameter, torch.exp)  # outside: no cache
