@@ -1,0 +1,80 @@
+"""Per-step overheads removed for training throughput (issue 19): batches of in-memory data sets fetched with one
+gather per tensor, and the optimizer's fused kernel when the config leaves the implementation unset. Both change
+the speed only: the same batches in the same order, the same updates."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from datamodules.base import TensorBatches, batched
+from datamodules.digits import DigitsDataModule
+from lvm.model import LatentVariableModel
+
+
+def test_in_memory_batches_are_gathered_once_and_equal_the_per_example_loader(monkeypatch):
+    datamodule = DigitsDataModule(batch_size=64, seed=3)
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    assert isinstance(loader.dataset, TensorBatches)
+    # the reference: PyTorch's per-example fetch and collate over the same Subset, same shuffling generator state
+    reference = DataLoader(datamodule.train_set, batch_size=64, shuffle=True,
+                           generator=torch.Generator().set_state(datamodule.shuffle_generator.get_state()))
+    monkeypatch.setattr(TensorBatches, "__getitem__", lambda *_: pytest.fail("fetched one example at a time"))
+    ours, theirs = list(loader), list(reference)
+    assert len(ours) == len(theirs) == -(-len(datamodule.train_set) // 64)
+    for (x, y), (x_ref, y_ref) in zip(ours, theirs):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+def test_nested_subsets_map_to_the_right_examples_and_other_datasets_are_left_alone():
+    data = TensorDataset(torch.arange(10.0)[:, None], torch.arange(10))
+    nested = Subset(Subset(data, [9, 7, 5, 3, 1, 0]), range(1, 5))  # examples 7, 5, 3, 1
+    view = batched(nested)
+    assert [int(view[i][1]) for i in range(len(view))] == [7, 5, 3, 1]
+    x, y = view.__getitems__([3, 0])
+    assert y.tolist() == [1, 7] and x[:, 0].tolist() == [1.0, 7.0]
+
+    class Jittered(TensorDataset):  # a subclass with its own __getitem__ keeps the per-example path
+        def __getitem__(self, index):
+            return (self.tensors[0][index] + 1,)
+
+    jittered = Jittered(torch.zeros(4, 1))
+    assert batched(jittered) is jittered and batched(Subset(jittered, [0])).dataset is jittered
+
+
+def _model(optimizer=torch.optim.Adam):
+    from lvm.likelihoods import GaussianLikelihood
+    from lvm.networks import MLPDecoder, MLPEncoder
+    from lvm.posteriors import DiagonalGaussianPosterior
+    from lvm.priors import StandardNormalPrior
+    from objectives import ELBO
+
+    torch.manual_seed(0)
+    return LatentVariableModel(MLPDecoder([1, 8, 8], [16]), GaussianLikelihood(0.1), StandardNormalPrior(2), ELBO(),
+                               MLPEncoder(4, [16]), DiagonalGaussianPosterior(), optimizer=optimizer)
+
+
+def test_the_fused_optimizer_is_chosen_when_unset_and_gives_the_same_updates():
+    from functools import partial
+
+    model = _model()
+    optimizer = model.configure_optimizers()
+    assert optimizer.defaults["fused"] is True
+    explicit = _model(partial(torch.optim.Adam, foreach=False)).configure_optimizers()
+    assert not explicit.defaults["fused"] and explicit.defaults["foreach"] is False  # the config's choice stands
+    assert _model(torch.optim.LBFGS).configure_optimizers().defaults.get("fused") is None  # no fused kernel: as built
+    # the same settings on record, so resuming a checkpoint written before keeps Adam's state
+    assert LatentVariableModel._settings(optimizer, None) == LatentVariableModel._settings(explicit, None)
+    # ten steps of each implementation from the same start end at the same parameters
+    x = torch.rand(32, 1, 8, 8)
+    fused_model, plain_model = _model(), _model(partial(torch.optim.Adam, foreach=False))
+    plain_model.load_state_dict(fused_model.state_dict())
+    for model in (fused_model, plain_model):
+        optimizer = model.configure_optimizers()
+        torch.manual_seed(1)
+        for _ in range(10):
+            optimizer.zero_grad()
+            model.objective(model, x)["loss"].backward()
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
