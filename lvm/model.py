@@ -280,10 +280,10 @@ class LatentVariableModel(L.LightningModule):
         if not torch.isfinite(outputs["loss"]):
             raise NonFiniteLossError(self._non_finite_advice(outputs["loss"].item(), batch_idx))
         # Each self.log call costs ~0.5 ms of Lightning bookkeeping, about a small network's step: log the training
-        # terms when the loggers write them (every log_every_n_steps) and on the epoch's last batch (callback_metrics:
-        # the metrics file and any monitor see the epoch's final values).
+        # terms when the loggers write them (every log_every_n_steps; never without a logger) and on the epoch's last
+        # batch (callback_metrics: the metrics file and any monitor see the epoch's final values).
         last_batch = batch_idx + 1 >= self.trainer.num_training_batches
-        if self.trainer._logger_connector.should_update_logs or last_batch:
+        if last_batch or (self.trainer.loggers and self.trainer._logger_connector.should_update_logs):
             self._log_objective(outputs, "train", len(x))
         return outputs["loss"]
 

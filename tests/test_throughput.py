@@ -78,3 +78,30 @@ def test_the_fused_optimizer_is_chosen_when_unset_and_gives_the_same_updates():
             optimizer.step()
     for a, b in zip(fused_model.parameters(), plain_model.parameters()):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("logger", [False, True])
+def test_training_terms_are_logged_when_a_logger_writes_them_and_on_each_epochs_last_batch(tmp_path, monkeypatch, logger):
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    logged = []
+    log_objective = LatentVariableModel._log_objective
+
+    def counting(self, outputs, stage, batch_size):
+        if stage == "train":
+            logged.append((self.current_epoch, self.trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1))
+        log_objective(self, outputs, stage, batch_size)
+
+    monkeypatch.setattr(LatentVariableModel, "_log_objective", counting)
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=7, limit_val_batches=1, log_every_n_steps=3,
+                        logger=CSVLogger(tmp_path) if logger else False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    model = _model()
+    model.eval_every_n_epochs = 0
+    trainer.fit(model, datamodule=DigitsDataModule(batch_size=16))
+    # global steps 3 and 6 (batches 2 and 5 of the first epoch; batch 1 and 4 of the second, steps 9 and 12) with a
+    # logger; the last batch (6) of each epoch always
+    expected = [(0, 2), (0, 5), (0, 6), (1, 1), (1, 4), (1, 6)] if logger else [(0, 6), (1, 6)]
+    assert logged == expected
+    assert "train/loss" in trainer.callback_metrics
