@@ -78,6 +78,7 @@ class SplitDataModule(L.LightningDataModule):
         super().__init__()
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.shuffle_generator = torch.Generator().manual_seed(seed)
+        self._views: dict[int, tuple[Dataset, Dataset]] = {}  # id(split) -> (split, its batched view)
 
     def build_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         raise NotImplementedError
@@ -87,7 +88,9 @@ class SplitDataModule(L.LightningDataModule):
             self.train_set, self.val_set, self.test_set = self.build_splits()
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(batched(dataset), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        if self._views.get(id(dataset), (None,))[0] is not dataset:  # one view per split, shared by its loaders
+            self._views[id(dataset)] = (dataset, batched(dataset))
+        return DataLoader(self._views[id(dataset)][1], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, generator=self.shuffle_generator if shuffle else None,
                           collate_fn=_collate)
 
