@@ -144,31 +144,31 @@ def defensive_log_likelihood(model, x: torch.Tensor, cube_points: torch.Tensor, 
 
 class _Mixture:
     """Sample blocks ``[n_k, b, d]`` with their log-likelihoods ``[n_k, b]`` and the sampling techniques (count and
-    log-density) that drew them; each technique's density is evaluated once per block (balance heuristic)."""
+    log-density) that drew them; each technique's density is evaluated once per block (balance heuristic), and each
+    block keeps its running log-denominator log sum_t n_t r_t(z), updated as techniques are added."""
 
     def __init__(self, prior):
         self.prior = prior
         self.counts, self.densities = [], []  # per technique: how many samples it drew, its log-density
         self.blocks, self.likelihoods, self.log_priors = [], [], []  # per block
-        self.table: list[list[torch.Tensor]] = []  # [technique][block] -> log density [n_k, b]
+        self.denominators: list[torch.Tensor] = []  # per block: log sum_t n_t r_t(z_s), [n_k, b]
 
     def add_source(self, count: int, log_density) -> None:
         self.counts.append(count)
         self.densities.append(log_density)
-        self.table.append([log_density(block) for block in self.blocks])
+        self.denominators = [torch.logsumexp(torch.stack([denominator, math.log(count) + log_density(block)]), dim=0)
+                             for denominator, block in zip(self.denominators, self.blocks)]  # (logaddexp: slow log1p)
 
     def add_block(self, z: torch.Tensor, log_likelihood: torch.Tensor) -> None:
         self.blocks.append(z)
         self.likelihoods.append(log_likelihood)
         self.log_priors.append(self.prior.log_prob(z))
-        for row, log_density in zip(self.table, self.densities):
-            row.append(log_density(z))
+        self.denominators.append(torch.logsumexp(torch.stack([math.log(count) + log_density(z) for count, log_density
+                                                              in zip(self.counts, self.densities)]), dim=0))
 
     def log_weights(self) -> torch.Tensor:
         """log w_s = log p(x | z_s) + log p(z_s) - log sum_t n_t r_t(z_s) for every sample, ``[n, b]``."""
-        mixture = torch.logsumexp(torch.stack([math.log(count) + torch.cat(row)
-                                               for count, row in zip(self.counts, self.table)]), dim=0)
-        return torch.cat(self.likelihoods) + torch.cat(self.log_priors) - mixture
+        return torch.cat(self.likelihoods) + torch.cat(self.log_priors) - torch.cat(self.denominators)
 
 
 def _lattice_floor(prior, m: int, d: int, z_lattice: torch.Tensor, lattice_table: torch.Tensor,
