@@ -31,6 +31,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .checkpointing import BestAndLastCheckpoint
 from .loggers import wandb_run_id
+from .heap import FreezeStartupHeap
 from .metrics_file import MetricsFile
 from .model import LatentVariableModel
 from .rng_state import RNGStateCheckpoint
@@ -182,7 +183,7 @@ class LVMCLI(LightningCLI):
             args=args,
             seed_everything_default=0,
             save_config_kwargs={"config_filename": "config.yaml", "overwrite": True},
-            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "logger": DEFAULT_LOGGER, "callbacks": [MetricsFile(), RNGStateCheckpoint()]},
+            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "logger": DEFAULT_LOGGER, "callbacks": [MetricsFile(), RNGStateCheckpoint(), FreezeStartupHeap()]},
             **kwargs,
         )
         if fit_and_test:

@@ -105,3 +105,42 @@ def test_training_terms_are_logged_when_a_logger_writes_them_and_on_each_epochs_
     expected = [(0, 2), (0, 5), (0, 6), (1, 1), (1, 4), (1, 6)] if logger else [(0, 6), (1, 6)]
     assert logged == expected
     assert "train/loss" in trainer.callback_metrics
+
+
+def test_the_start_up_heap_is_frozen_while_fitting_and_released_after(tmp_path):
+    """Objects alive when fitting starts are out of the collector's traversals during training (a full collection
+    of the start-up heap took 0.25-0.3 s on the digits run), and collectable again once fitting ends."""
+    import gc
+
+    import lightning as L
+
+    from lvm.heap import FreezeStartupHeap
+
+    frozen_during = []
+
+    class Probe(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            frozen_during.append(gc.get_freeze_count())
+
+    before = gc.get_freeze_count()
+    sentinel = object()  # alive before fitting: frozen with the rest
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[FreezeStartupHeap(), Probe()], default_root_dir=tmp_path)
+    model = _model()
+    model.eval_every_n_epochs = 0
+    trainer.fit(model, datamodule=DigitsDataModule(batch_size=16))
+    assert frozen_during and frozen_during[0] > before + 1000 and sentinel is not None
+    assert gc.get_freeze_count() == before
+
+
+def test_the_cli_adds_the_heap_freeze_to_every_run(tmp_path):
+    from pathlib import Path
+
+    from lvm.cli import LVMCLI
+    from lvm.heap import FreezeStartupHeap
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    cli = LVMCLI(["--config", str(config), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
+                  "--trainer.callbacks", "[]"], fit_and_test=False)
+    assert any(isinstance(callback, FreezeStartupHeap) for callback in cli.trainer.callbacks)
