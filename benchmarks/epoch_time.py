@@ -10,6 +10,10 @@ Side by side in one run, on the bundled digits and on MNIST-sized random data (6
   only (``--trainer.check_val_every_n_epoch 10 --model.eval_every_n_epochs 0``), ``--trainer.logger false`` and no
   progress bar.
 
+* ``lightning_floor``: the plain loop's step as a bare ``LightningModule`` (no logger, checkpoint, progress bar or
+  validation), and ``lightning_val_ckpt_floor``: the same with an empty ``validation_step`` and ``last.ckpt`` every
+  epoch: what Lightning itself costs before lvm adds anything.
+
 An epoch's time is the mean gap between consecutive epoch starts over ``--epochs`` epochs after the first (so
 validation, checkpointing and logging are included; start-up is not). Targets on the digits: ``lvm_fast_over_plain``
 <= 1.2, ``lvm_default_over_plain`` <= 1.5.
@@ -25,10 +29,12 @@ import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -71,29 +77,73 @@ def seconds_per_epoch(starts: list[float]) -> float:
     return sum(gaps) / len(gaps)
 
 
+class PlainVAE(torch.nn.Module):
+    """The floor's networks and ELBO step: the digits VAE written by hand."""
+
+    def __init__(self, data_shape):
+        super().__init__()
+        self.flat = int(torch.tensor(data_shape).prod())
+        self.encoder, self.decoder = MLPEncoder(4, [128, 64]), MLPDecoder(list(data_shape), [64, 128])
+        self.encoder(torch.zeros(1, *data_shape)), self.decoder(torch.zeros(1, 2))
+
+    def loss(self, x):
+        mean, log_var = self.encoder(x).chunk(2, dim=-1)
+        z = mean + (0.5 * log_var).exp() * torch.randn_like(mean)
+        x_hat = torch.sigmoid(self.decoder(z)).flatten(1)
+        reconstruction = -0.5 * (x.flatten(1) - x_hat).pow(2).sum(-1) / 0.1 - 0.5 * self.flat * torch.log(
+            torch.tensor(2 * torch.pi * 0.1))
+        kl = 0.5 * (mean.pow(2) + log_var.exp() - log_var - 1).sum(-1)
+        return (kl - reconstruction).mean()
+
+
 def plain_loop(train_set, data_shape, epochs: int) -> float:
     """The floor: the same networks and ELBO step in a hand-written loop."""
     torch.manual_seed(0)
-    flat = int(torch.tensor(data_shape).prod())
-    encoder, decoder = MLPEncoder(4, [128, 64]), MLPDecoder(list(data_shape), [64, 128])
-    encoder(torch.zeros(1, *data_shape)), decoder(torch.zeros(1, 2))
-    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
+    vae = PlainVAE(data_shape)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
     loader = DataLoader(train_set, batch_size=64, shuffle=True)
     starts = []
     for _ in range(epochs + 1):
         starts.append(time.perf_counter())
         for x, _ in loader:
-            mean, log_var = encoder(x).chunk(2, dim=-1)
-            z = mean + (0.5 * log_var).exp() * torch.randn_like(mean)
-            x_hat = torch.sigmoid(decoder(z)).flatten(1)
-            reconstruction = -0.5 * (x.flatten(1) - x_hat).pow(2).sum(-1) / 0.1 - 0.5 * flat * torch.log(
-                torch.tensor(2 * torch.pi * 0.1))
-            kl = 0.5 * (mean.pow(2) + log_var.exp() - log_var - 1).sum(-1)
-            loss = (kl - reconstruction).mean()
+            loss = vae.loss(x)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     return seconds_per_epoch(starts)
+
+
+class LightningVAE(L.LightningModule):
+    """:class:`PlainVAE`'s step in Lightning's loop, with an empty validation step."""
+
+    def __init__(self, data_shape):
+        super().__init__()
+        self.vae = PlainVAE(data_shape)
+
+    def training_step(self, batch, batch_idx):
+        return self.vae.loss(batch[0])
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def lightning_floor(datamodule, epochs: int, validate_and_checkpoint: bool) -> float:
+    """Lightning's own cost: the plain step in a bare LightningModule; optionally validating (nothing) and writing
+    ``last.ckpt`` every epoch."""
+    torch.manual_seed(0)
+    clock = EpochClock()
+    with tempfile.TemporaryDirectory() as root:
+        callbacks = [clock, ModelCheckpoint(save_last=True)] if validate_and_checkpoint else [clock]
+        trainer = L.Trainer(max_epochs=epochs + 1, logger=False, enable_checkpointing=validate_and_checkpoint,
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                            default_root_dir=root, callbacks=callbacks)
+        loader = partial(DataLoader, batch_size=64)
+        trainer.fit(LightningVAE(datamodule.data_shape), loader(datamodule.train_set, shuffle=True),
+                    loader(datamodule.val_set) if validate_and_checkpoint else None)
+    return seconds_per_epoch(clock.starts)
 
 
 def lvm_run(extra: list[str], epochs: int) -> float:
@@ -127,12 +177,19 @@ def main() -> None:
     for name, (datamodule, overrides) in data.items():
         datamodule.setup("fit")
         plain = plain_loop(datamodule.train_set, datamodule.data_shape, args.epochs)
+        floor = lightning_floor(datamodule, args.epochs, validate_and_checkpoint=False)
+        val_ckpt_floor = lightning_floor(datamodule, args.epochs, validate_and_checkpoint=True)
         default = lvm_run(overrides, args.epochs)
         fast_time = lvm_run([*overrides, *fast], args.epochs)
-        figures[name] = {"plain_s": plain, "lvm_default_s": default, "lvm_fast_s": fast_time,
+        figures[name] = {"plain_s": plain, "lightning_floor_s": floor, "lightning_val_ckpt_floor_s": val_ckpt_floor,
+                         "lvm_default_s": default, "lvm_fast_s": fast_time,
+                         "lightning_floor_over_plain": floor / plain,
+                         "lightning_val_ckpt_floor_over_plain": val_ckpt_floor / plain,
                          "lvm_default_over_plain": default / plain, "lvm_fast_over_plain": fast_time / plain}
-        print(f"{name:13s} plain {plain * 1e3:7.1f} ms/epoch, lvm default {default * 1e3:7.1f} "
-              f"({default / plain:.2f}x), lvm fast {fast_time * 1e3:7.1f} ({fast_time / plain:.2f}x)", flush=True)
+        print(f"{name:13s} plain {plain * 1e3:7.1f} ms/epoch; Lightning floor {floor * 1e3:7.1f} ({floor / plain:.2f}x), "
+              f"with validation + last.ckpt {val_ckpt_floor * 1e3:7.1f} ({val_ckpt_floor / plain:.2f}x); lvm default "
+              f"{default * 1e3:7.1f} ({default / plain:.2f}x), lvm fast {fast_time * 1e3:7.1f} ({fast_time / plain:.2f}x)",
+              flush=True)
     figures.update(lvm_default_over_plain=figures["digits"]["lvm_default_over_plain"],
                    lvm_fast_over_plain=figures["digits"]["lvm_fast_over_plain"])
     print(json.dumps(figures))
