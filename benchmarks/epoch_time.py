@@ -186,10 +186,10 @@ def main() -> None:
                          "lightning_floor_over_plain": floor / plain,
                          "lightning_val_ckpt_floor_over_plain": val_ckpt_floor / plain,
                          "lvm_default_over_plain": default / plain, "lvm_fast_over_plain": fast_time / plain}
-        print(f"{name:13s} plain {plain * 1e3:7.1f} ms/epoch; Lightning floor {floor * 1e3:7.1f} ({floor / plain:.2f}x), "
-              f"with validation + last.ckpt {val_ckpt_floor * 1e3:7.1f} ({val_ckpt_floor / plain:.2f}x); lvm default "
-              f"{default * 1e3:7.1f} ({default / plain:.2f}x), lvm fast {fast_time * 1e3:7.1f} ({fast_time / plain:.2f}x)",
-              flush=True)
+        print(f"{name:13s} plain {plain * 1e3:7.1f} ms/epoch; Lightning floor {floor * 1e3:7.1f} "
+              f"({floor / plain:.2f}x), with validation + last.ckpt {val_ckpt_floor * 1e3:7.1f} "
+              f"({val_ckpt_floor / plain:.2f}x); lvm default {default * 1e3:7.1f} ({default / plain:.2f}x), "
+              f"lvm fast {fast_time * 1e3:7.1f} ({fast_time / plain:.2f}x)", flush=True)
     figures.update(lvm_default_over_plain=figures["digits"]["lvm_default_over_plain"],
                    lvm_fast_over_plain=figures["digits"]["lvm_fast_over_plain"])
     print(json.dumps(figures))

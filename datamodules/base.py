@@ -90,7 +90,8 @@ class SplitDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         if self._views.get(id(dataset), (None,))[0] is not dataset:  # one view per split, shared by its loaders
             self._views[id(dataset)] = (dataset, batched(dataset))
-        return DataLoader(self._views[id(dataset)][1], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        view = self._views[id(dataset)][1]
+        return DataLoader(view, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, generator=self.shuffle_generator if shuffle else None,
                           collate_fn=_collate)
 

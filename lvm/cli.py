@@ -183,7 +183,8 @@ class LVMCLI(LightningCLI):
             args=args,
             seed_everything_default=0,
             save_config_kwargs={"config_filename": "config.yaml", "overwrite": True},
-            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "logger": DEFAULT_LOGGER, "callbacks": [MetricsFile(), RNGStateCheckpoint(), FreezeStartupHeap()]},
+            trainer_defaults={"default_root_dir": DEFAULT_ROOT, "logger": DEFAULT_LOGGER,
+                              "callbacks": [MetricsFile(), RNGStateCheckpoint(), FreezeStartupHeap()]},
             **kwargs,
         )
         if fit_and_test:

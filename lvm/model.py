@@ -332,7 +332,8 @@ class LatentVariableModel(L.LightningModule):
         several per parameter tensor (Adam's step for the digits VAE: 0.20 -> 0.06 ms, a sixth of its training
         step). Same update up to float rounding."""
         optimizer = self.optimizer_factory(self.parameters())
-        if "fused" in optimizer.defaults and optimizer.defaults["fused"] is None and optimizer.defaults.get("foreach") is None:
+        settings = optimizer.defaults
+        if "fused" in settings and settings["fused"] is None and settings.get("foreach") is None:
             try:
                 return self.optimizer_factory(self.parameters(), fused=True)
             except (RuntimeError, TypeError, ValueError):  # a device or dtype without the fused kernel

@@ -81,7 +81,7 @@ def test_the_fused_optimizer_is_chosen_when_unset_and_gives_the_same_updates():
 
 
 @pytest.mark.parametrize("logger", [False, True])
-def test_training_terms_are_logged_when_a_logger_writes_them_and_on_each_epochs_last_batch(tmp_path, monkeypatch, logger):
+def test_training_terms_are_logged_for_a_logger_and_on_each_epochs_last_batch(tmp_path, monkeypatch, logger):
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
@@ -124,8 +124,9 @@ def test_the_start_up_heap_is_frozen_while_fitting_and_released_after(tmp_path):
 
     before = gc.get_freeze_count()
     sentinel = object()  # alive before fitting: frozen with the rest
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0,
                         callbacks=[FreezeStartupHeap(), Probe()], default_root_dir=tmp_path)
     model = _model()
     model.eval_every_n_epochs = 0
