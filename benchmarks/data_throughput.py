@@ -25,18 +25,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import median_seconds  # noqa: E402
-from datamodules import (DigitsDataModule, MocapDataModule, OmniglotDataModule, Shapes3DDataModule,  # noqa: E402
+from lvm.datamodules import (DigitsDataModule, MocapDataModule, OmniglotDataModule, Shapes3DDataModule,  # noqa: E402
                          VocalizationsDataModule)
-from datamodules.miniatures import write_3dshapes, write_mocap_subject, write_omniglot, write_vocalizations  # noqa: E402
+from lvm.datamodules.miniatures import write_3dshapes, write_mocap_subject, write_omniglot, write_vocalizations  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder  # noqa: E402
 from lvm.priors import TorusPrior  # noqa: E402
-from objectives import QMCObjective  # noqa: E402
+from lvm.objectives import QMCObjective  # noqa: E402
 
 
 def miniatures(folder: Path, n: int) -> dict:
-    """Generated files in the real formats (:mod:`datamodules.miniatures`) and the datamodules reading them."""
+    """Generated files in the real formats (:mod:`lvm.datamodules.miniatures`) and the datamodules reading them."""
     write_3dshapes(folder / "3dshapes.h5", n, chunks=(64, 64, 64, 3))
     (folder / "vocal").mkdir()
     write_vocalizations(folder / "vocal" / "calls.h5", n)

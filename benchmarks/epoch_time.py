@@ -39,9 +39,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datamodules.base import SplitDataModule  # noqa: E402
-from datamodules.digits import DigitsDataModule  # noqa: E402
-from lvm.cli import LVMCLI  # noqa: E402
+from lvm.datamodules.base import SplitDataModule  # noqa: E402
+from lvm.datamodules.digits import DigitsDataModule  # noqa: E402
+from lvm.runs.cli import LVMCLI  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_vae.yaml"

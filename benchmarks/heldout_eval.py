@@ -1,4 +1,4 @@
-"""Held-out QMC likelihood cost (QLVM paper, eq. 5; :mod:`lvm.evaluation`).
+"""Held-out QMC likelihood cost (QLVM paper, eq. 5; :mod:`lvm.estimators.heldout`).
 
 The randomized-QMC log-likelihood of 10 000 MNIST-sized examples (D = 784) with a dense lattice of
 m = 6765 points (the 2-D default) and the MNIST MLP decoder, as ``model.log_likelihood`` runs it in
@@ -28,7 +28,7 @@ from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder  # noqa: E402
 from lvm.priors import TorusPrior  # noqa: E402
-from objectives import QMCObjective  # noqa: E402
+from lvm.objectives import QMCObjective  # noqa: E402
 
 
 def evaluate(args) -> float:

@@ -2,7 +2,7 @@
 
 Measured side by side in one run:
 
-* throughput (vectors/s) of each nearest-point decoder (:mod:`lvm.quantizers`: rounding for Z^n, the
+* throughput (vectors/s) of each nearest-point decoder (:mod:`lvm.numerics.quantizers`: rounding for Z^n, the
   coset decoders of A_2 and E_8) against the brute-force reference (the nearest of all lattice vectors
   within the covering distance of the query, by one distance matrix), on points near the origin so the
   reference is exact;
@@ -31,8 +31,8 @@ from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import GatedDecoder, GatedEncoder  # noqa: E402
 from lvm.posteriors import DiagonalGaussianPosterior, PointMassPosterior  # noqa: E402
 from lvm.priors import GaussianProxyLatticePrior, LaplaceLatticePrior, StandardNormalPrior  # noqa: E402
-from lvm.quantizers import E8Lattice, HexagonalLattice, IntegerLattice  # noqa: E402
-from objectives import ELBO, DirectLatticeObjective, GaussianProxyLatticeObjective  # noqa: E402
+from lvm.numerics.quantizers import E8Lattice, HexagonalLattice, IntegerLattice  # noqa: E402
+from lvm.objectives import ELBO, DirectLatticeObjective, GaussianProxyLatticeObjective  # noqa: E402
 
 LATENT = 32
 LATTICES = {"Z": (IntegerLattice(1), 3), "Z2": (IntegerLattice(2), 3), "A2": (HexagonalLattice(), 3), "E8": (E8Lattice(), 6)}

@@ -30,7 +30,7 @@ from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder, PythaeConvDecoder, PythaeConvEncoder  # noqa: E402
 from lvm.posteriors import PointMassPosterior  # noqa: E402
 from lvm.priors import StandardNormalPrior  # noqa: E402
-from objectives import MLAEObjective  # noqa: E402
+from lvm.objectives import MLAEObjective  # noqa: E402
 
 BETA = 10.0
 

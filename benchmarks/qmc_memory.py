@@ -33,7 +33,7 @@ from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import ConvDecoder  # noqa: E402
 from lvm.priors import TorusPrior  # noqa: E402
-from objectives import QMCObjective  # noqa: E402
+from lvm.objectives import QMCObjective  # noqa: E402
 
 LATTICE_SIZES = (610, 2584)
 

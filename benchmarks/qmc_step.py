@@ -27,14 +27,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import PeakMemory, median_seconds  # noqa: E402
-from lvm.lattices import PointSet  # noqa: E402
+from lvm.numerics.lattices import PointSet  # noqa: E402
 from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
 from lvm.posteriors import DiagonalGaussianPosterior  # noqa: E402
 from lvm.priors import StandardNormalPrior, TorusPrior  # noqa: E402
-from lvm.qmc import log_mean_exp  # noqa: E402
-from objectives import IWAE, QMCObjective  # noqa: E402
+from lvm.numerics.logspace import log_mean_exp  # noqa: E402
+from lvm.objectives import IWAE, QMCObjective  # noqa: E402
 
 
 

@@ -6,9 +6,9 @@ network with 350 centres):
 
 * the R-VAE step in its autoencoder phase and in its prior phase, and the VAE step (ELBO, same
   decoder, standard normal prior, its first phase), each training only what its phase trains
-  (appendix C.1, :class:`callbacks.TwoPhaseTraining`); the epoch ratio of the paper's schedule,
+  (appendix C.1, :class:`lvm.callbacks.TwoPhaseTraining`); the epoch ratio of the paper's schedule,
   (100 autoencoder epochs + 200 prior epochs) / 300 VAE epochs, at equal steps per epoch;
-* geodesic solves per second: batched cubic-spline geodesics (:func:`lvm.geometry.geodesic`, 6 nodes,
+* geodesic solves per second: batched cubic-spline geodesics (:func:`lvm.numerics.geometry.geodesic`, 6 nodes,
   32 points, up to 20 L-BFGS iterations) between random pairs of latent points under the R-VAE metric.
 
 Usage: ``python benchmarks/rvae_epoch.py [--device cuda] [--repeats 11] [--pairs 64]``.
@@ -28,13 +28,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import median_seconds  # noqa: E402
-from lvm.geometry import geodesic  # noqa: E402
+from lvm.numerics.geometry import geodesic  # noqa: E402
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MeanPrecisionDecoder, MLPDecoder, MLPEncoder, RBFPrecision  # noqa: E402
 from lvm.posteriors import BrownianStepPosterior, DiagonalGaussianPosterior  # noqa: E402
 from lvm.priors import BrownianMotionPrior, StandardNormalPrior  # noqa: E402
-from objectives import ELBO, RiemannianELBO  # noqa: E402
+from lvm.objectives import ELBO, RiemannianELBO  # noqa: E402
 
 LATENT, D, SWITCH, TOTAL = 2, 784, 100, 300
 
@@ -69,7 +69,7 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         model.objective(model, x)["loss"].backward()
 
-    def train_only(model, *modules):  # what callbacks.TwoPhaseTraining does at each phase
+    def train_only(model, *modules):  # what lvm.callbacks.TwoPhaseTraining does at each phase
         model.requires_grad_(False)
         for module in modules:
             module.requires_grad_(True)

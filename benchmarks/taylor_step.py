@@ -27,14 +27,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import median_seconds  # noqa: E402
-from lvm.jacobians import forward_jacobian  # noqa: E402
+from lvm.numerics.jacobians import forward_jacobian  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
-from lvm.lowrank_gaussian import lowrank_gaussian_log_prob  # noqa: E402
+from lvm.numerics.gaussian import lowrank_gaussian_log_prob  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
 from lvm.posteriors import DiagonalGaussianPosterior  # noqa: E402
 from lvm.priors import StandardNormalPrior  # noqa: E402
-from objectives import ELBO, TaylorELBO  # noqa: E402
+from lvm.objectives import ELBO, TaylorELBO  # noqa: E402
 
 C, GAMMA, N = 0.5, 0.5, 784
 

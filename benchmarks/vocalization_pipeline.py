@@ -1,12 +1,12 @@
 """The vocalization pipeline from WAV files to a trained model, on generated recordings of ~1000 syllables
-(:func:`datamodules.miniatures.write_recordings`: tones, chirps, harmonic stacks and pulse trains in noise at
+(:func:`lvm.datamodules.miniatures.write_recordings`: tones, chirps, harmonic stacks and pulse trains in noise at
 22.05, 32 and 48 kHz, int16 and float WAVs).
 
 Measures, in one run:
 
-* segmentation (``datamodules.segment``, default parameters): seconds of audio per second, and the recall of
+* segmentation (``lvm.datamodules.vocalizations.segment``, default parameters): seconds of audio per second, and the recall of
   the known calls (onset and offset within 10 ms);
-* preprocessing (``datamodules.vocalization_preprocess``, 64 x 64 as for the CPU config): seconds of audio and
+* preprocessing (``lvm.datamodules.vocalizations.preprocess``, 64 x 64 as for the CPU config): seconds of audio and
   syllables per second;
 * ``configs/qlvm_vocalizations_cpu.yaml`` trained for ``--epochs`` epochs and tested in its own process: seconds
   per epoch (EpochTimer, validation included), the whole run's wall time and its peak resident memory (test included), and the
@@ -33,10 +33,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datamodules.miniatures import write_recordings  # noqa: E402
-from datamodules.segment import SegmentParams, segment_files  # noqa: E402
-from datamodules.vocalization_preprocess import SpectrogramParams, preprocess  # noqa: E402
-from lvm.compare import train_run  # noqa: E402
+from lvm.datamodules.miniatures import write_recordings  # noqa: E402
+from lvm.datamodules.vocalizations.segment import SegmentParams, segment_files  # noqa: E402
+from lvm.datamodules.vocalizations.preprocess import SpectrogramParams, preprocess  # noqa: E402
+from lvm.tools.compare import train_run  # noqa: E402
 
 CONFIG = ROOT / "configs" / "qlvm_vocalizations_cpu.yaml"
 

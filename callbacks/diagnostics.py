@@ -1,5 +1,5 @@
 """Trust diagnostics of the test-set embedding at the end of testing: label decodability and cluster structure
-(:mod:`lvm.diagnostics`; seed-to-seed consistency needs several runs and is computed across them)."""
+(:mod:`lvm.analysis.diagnostics`; seed-to-seed consistency needs several runs and is computed across them)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from lvm.diagnostics import cluster_structure, json_ready, knn_decodability, lattice_modes
-from lvm.embedding import dataset_indices, embed_loader
+from lvm.analysis.diagnostics import cluster_structure, json_ready, knn_decodability, lattice_modes
+from lvm.analysis.embedding import dataset_indices, embed_loader
 
 from .figures import warn_skipped, write_metrics_first
 
@@ -28,12 +28,12 @@ class TrustDiagnostics(L.Callback):
     """On rank 0 at the end of testing, embeds the test set (``pl_module.embed``) and writes
     ``<run dir>/diagnostics.json``:
 
-    * ``decodability``: :func:`lvm.diagnostics.knn_decodability` of the label (``batch[1]``; named by the
+    * ``decodability``: :func:`lvm.analysis.diagnostics.knn_decodability` of the label (``batch[1]``; named by the
       datamodule's ``label_key``, else ``"label"``; 2-D labels such as 3dShapes factors give one entry per column,
       named by ``factor_names``) and of each metadata field in ``fields`` (datamodules with ``metadata``, a dict of
       arrays in dataset order, whose test set is a ``Subset`` of that dataset, e.g. the vocalizations);
-    * ``clusters``: the mean-shift modes of the aggregated posterior (:func:`lvm.diagnostics.lattice_modes`; models
-      whose prior is reached from the unit cube, up to 3-D) and :func:`lvm.diagnostics.cluster_structure` of the
+    * ``clusters``: the mean-shift modes of the aggregated posterior (:func:`lvm.analysis.diagnostics.lattice_modes`; models
+      whose prior is reached from the unit cube, up to 3-D) and :func:`lvm.analysis.diagnostics.cluster_structure` of the
       embedding around them;
     * ``n``, ``latent_dim``, ``periodic``, and ``skipped``: each analysis left out, with the reason.
 
@@ -123,7 +123,7 @@ def _metadata_column(datamodule, field: str, n: int) -> np.ndarray:
     metadata = getattr(datamodule, "metadata", None)
     if not metadata:
         raise ValueError(f"{type(datamodule).__name__} has no metadata to take {field!r} from; fields needs a "
-                         "datamodule with metadata (e.g. datamodules.VocalizationsDataModule).")
+                         "datamodule with metadata (e.g. lvm.datamodules.VocalizationsDataModule).")
     if field not in metadata:
         raise KeyError(f"{field!r} is not a metadata field; choose one of {sorted(metadata)}.")
     values = np.asarray(metadata[field])[dataset_indices(datamodule.test_set)]
@@ -148,7 +148,7 @@ class _Report(dict):
         self.owner = owner
 
     def run(self, analysis: str, compute: Callable[..., T], *args) -> T | None:
-        """:func:`callbacks.figures.guarded`, the reason of a failure also kept under ``skipped``."""
+        """:func:`lvm.callbacks.figures.guarded`, the reason of a failure also kept under ``skipped``."""
         try:
             return compute(*args)
         except Exception as error:  # noqa: BLE001 (an analysis must never cost the run its metrics)

@@ -1,4 +1,4 @@
-"""Write the interactive explorer of the test set's embedding (:mod:`lvm.explore`) at the end of testing."""
+"""Write the interactive explorer of the test set's embedding (:mod:`lvm.tools.explore`) at the end of testing."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from lvm.embedding import embedding_table
-from lvm.explore import build_explorer, write_text_atomically
+from lvm.analysis.embedding import embedding_table
+from lvm.runs.files import write_atomically
+from lvm.tools.explore import build_explorer
 
 from .figures import guarded, write_metrics_first
 
@@ -17,7 +18,7 @@ __all__ = ["Explorer"]
 
 class Explorer(L.Callback):
     """At the end of testing, writes ``<run dir>/plots/explorer.html``: the test set's embedding with hover images,
-    metadata and the decoded latent grid, one self-contained file (``python -m lvm.explore`` makes the same for any
+    metadata and the decoded latent grid, one self-contained file (``python -m lvm.tools.explore`` makes the same for any
     checkpoint and all splits). ``metrics.json`` is written first; a failure is skipped with a warning
     ``"Explorer: explorer.html skipped: <reason>"``.
 
@@ -37,4 +38,5 @@ class Explorer(L.Callback):
     def _write(self, trainer, pl_module) -> None:
         table, _ = embedding_table(pl_module, trainer.datamodule, ("test",))
         html = build_explorer(pl_module, trainer.datamodule, table, self.max_images, self.per_side)
-        write_text_atomically(Path(trainer.default_root_dir) / "plots" / "explorer.html", html)
+        write_atomically(Path(trainer.default_root_dir) / "plots" / "explorer.html",
+                         lambda partial: partial.write_text(html, encoding="utf-8"))

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
-from lvm.metrics_file import MetricsFile
+from lvm.runs.metrics_file import MetricsFile
 
 __all__ = ["Figures", "guarded", "save_and_log", "warn_skipped", "write_metrics_first"]
 
@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 def write_metrics_first(trainer) -> None:
-    """Have every :class:`lvm.metrics_file.MetricsFile` of the trainer rewrite ``metrics.json`` now, so the
+    """Have every :class:`lvm.runs.metrics_file.MetricsFile` of the trainer rewrite ``metrics.json`` now, so the
     file holds the test metrics before a callback's plots start, whatever the order of the callbacks."""
     for callback in getattr(trainer, "callbacks", ()):
         if isinstance(callback, MetricsFile):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from lvm.metrics import GaussianFrechetDistance
+from lvm.estimators.metrics import GaussianFrechetDistance
 
 from .heldout_batches import HeldOutBatches
 
@@ -14,7 +14,7 @@ __all__ = ["GaussianFrechetScore"]
 class GaussianFrechetScore(HeldOutBatches):
     """For every validation and test batch, adds the batch (real) and as many ``model.sample``
     draws (generated; the fitted latent sampler if any, else the prior) to a
-    :class:`lvm.metrics.GaussianFrechetDistance`, and logs ``{stage}/frechet_gaussian`` at the end of
+    :class:`lvm.estimators.metrics.GaussianFrechetDistance`, and logs ``{stage}/frechet_gaussian`` at the end of
     the epoch (MLAE paper, Table 1). Exact under DDP (the metric's states are sums).
 
     Args:

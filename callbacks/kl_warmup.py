@@ -11,20 +11,20 @@ __all__ = ["KLWarmup"]
 
 
 class KLWarmup(L.Callback):
-    """Sets the objective's KL weight (its ``kl_weight`` attribute, e.g. :attr:`objectives.ELBO.kl_weight`) at the
+    """Sets the objective's KL weight (its ``kl_weight`` attribute, e.g. :attr:`lvm.objectives.ELBO.kl_weight`) at the
     start of every training epoch ``e`` (counted from 0) to
 
         beta(e) = start + (1 - start) * min(1, (e + 1) / epochs),
 
     the schedule of the R-VAE authors' code (``beta = min(epoch / annealing_epochs, 1)``, epochs counted from 1):
     beta is 1/epochs in the first epoch (with ``start`` 0), reaches 1 in epoch ``epochs - 1`` (the last epoch of
-    the R-VAE paper's first phase when ``epochs`` is :class:`callbacks.TwoPhaseTraining`'s ``switch_epoch``) and
+    the R-VAE paper's first phase when ``epochs`` is :class:`lvm.callbacks.TwoPhaseTraining`'s ``switch_epoch``) and
     stays 1. beta only reweights the training loss: the objective still logs the unweighted ``elbo`` and ``kl``,
     and held-out batches score the unweighted ELBO. beta is logged as ``train/kl_weight``.
 
     The schedule is a function of the epoch, and its settings and current beta are saved in checkpoints, so a
     resumed run continues it where it stopped (a resume with other settings warns and follows the new ones).
-    Objectives without a weighted KL term (``kl_weight``), such as :class:`objectives.IWAE`, whose bound has no
+    Objectives without a weighted KL term (``kl_weight``), such as :class:`lvm.objectives.IWAE`, whose bound has no
     separate KL term, are refused.
 
     Args:
@@ -63,7 +63,7 @@ class KLWarmup(L.Callback):
             raise ValueError(
                 f"KLWarmup weights the KL term of the training objective through its `kl_weight` attribute, but the "
                 f"objective {name} has no weighted KL term. Use it with a KL-based objective that exposes "
-                "`kl_weight` (objectives.ELBO), or remove callbacks.KLWarmup from trainer.callbacks.")
+                "`kl_weight` (lvm.objectives.ELBO), or remove lvm.callbacks.KLWarmup from trainer.callbacks.")
         return objective
 
     def setup(self, trainer, pl_module, stage):

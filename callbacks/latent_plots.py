@@ -7,8 +7,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from lvm.batches import batch_data
-from lvm.embedding import embed_loader
-from lvm.plots import latent_grid, plot_code_on_data, plot_decoded_grid, plot_embedding
+from lvm.analysis.embedding import embed_loader
+from lvm.plotting.figures import latent_grid, plot_code_on_data, plot_decoded_grid, plot_embedding
 
 from .figures import Figures, save_and_log, write_metrics_first
 
@@ -66,7 +66,7 @@ class LatentPlots(L.Callback):
 
     @torch.no_grad()
     def _decoded_grid(self, pl_module, embedding: torch.Tensor, axes):
-        """The images decoded on :func:`lvm.plots.latent_grid`, on the latent plane."""
+        """The images decoded on :func:`lvm.plotting.figures.latent_grid`, on the latent plane."""
         grid = latent_grid(pl_module.prior, self.per_side, embedding)
         images = pl_module.decode(grid.to(pl_module.device, pl_module.dtype))
         return plot_decoded_grid(images, grid.numpy(), self.per_side, axes=axes, periodic=pl_module.prior.periodic)

@@ -11,9 +11,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning.pytorch.loggers import WandbLogger
 
-from lvm.analysis import (aggregated_posterior, density_at, density_geodesic, is_flat, jacobian_frobenius_norm,
+from lvm.analysis.landscape import (aggregated_posterior, density_at, density_geodesic, is_flat, jacobian_frobenius_norm,
                           weighted_mean_shift)
-from lvm.plots import (plot_decoded_modes, plot_image_grid, plot_latent_field, plot_posterior_comparison,
+from lvm.plotting.figures import (plot_decoded_modes, plot_image_grid, plot_latent_field, plot_posterior_comparison,
                        plot_reconstructions)
 from lvm.batches import batch_data
 from lvm.posteriors import DiagonalGaussianPosterior
@@ -48,7 +48,7 @@ class PosteriorPlots(L.Callback):
     (a flat aggregated posterior has no modes, hence no geodesic), is skipped with a warning
     ``"PosteriorPlots: <figure> skipped: <reason>"`` and the others are still written.
 
-    The analyses are the plain functions of :mod:`lvm.analysis`; this callback only runs them on rank 0.
+    The analyses are the plain functions of :mod:`lvm.analysis.landscape`; this callback only runs them on rank 0.
 
     Args:
         num_points: lattice size (``None``: the model's evaluation default).
@@ -76,7 +76,7 @@ class PosteriorPlots(L.Callback):
         save_and_log(trainer, figures)
 
     def _analyse(self, trainer, pl_module, figures: Figures) -> None:
-        """Each figure in its own guarded step (:class:`callbacks.figures.Figures`): one failing, or skipped for
+        """Each figure in its own guarded step (:class:`lvm.callbacks.figures.Figures`): one failing, or skipped for
         want of what it shows (no modes), leaves the others standing."""
         loader = trainer.datamodule.test_dataloader()
         batches = list(track(islice(loader, self.max_batches), description="Posterior plots: test batches",

@@ -70,7 +70,7 @@ class SplitDataModule(L.LightningDataModule):
 
     The training order is drawn from a generator of its own, seeded by ``seed`` and saved in
     checkpoints, so a resumed run sees the same batches as an uninterrupted one (the global
-    RNG, used by the objectives, is saved by :class:`lvm.rng_state.RNGStateCheckpoint`)."""
+    RNG, used by the objectives, is saved by :class:`lvm.runs.rng_state.RNGStateCheckpoint`)."""
 
     data_shape: tuple[int, ...]
 

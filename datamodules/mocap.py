@@ -11,7 +11,7 @@ Which joints are kept. Martinez & Williams (2025, "Quasi Monte Carlo methods ena
 low-dimensional deep generative models", appendix B.1.3) use "the 44 non-torso joints", the 3 global
 (torso) pose angles and the global translational velocities; their preprocessing follows Wang, Fleet &
 Hertzmann (2008, "Gaussian process dynamical models for human motion", IEEE TPAMI 30(2)), where "torso"
-is the root. CMU's skeleton (:data:`datamodules.miniatures.CMU_BONES`) has 30 bones besides the root and
+is the root. CMU's skeleton (:data:`lvm.datamodules.miniatures.CMU_BONES`) has 30 bones besides the root and
 56 joint angles; dropping the bones whose names contain ``toes``, ``hand``, ``fingers``, ``thumb`` or
 ``hipjoint`` (:data:`PAPER_EXCLUDE`, the default ``exclude``) removes 2 (toes) + 4 (hands) + 2 (fingers)
 + 4 (thumbs) angles and leaves exactly 44: lfemur, ltibia, lfoot, rfemur, rtibia, rfoot (12 = 2 × 6);

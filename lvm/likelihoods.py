@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lvm.numerics.gaussian import LOG_2PI, diagonal_gaussian_log_prob
+
 __all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "HeteroscedasticGaussianLikelihood"]
 
 
@@ -155,12 +157,12 @@ class HeteroscedasticGaussianLikelihood(Likelihood):
 
     def log_prob(self, x, params):
         mean, log_var = self.split(params)
-        return -0.5 * ((x - mean).pow(2) * torch.exp(-log_var) + log_var + math.log(2 * math.pi)).sum(-1)
+        return diagonal_gaussian_log_prob(x, mean, log_var)
 
     def pairwise_log_prob(self, x, params):
         mean, log_var = self.split(params)  # [m, D] each
         precision = torch.exp(-log_var)
-        column = (mean.pow(2) * precision + log_var).sum(-1) + x.shape[-1] * math.log(2 * math.pi)  # [m]
+        column = (mean.pow(2) * precision + log_var).sum(-1) + x.shape[-1] * LOG_2PI  # [m]
         return -0.5 * (x.pow(2) @ precision.T - 2 * x @ (mean * precision).T + column[None, :])  # [b, m]
 
     def sample(self, params):

@@ -13,14 +13,14 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from .batches import batch_data
-from .evaluation import HeldOutEvaluation
-from .lattices import default_num_points, lattice_rule, random_shift
-from .likelihoods import Likelihood
-from .objective import Objective
-from .posteriors import Posterior
-from .priors import InvertiblePrior, Prior
-from .qmc import qmc_log_likelihood, qmc_posterior
+from lvm.batches import batch_data
+from lvm.estimators.heldout import HeldOutEvaluation
+from lvm.numerics.lattices import default_num_points, lattice_rule, random_shift
+from lvm.likelihoods import Likelihood
+from lvm.objective import Objective
+from lvm.posteriors import Posterior
+from lvm.priors import InvertiblePrior, Prior
+from lvm.estimators.qmc import qmc_log_likelihood, qmc_posterior
 
 __all__ = ["LatentVariableModel", "NonFiniteLossError"]
 
@@ -58,16 +58,16 @@ class LatentVariableModel(L.LightningModule):
         eval_num_points: lattice size for the held-out QMC log-likelihood (``val/`` and ``test/log_likelihood``);
             ``None`` picks the dense default for the latent dimension.
         eval_chunk_size: decode at most this many lattice points at once during evaluation.
-        eval_num_samples: K for the importance-sampled held-out estimates (see :mod:`lvm.evaluation`).
+        eval_num_samples: K for the importance-sampled held-out estimates (see :mod:`lvm.estimators.heldout`).
         eval_shift_seed: the seed of the lattice shift of the held-out QMC estimate (one shift for all
             batches and processes; ``None``: a fresh shift per batch).
         eval_every_n_epochs: the held-out estimates (``val/log_likelihood`` and the other metrics of
-            :mod:`lvm.evaluation`) run on every n-th validation epoch and on the last one, so that validation costs
+            :mod:`lvm.estimators.heldout`) run on every n-th validation epoch and on the last one, so that validation costs
             about a training epoch's objective otherwise (the objective's own ``val/`` terms are logged every epoch;
             model selection uses the epochs that have the estimate). ``1``: every epoch; ``0``: only the last
             epoch. Testing always runs them.
         latent_sampler: an optional sampler fitted to the training codes (e.g.
-            :class:`lvm.samplers.GaussianMixtureSampler`, fitted by :class:`callbacks.FitLatentSampler`);
+            :class:`lvm.samplers.GaussianMixtureSampler`, fitted by :class:`lvm.callbacks.FitLatentSampler`);
             once fitted, :meth:`sample` draws latents from it instead of the prior.
     """
 
@@ -233,14 +233,6 @@ class LatentVariableModel(L.LightningModule):
         if reduce == "mode":
             return z[weights.argmax(dim=1)]
         return self.prior.weighted_mean(z, weights)
-
-    def embed_dataframe(self, datamodule, splits: tuple[str, ...] = ("train", "val", "test"),
-                        num_points: int | None = None, log_likelihood: bool = True):
-        """The embedding of every example of ``splits`` as a pandas DataFrame: posterior mean ``z1..zd``, mode,
-        spread, entropy, held-out ``log_likelihood``, labels and the datamodule's metadata (:mod:`lvm.embedding`)."""
-        from .embedding import embedding_table
-
-        return embedding_table(self, datamodule, splits, num_points, log_likelihood=log_likelihood)[0]
 
     # ----- Lightning hooks ---------------------------------------------------------------
 

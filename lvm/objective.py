@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .networks import reusing_derived_weights
+from lvm.numerics.derived import reusing_derived_weights
 
 __all__ = ["Objective"]
 

@@ -5,7 +5,7 @@ latent values. It knows its output size (so an encoder config names no latent di
 the CLI links ``encoder.init_args.out_features`` to ``posterior.output_size(prior.dim)``) and gives
 ``code(params)`` (the point code: the mean, or the code of an autoencoder), ``rsample(params, k)``
 (reparameterised draws ``[k, b, d]``), ``log_prob(z, params)`` and ``proposal(model, params)``, the
-importance-sampling proposal of held-out evaluation (:mod:`lvm.evaluation`).
+importance-sampling proposal of held-out evaluation (:mod:`lvm.estimators.heldout`).
 
 Families: :class:`DiagonalGaussianPosterior` (VAE, IWAE, Taylor VAE), :class:`PointMassPosterior` (MLAE,
 dithered lattice codes; its proposal is the Laplace approximation around the code) and
@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.func import hessian, vmap
 
-from .jacobians import forward_jacobian
-from .lowrank_gaussian import half_log_det
-from .priors import BrownianMotionPrior
+from lvm.numerics.jacobians import forward_jacobian
+from lvm.numerics.gaussian import diagonal_gaussian_log_prob, half_log_det
+from lvm.priors import BrownianMotionPrior
 
 __all__ = ["Posterior", "DiagonalGaussianPosterior", "PointMassPosterior", "BrownianStepPosterior",
            "laplace_precision", "Proposal"]
@@ -92,7 +92,7 @@ class DiagonalGaussianPosterior(Posterior):
 
     def log_prob(self, z, params):
         mean, log_var = self.mean_and_log_var(params)
-        return -0.5 * ((z - mean).pow(2) * torch.exp(-log_var) + log_var + math.log(2 * math.pi)).sum(-1)
+        return diagonal_gaussian_log_prob(z, mean, log_var)
 
     def kl_to_standard_normal(self, params: torch.Tensor) -> torch.Tensor:
         """Analytic ``KL(q(z | x) || N(0, I))`` per dimension, ``1/2 (mu^2 + s^2 - log s^2 - 1)``, ``[b, d]``."""

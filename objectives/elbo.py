@@ -3,10 +3,10 @@
     L_ELBO(x) = (1/k) sum_j log p_theta(x | z_j) - KL(q_phi(z | x) || N(0, I)),
     z_j ~ q_phi(z | x) = N(mu_phi(x), diag sigma_phi(x)^2)   (reparameterised),
 
-with the KL in closed form (:func:`lvm.variational.elbo_terms`).
+with the KL in closed form (:func:`lvm.estimators.variational.elbo_terms`).
 
 KL warm-up: the training loss weights the KL term by :attr:`ELBO.kl_weight` (beta, 1 unless a schedule such as
-:class:`callbacks.KLWarmup` sets it), ``loss = -(reconstruction - beta KL)``. The logged ``elbo``, ``reconstruction``
+:class:`lvm.callbacks.KLWarmup` sets it), ``loss = -(reconstruction - beta KL)``. The logged ``elbo``, ``reconstruction``
 and ``kl`` are always the unweighted terms, and held-out batches (the model in eval mode) always score the
 unweighted negative ELBO as their ``loss``, so validation and test metrics are comparable across the schedule.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 from lvm.objective import Objective
 from lvm.posteriors import DiagonalGaussianPosterior
 from lvm.priors import StandardNormalPrior
-from lvm.variational import elbo_terms
+from lvm.estimators.variational import elbo_terms
 
 __all__ = ["ELBO"]
 
@@ -27,7 +27,7 @@ class ELBO(Objective):
 
     Attributes:
         kl_weight: beta, the weight of the KL term in the training loss (1.0: the ELBO). Not a setting: the hook
-            a KL schedule writes (:class:`callbacks.KLWarmup` sets it at every training epoch's start and saves
+            a KL schedule writes (:class:`lvm.callbacks.KLWarmup` sets it at every training epoch's start and saves
             its schedule in checkpoints).
     """
 

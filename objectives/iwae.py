@@ -10,7 +10,7 @@ from __future__ import annotations
 from lvm.objective import Objective
 from lvm.posteriors import DiagonalGaussianPosterior
 from lvm.priors import StandardNormalPrior
-from lvm.variational import proposal_log_likelihood
+from lvm.estimators.variational import proposal_log_likelihood
 
 __all__ = ["IWAE"]
 

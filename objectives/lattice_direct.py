@@ -18,7 +18,7 @@ from __future__ import annotations
 from lvm.objective import Objective
 from lvm.posteriors import PointMassPosterior
 from lvm.priors import LaplaceLatticePrior
-from lvm.variational import dithered_log_likelihood
+from lvm.estimators.variational import dithered_log_likelihood
 
 __all__ = ["DirectLatticeObjective"]
 

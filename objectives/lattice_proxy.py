@@ -23,7 +23,7 @@ import torch
 from lvm.objective import Objective
 from lvm.posteriors import PointMassPosterior
 from lvm.priors import GaussianProxyLatticePrior
-from lvm.variational import dithered_log_likelihood
+from lvm.estimators.variational import dithered_log_likelihood
 
 __all__ = ["GaussianProxyLatticeObjective"]
 

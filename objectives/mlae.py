@@ -8,7 +8,7 @@ per-sample loss of eq. 8 / eq. 20,
 
 z = f(x), x_hat = g(z): the negative log-likelihood of the generalised change of variables
 (eq. 2) with the log-determinant replaced by its single-pass gradient surrogate (eq. 18, evaluated
-off-manifold at x; :mod:`lvm.hutchinson`), plus the reconstruction term that keeps f and g a
+off-manifold at x; :mod:`lvm.numerics.hutchinson`), plus the reconstruction term that keeps f and g a
 pseudo-inverse pair. ``gradient_to="decoder"`` uses eq. 11 instead. The Hutchinson vectors are
 orthogonalised and scaled to length sqrt(d) (appendix D.3). ``beta`` may ramp linearly over the
 first epochs (appendix E.4 grows it from a tenth of its value to its value).
@@ -17,14 +17,14 @@ beta and the model's Gaussian likelihood N(g(z), c I) are one quantity: beta |x 
 log-density of that Gaussian up to a constant when c = 1 / (2 beta). So beta is read from the likelihood's
 variance (state it once, as ``model.likelihood.init_args.variance``); a ``beta`` given here is checked against it.
 The loss *value* is not a likelihood (only its gradient is that of eq. 4); the held-out ``log_likelihood`` of
-every run is computed under N(g(z), c I) (:mod:`lvm.evaluation`).
+every run is computed under N(g(z), c I) (:mod:`lvm.estimators.heldout`).
 """
 
 from __future__ import annotations
 
 import math
 
-from lvm.hutchinson import GRADIENT_TARGETS, hutchinson_noise, log_det_surrogate
+from lvm.numerics.hutchinson import GRADIENT_TARGETS, hutchinson_noise, log_det_surrogate
 from lvm.likelihoods import GaussianLikelihood
 from lvm.objective import Objective
 from lvm.posteriors import PointMassPosterior

@@ -12,7 +12,7 @@ the ``[b, m]`` table of log-likelihoods is one matrix product (:mod:`lvm.likelih
 No encoder is trained.
 
 Memory: the decoder runs on all m points, so its activations grow with m. ``chunk_size`` decodes at most that
-many points at a time and recomputes each chunk's activations in the backward pass (:func:`lvm.qmc.pairwise_table`),
+many points at a time and recomputes each chunk's activations in the backward pass (:func:`lvm.estimators.qmc.pairwise_table`),
 so a step's memory is that of one chunk plus the ``[b, m]`` table, with the same loss and gradient; the default,
 ``"auto"``, measures the bytes autograd keeps per decoded point once per latent dimension and data size and picks
 the largest chunk within ``memory_budget_mb``, or the single pass (faster) where all m points fit.
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lvm.lattices import PointSet
+from lvm.numerics.lattices import PointSet
 from lvm.objective import Objective
 from lvm.priors import InvertiblePrior
-from lvm.qmc import activation_bytes_per_point, qmc_log_likelihood
+from lvm.estimators.qmc import activation_bytes_per_point, qmc_log_likelihood
 
 __all__ = ["QMCObjective"]
 

@@ -13,7 +13,7 @@ measure, so the volume at z cancels:
 z lies within about sqrt(t_q) of mu_q, so l_q^2 is the squared chord |F(z) - F(mu_q)|^2 of the immersion F (exact
 to second order); l_p^2 is 2 x the energy of the prior's curve from z to mu_p (straight line or optimised spline).
 
-Training has two phases (appendix C.1), switched by :class:`callbacks.TwoPhaseTraining`: until the prior is placed
+Training has two phases (appendix C.1), switched by :class:`lvm.callbacks.TwoPhaseTraining`: until the prior is placed
 on the training codes (``prior.placed``) an autoencoder phase trains the reconstruction of a Euclidean draw
 z = mu_q + sqrt(t_q) eps (the authors' code), then the full ELBO trains.
 """

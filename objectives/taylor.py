@@ -12,16 +12,16 @@ tanh/ELU decoders. Then f(z) + o ~ N(f(g(x)), Sigma_x) with Sigma_x = c I + J h(
     ELBO ~= log N(x; f(g(x)), Sigma_x) - KL(q(z | x) || N(0, I))                      (eq. 20)
 
 with the log-density evaluated through U = J diag(sqrt h(x)) on m x m matrices only (eq. 19;
-:func:`lvm.lowrank_gaussian.lowrank_gaussian_log_prob`) and Sigma_x^{-1} replaced by
+:func:`lvm.numerics.gaussian.lowrank_gaussian_log_prob`) and Sigma_x^{-1} replaced by
 gamma Sigma_x^{-1} + (1 - gamma) (c I)^{-1} (eq. 21; gamma = 0.5 as in the paper). The observation
 variance c is the model's ``GaussianLikelihood`` variance (0.5 in the paper's configs).
 """
 
 from __future__ import annotations
 
-from lvm.jacobians import forward_jacobian
+from lvm.numerics.jacobians import forward_jacobian
 from lvm.likelihoods import GaussianLikelihood
-from lvm.lowrank_gaussian import lowrank_gaussian_log_prob
+from lvm.numerics.gaussian import lowrank_gaussian_log_prob
 from lvm.objective import Objective
 from lvm.posteriors import DiagonalGaussianPosterior
 from lvm.priors import StandardNormalPrior

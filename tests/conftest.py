@@ -21,7 +21,7 @@ def float64():
 @pytest.fixture(scope="session")
 def quickstart_checkpoint(tmp_path_factory) -> Path:
     """The quick start (its callbacks included) trained for five steps: ``<run>/checkpoints/last.ckpt``."""
-    from lvm.cli import cli_main
+    from lvm.runs.cli import cli_main
 
     root = tmp_path_factory.mktemp("quickstart")
     cli = cli_main(["--config", str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"),

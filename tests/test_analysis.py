@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.analysis import aggregated_posterior, density_geodesic, jacobian_frobenius_norm, weighted_mean_shift
-from lvm.lattices import fibonacci
+from lvm.analysis.landscape import aggregated_posterior, density_geodesic, jacobian_frobenius_norm, weighted_mean_shift
+from lvm.numerics.lattices import fibonacci
 from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder
 from lvm.priors import StandardNormalPrior, TorusPrior
-from objectives import QMCObjective
+from lvm.objectives import QMCObjective
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -11,18 +11,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import callbacks.latent_plots
-import callbacks.posterior_plots
-from callbacks import LatentClassification, LatentPlots, PosteriorPlots
-from callbacks.heldout_batches import HeldOutBatches
-from lvm.analysis import density_at, density_geodesic, is_flat, weighted_mean_shift
-from lvm.lattices import fibonacci
+import lvm.callbacks.latent_plots
+import lvm.callbacks.posterior_plots
+from lvm.callbacks import LatentClassification, LatentPlots, PosteriorPlots
+from lvm.callbacks.heldout_batches import HeldOutBatches
+from lvm.analysis.landscape import density_at, density_geodesic, is_flat, weighted_mean_shift
+from lvm.numerics.lattices import fibonacci
 from lvm.likelihoods import GaussianLikelihood
-from lvm.metrics_file import MetricsFile
+from lvm.runs.metrics_file import MetricsFile
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder
 from lvm.priors import TorusPrior
-from objectives import QMCObjective
+from lvm.objectives import QMCObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,16 +37,16 @@ def test_a_collapsed_decoder_keeps_its_test_metrics_and_skips_the_modes_with_a_w
     flat, and mean-shift used to crash PosteriorPlots (``max(): ... numel() == 0``) before metrics.json held the
     test metrics. Now the run ends normally, the test metrics were on disk before the first posterior plot, and
     the figures that need modes are skipped with a warning that says why."""
-    from lvm.cli import cli_main
+    from lvm.runs.cli import cli_main
 
     on_disk_when_plotting = []
-    draw = callbacks.posterior_plots.plot_latent_field
+    draw = lvm.callbacks.posterior_plots.plot_latent_field
 
     def plot_latent_field(*args, **kwargs):  # what metrics.json holds when PosteriorPlots starts drawing
         on_disk_when_plotting.extend(json.loads(path.read_text()) for path in tmp_path.glob("*/metrics.json"))
         return draw(*args, **kwargs)
 
-    monkeypatch.setattr(callbacks.posterior_plots, "plot_latent_field", plot_latent_field)
+    monkeypatch.setattr(lvm.callbacks.posterior_plots, "plot_latent_field", plot_latent_field)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         cli = cli_main(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--model.optimizer.init_args.lr", "1e6",
@@ -105,9 +105,9 @@ def _model_trainer_and_batches(tmp_path):
 
 
 @pytest.mark.parametrize("callback,module,broken,figure,kept", [
-    (PosteriorPlots(bandwidth=0.2), callbacks.posterior_plots, "jacobian_frobenius_norm", "jacobian_norm",
+    (PosteriorPlots(bandwidth=0.2), lvm.callbacks.posterior_plots, "jacobian_frobenius_norm", "jacobian_norm",
      {"aggregated_posterior", "samples", "reconstructions"}),
-    (LatentPlots(per_side=4), callbacks.latent_plots, "plot_embedding", "embedding", {"decoded_grid"}),
+    (LatentPlots(per_side=4), lvm.callbacks.latent_plots, "plot_embedding", "embedding", {"decoded_grid"}),
 ])
 def test_a_figure_that_raises_is_skipped_with_a_warning_and_the_others_are_written(tmp_path, monkeypatch, callback,
                                                                                     module, broken, figure, kept):
@@ -162,6 +162,6 @@ def test_interrupts_are_not_swallowed(tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(callbacks.latent_plots, "plot_embedding", interrupt)
+    monkeypatch.setattr(lvm.callbacks.latent_plots, "plot_embedding", interrupt)
     with pytest.raises(KeyboardInterrupt):
         LatentPlots(per_side=4).on_test_end(trainer, model)

@@ -9,12 +9,12 @@ import pytest
 import torch
 import yaml
 
-from lvm.cli import cli_main
-from lvm.lattices import PointSet
+from lvm.runs.cli import cli_main
+from lvm.numerics.lattices import PointSet
 from lvm.model import LatentVariableModel, NonFiniteLossError
 from lvm.objective import Objective
 from lvm.priors import InvertiblePrior
-from lvm.qmc import pairwise_log_likelihood
+from lvm.estimators.qmc import pairwise_log_likelihood
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
@@ -57,7 +57,7 @@ def test_quickstart_writes_checkpoints_metrics_plots_config_and_wandb_files(tmp_
     assert (run_dir / "plots" / "embedding.png").stat().st_size > 10_000
     assert (run_dir / "plots" / "decoded_grid.png").stat().st_size > 10_000
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["model"]["objective"]["class_path"] == "objectives.QMCObjective"
+    assert config["model"]["objective"]["class_path"] == "lvm.objectives.QMCObjective"
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
@@ -159,7 +159,7 @@ def test_mlae_tabular_config_runs_on_generated_maf_files_with_the_laplace_estima
 
 def test_rvae_two_phase_run_switches_once_and_samples_by_brownian_motion(tmp_path):
     config = yaml.safe_load((ROOT / "configs" / "rvae_digits.yaml").read_text())
-    schedule = next(c for c in config["trainer"]["callbacks"] if c["class_path"] == "callbacks.TwoPhaseTraining")
+    schedule = next(c for c in config["trainer"]["callbacks"] if c["class_path"] == "lvm.callbacks.TwoPhaseTraining")
     schedule["init_args"]["switch_epoch"] = 1
     (tmp_path / "rvae_digits.yaml").write_text(yaml.safe_dump(config))
     _, run_dir = _run(tmp_path / "runs", "--trainer.max_epochs", "2", *CSV, config=str(tmp_path / "rvae_digits.yaml"))
@@ -191,8 +191,8 @@ def test_lattice_run_reports_the_quantized_inference_path(tmp_path):
 def test_posterior_plots_are_written_and_logged_to_the_offline_wandb_run(tmp_path, dim, points):
     overlay = tmp_path / "posterior_plots.yaml"
     overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": "callbacks.LatentPlots"},
-        {"class_path": "callbacks.PosteriorPlots", "init_args": {"bandwidth": 0.15}},
+        {"class_path": "lvm.callbacks.LatentPlots"},
+        {"class_path": "lvm.callbacks.PosteriorPlots", "init_args": {"bandwidth": 0.15}},
     ]}}))
     _, run_dir = _run(tmp_path / "runs", "--config", str(overlay), "--trainer.max_epochs", "1",
                       "--model.prior.init_args.dim", str(dim), "--model.eval_num_points", points,
@@ -208,7 +208,7 @@ def test_posterior_plots_are_written_and_logged_to_the_offline_wandb_run(tmp_pat
 
 def test_encoder_models_get_the_empirical_versus_variational_posterior_plot(tmp_path):
     overlay = tmp_path / "posterior_plots.yaml"
-    overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "callbacks.PosteriorPlots"}]}}))
+    overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "lvm.callbacks.PosteriorPlots"}]}}))
     _, run_dir = _run(tmp_path / "runs", "--config", str(overlay), "--trainer.max_epochs", "1", *CSV,
                       config=str(ROOT / "configs" / "digits_vae.yaml"))
     assert (run_dir / "plots" / "posterior_comparison.png").stat().st_size > 5_000

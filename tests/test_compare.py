@@ -1,4 +1,4 @@
-"""``python -m lvm.compare`` on the digits: three tiny configs, one row per run, finite values, the three files."""
+"""``python -m lvm.tools.compare`` on the digits: three tiny configs, one row per run, finite values, the three files."""
 
 import math
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lvm.compare import main
+from lvm.tools.compare import main
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

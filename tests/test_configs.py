@@ -10,8 +10,8 @@ import torch
 
 from torch.utils.data import TensorDataset
 
-from datamodules.base import SplitDataModule
-from lvm.cli import LVMCLI, cli_main
+from lvm.datamodules.base import SplitDataModule
+from lvm.runs.cli import LVMCLI, cli_main
 from lvm.model import LatentVariableModel
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -65,7 +65,7 @@ def test_ablation_overlays_change_only_what_they_name():
     for ablation in ABLATIONS:
         resolved, model = _build_model(CONFIG_DIR / "qlvm_mnist.yaml", ablation)
         assert changes[ablation.stem](resolved, model), ablation.stem
-        assert model.objective.num_points == 2584 and resolved["data"]["class_path"] == "datamodules.MNISTDataModule"
+        assert model.objective.num_points == 2584 and resolved["data"]["class_path"] == "lvm.datamodules.MNISTDataModule"
 
 
 @pytest.mark.parametrize("base", ["taylor_mnist", "taylor_mnist_tanh", "taylor_collapse_mnist", "taylor_celeba"])

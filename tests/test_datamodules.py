@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import CelebADataModule, DigitsDataModule, FashionMNISTDataModule, MNISTDataModule
-from datamodules.miniatures import write_mnist, write_omniglot
+from lvm.datamodules import CelebADataModule, DigitsDataModule, FashionMNISTDataModule, MNISTDataModule
+from lvm.datamodules.miniatures import write_mnist, write_omniglot
 
 
 def test_digits_split_is_80_20_deterministic_and_scaled():
@@ -110,7 +110,7 @@ def test_fashion_mnist_reads_its_own_folder_and_names_its_source(tmp_path):
 
 
 def test_binarized_mnist_reads_amat_files_or_binarizes_mnist_with_a_fixed_seed(tmp_path):
-    from datamodules import BinarizedMNISTDataModule
+    from lvm.datamodules import BinarizedMNISTDataModule
 
     folder = tmp_path / "amat" / "binarized_mnist"
     folder.mkdir(parents=True)
@@ -137,7 +137,7 @@ def test_binarized_mnist_reads_amat_files_or_binarizes_mnist_with_a_fixed_seed(t
 
 
 def test_omniglot_reads_the_extracted_layout_and_binarizes(tmp_path):
-    from datamodules import OmniglotDataModule
+    from lvm.datamodules import OmniglotDataModule
 
     write_omniglot(tmp_path)
     dm = OmniglotDataModule(root=str(tmp_path), val_fraction=0.25, batch_size=6)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules import Shapes3DDataModule, VocalizationsDataModule
-from datamodules.miniatures import write_3dshapes, write_vocalizations
+from lvm.datamodules import Shapes3DDataModule, VocalizationsDataModule
+from lvm.datamodules.miniatures import write_3dshapes, write_vocalizations
 
 RNG = np.random.default_rng(0)
 
@@ -87,7 +87,7 @@ def test_vocalizations_from_npz_are_scaled_to_the_unit_interval(tmp_path):
 
 
 @pytest.mark.parametrize("kind,error,message", [
-    ("missing", FileNotFoundError, "vocalization_preprocess"),
+    ("missing", FileNotFoundError, "vocalizations.preprocess"),
     ("key", KeyError, "no dataset 'specs'"),
     ("shape", ValueError, r"calls.h5: dataset 'specs' has shape \(3, 64, 64\), expected \(N, 128, 128\)"),
     ("nan", ValueError, "NaN"),
@@ -107,14 +107,14 @@ def test_vocalization_errors_name_the_file_and_the_problem(tmp_path, kind, error
 
 
 def test_3dshapes_embeddings_are_plotted_per_factor(tmp_path):
-    from lvm.cli import cli_main
+    from lvm.runs.cli import cli_main
 
     path = write_3dshapes(tmp_path / "3dshapes.h5", n=40)
     config = tmp_path / "shapes.yaml"
     config.write_text(f"""
 trainer:
   callbacks:
-    - class_path: callbacks.LatentPlots
+    - class_path: lvm.callbacks.LatentPlots
       init_args:
         per_side: 3
 model:
@@ -128,12 +128,12 @@ model:
   prior:
     class_path: lvm.priors.TorusPrior
   objective:
-    class_path: objectives.QMCObjective
+    class_path: lvm.objectives.QMCObjective
     init_args:
       num_points: 89
   eval_num_points: 233
 data:
-  class_path: datamodules.Shapes3DDataModule
+  class_path: lvm.datamodules.Shapes3DDataModule
   init_args:
     path: {path}
     batch_size: 8

@@ -10,7 +10,7 @@ from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder
 from lvm.priors import TorusPrior
-from objectives import QMCObjective
+from lvm.objectives import QMCObjective
 
 pytestmark = pytest.mark.slow
 

@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.defensive import defensive_log_likelihood
+from lvm.estimators.defensive import defensive_log_likelihood
 from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder
 from lvm.posteriors import DiagonalGaussianPosterior
 from lvm.priors import StandardNormalPrior, TorusPrior
-from objectives import ELBO, QMCObjective
+from lvm.objectives import ELBO, QMCObjective
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -73,7 +73,7 @@ def test_held_out_evaluation_uses_it_and_is_never_below_the_iwae_bound(float64):
     model, x, exact = _ppca(ELBO(), {"shift": 0.3, "variance_scale": 25.0})
     model.eval_num_points = 2584
     estimate, _ = model.evaluation.log_likelihood(model, x)
-    from lvm.variational import proposal_log_likelihood
+    from lvm.estimators.variational import proposal_log_likelihood
 
     iwae = proposal_log_likelihood(model, x, 100)
     assert (estimate - exact).abs().mean() < 0.1

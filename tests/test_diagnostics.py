@@ -1,4 +1,4 @@
-"""Trust diagnostics (lvm.diagnostics, callbacks.TrustDiagnostics): alignment up to the latent space's symmetries,
+"""Trust diagnostics (lvm.analysis.diagnostics, lvm.callbacks.TrustDiagnostics): alignment up to the latent space's symmetries,
 k-NN decodability against scikit-learn and its baselines, cluster silhouettes around modes, and the callback's
 diagnostics.json on a trained model and when an analysis fails."""
 
@@ -17,16 +17,16 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-import callbacks.diagnostics
-from callbacks import TrustDiagnostics
-from lvm.diagnostics import (aligned_r2, cluster_structure, consistency, consistency_summary, decoding_features,
+import lvm.callbacks.diagnostics
+from lvm.callbacks import TrustDiagnostics
+from lvm.analysis.diagnostics import (aligned_r2, cluster_structure, consistency, consistency_summary, decoding_features,
                              knn_decodability, lattice_modes, nearest_mode)
 from lvm.likelihoods import GaussianLikelihood
-from lvm.metrics_file import MetricsFile
+from lvm.runs.metrics_file import MetricsFile
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder
 from lvm.priors import LaplaceLatticePrior, TorusPrior
-from objectives import QMCObjective
+from lvm.objectives import QMCObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -242,9 +242,9 @@ def _skips(record) -> list[str]:
 
 
 def test_the_callback_writes_diagnostics_of_a_trained_model_and_logs_them(tmp_path):
-    from lvm.cli import cli_main
+    from lvm.runs.cli import cli_main
 
-    callback = json.dumps([{"class_path": "callbacks.TrustDiagnostics", "init_args": {"k": 5, "folds": 4}}])
+    callback = json.dumps([{"class_path": "lvm.callbacks.TrustDiagnostics", "init_args": {"k": 5, "folds": 4}}])
     cli = cli_main(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--trainer.default_root_dir", str(tmp_path),
                     "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4",
                     "--trainer.limit_val_batches", "1",
@@ -292,7 +292,7 @@ def test_a_failing_analysis_is_skipped_with_a_warning_and_the_rest_is_written(tm
         metrics_seen.append(json.loads((tmp_path / "metrics.json").read_text()))  # written before the analyses
         raise RuntimeError("out of ink")
 
-    monkeypatch.setattr(callbacks.diagnostics, "cluster_structure", fail)
+    monkeypatch.setattr(lvm.callbacks.diagnostics, "cluster_structure", fail)
     with pytest.warns(UserWarning) as record:
         TrustDiagnostics(k=3, folds=3).on_test_end(trainer, model)
     assert _skips(record) == ["TrustDiagnostics: cluster structure skipped: RuntimeError: out of ink"]

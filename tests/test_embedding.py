@@ -1,4 +1,4 @@
-"""Embedding export (:mod:`lvm.embedding`, ``python -m lvm.embed``): the rows, the values, the provenance."""
+"""Embedding export (:mod:`lvm.analysis.embedding`, ``python -m lvm.tools.embed``): the rows, the values, the provenance."""
 
 import hashlib
 import json
@@ -12,16 +12,16 @@ import torch
 import yaml
 from torch import nn
 
-from datamodules import VocalizationsDataModule
-from datamodules.miniatures import write_vocalizations
-from lvm import embed
+from lvm.datamodules import VocalizationsDataModule
+from lvm.datamodules.miniatures import write_vocalizations
+from lvm.tools import embed
 from lvm.batches import batch_data
-from lvm.embedding import embedding_table, load_checkpoint, posterior_summary, read_embedding
+from lvm.analysis.embedding import embedding_table, load_checkpoint, posterior_summary, read_embedding
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import ConvDecoder
 from lvm.priors import StandardNormalPrior, TorusPrior
-from objectives import QMCObjective
+from lvm.objectives import QMCObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_export_of_the_quickstart_checkpoint_has_every_example_values_and_proven
 
 def test_notebook_api_returns_the_same_table(quickstart_checkpoint):
     model, datamodule = load_checkpoint(quickstart_checkpoint)
-    table = model.embed_dataframe(datamodule, splits=("val",), log_likelihood=False)
+    table, _ = embedding_table(model, datamodule, splits=("val",), log_likelihood=False)
     assert list(table["split"].unique()) == ["val"] and len(table) == 180 and "log_likelihood" not in table
     x = torch.cat([batch_data(batch) for batch in datamodule.val_dataloader()])
     np.testing.assert_allclose(table[["z1", "z2"]].to_numpy(), model.embed(x).double().numpy(), atol=1e-6)
@@ -155,7 +155,7 @@ def test_posterior_summary_of_a_linear_gaussian_model_is_the_exact_gaussian_post
 
 
 def test_embed_loader_computes_a_test_embedding_once_until_the_parameters_change(quickstart_checkpoint, monkeypatch):
-    from lvm.embedding import embed_loader
+    from lvm.analysis.embedding import embed_loader
 
     model, datamodule = load_checkpoint(quickstart_checkpoint)
     datamodule.setup("test")

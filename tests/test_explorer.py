@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lvm.explorer import LatentGrid, explorer_html
+from lvm.plotting.explorer import LatentGrid, explorer_html
 from browser import find_chromium, render_page
 
 CATEGORY_BLUE, CATEGORY_ORANGE = "#1f77b4", "#ff7f0e"  # Category10 colours of the first two categories
@@ -468,11 +468,11 @@ def test_a_hundred_thousand_points_render(chromium):
     assert rendered.pixels_of_color(CATEGORY_ORANGE) > 50_000
 
 
-# --- from a checkpoint: python -m lvm.explore and callbacks.Explorer ------------------------------------------
+# --- from a checkpoint: python -m lvm.tools.explore and lvm.callbacks.Explorer ------------------------------------------
 
 @pytest.fixture(scope="module")
 def quickstart_explorer(quickstart_checkpoint, tmp_path_factory) -> str:
-    from lvm import explore
+    from lvm.tools import explore
 
     out = tmp_path_factory.mktemp("explore") / "explorer.html"
     explore.main(["--ckpt", str(quickstart_checkpoint), "--out", str(out), "--splits", "test", "--max_images", "100",
@@ -510,15 +510,15 @@ def test_spectrograms_are_shown_with_low_frequencies_at_the_bottom(tmp_path):
     """Row 0 of a spectrogram is its lowest frequency: the hover images and the decoded grid are flipped."""
     import torch
 
-    from datamodules import VocalizationsDataModule
-    from datamodules.miniatures import write_vocalizations
-    from lvm.explore import hover_images, latent_grids
-    from lvm.embedding import embedding_table as export_table
+    from lvm.datamodules import VocalizationsDataModule
+    from lvm.datamodules.miniatures import write_vocalizations
+    from lvm.tools.explore import hover_images, latent_grids
+    from lvm.analysis.embedding import embedding_table as export_table
     from lvm.likelihoods import BernoulliLikelihood
     from lvm.model import LatentVariableModel
     from lvm.networks import ConvDecoder
     from lvm.priors import TorusPrior
-    from objectives import QMCObjective
+    from lvm.objectives import QMCObjective
 
     specs = np.zeros((12, 16, 16), dtype=np.float32)
     specs[:, 0, :] = 1.0  # energy in the lowest frequency bin only

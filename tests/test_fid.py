@@ -8,7 +8,7 @@ import torch
 import yaml
 from torch import nn
 
-from callbacks.fid import frechet_distance_metric
+from lvm.callbacks.fid import frechet_distance_metric
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,10 +40,10 @@ def test_fid_is_zero_for_identical_sets_and_grows_with_a_shift():
 
 
 def test_fid_callback_logs_both_scores_offline(tmp_path):
-    from lvm.cli import cli_main
+    from lvm.runs.cli import cli_main
 
     overlay = tmp_path / "fid.yaml"
-    overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "callbacks.FID", "init_args": {
+    overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "lvm.callbacks.FID", "init_args": {
         "num_samples": 64, "every_n_epochs": 1, "feature_extractor": {"class_path": f"{__name__}.MeanColours"}}}]}}))
     cli = cli_main(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--config", str(overlay),
                     "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.max_epochs", "1",
@@ -55,12 +55,12 @@ def test_fid_callback_logs_both_scores_offline(tmp_path):
 
 
 def test_the_real_features_are_computed_once_per_batch_and_the_scores_are_unchanged():
-    from callbacks.fid import FID
+    from lvm.callbacks.fid import FID
     from lvm.likelihoods import BernoulliLikelihood
     from lvm.model import LatentVariableModel
     from lvm.networks import MLPDecoder
     from lvm.priors import TorusPrior
-    from objectives import QMCObjective
+    from lvm.objectives import QMCObjective
 
     class Trainer:  # what FID reads of a trainer
         sanity_checking, testing, current_epoch = False, True, 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.geometry import (brownian_motion, curve_energy, curve_length, geodesic, graph_geodesic, log_volume,
+from lvm.numerics.geometry import (brownian_motion, curve_energy, curve_length, geodesic, graph_geodesic, log_volume,
                           pullback_metric, spline_basis, straight_line_energy)
 
 pytestmark = pytest.mark.usefixtures("float64")

@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 
-from callbacks import KLWarmup
-from lvm.cli import LVMCLI, cli_main
-from lvm.variational import elbo_terms
+from lvm.callbacks import KLWarmup
+from lvm.runs.cli import LVMCLI, cli_main
+from lvm.estimators.variational import elbo_terms
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -34,7 +34,7 @@ class RecordKLWeight(L.Callback):
 def _config(tmp_path: Path, epochs: int = 4, start: float = 0.0) -> str:
     path = tmp_path / "warmup.yaml"
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": "callbacks.KLWarmup", "init_args": {"epochs": epochs, "start": start}},
+        {"class_path": "lvm.callbacks.KLWarmup", "init_args": {"epochs": epochs, "start": start}},
         {"class_path": f"{__name__}.RecordKLWeight"}]}}))
     return str(path)
 
@@ -116,7 +116,7 @@ def test_the_schedule_is_followed_in_training_saved_in_checkpoints_and_continued
 @pytest.mark.slow
 def test_an_objective_without_a_kl_term_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"objective objectives\.iwae\.IWAE has no weighted KL term"):
-        _run(tmp_path, "--trainer.max_epochs", "1", "--model.objective", "objectives.IWAE")
+        _run(tmp_path, "--trainer.max_epochs", "1", "--model.objective", "lvm.objectives.IWAE")
 
 
 def test_the_rvae_vae_baselines_warm_up_over_their_first_phase_and_the_rvaes_do_not():
@@ -124,7 +124,7 @@ def test_the_rvae_vae_baselines_warm_up_over_their_first_phase_and_the_rvaes_do_
     assert len(vaes) == 7
     for path in vaes:
         callbacks = {c["class_path"]: c.get("init_args", {}) for c in yaml.safe_load(path.read_text())["trainer"]["callbacks"]}
-        assert callbacks["callbacks.KLWarmup"]["epochs"] == callbacks["callbacks.TwoPhaseTraining"]["switch_epoch"], path.name
+        assert callbacks["lvm.callbacks.KLWarmup"]["epochs"] == callbacks["lvm.callbacks.TwoPhaseTraining"]["switch_epoch"], path.name
     for path in set(CONFIG_DIR.glob("rvae_*.yaml")) - set(vaes):  # the R-VAE's first phase is an autoencoder (C.1)
         callbacks = [c["class_path"] for c in yaml.safe_load(path.read_text())["trainer"]["callbacks"]]
-        assert "callbacks.KLWarmup" not in callbacks, path.name
+        assert "lvm.callbacks.KLWarmup" not in callbacks, path.name

@@ -11,9 +11,9 @@ from lvm.networks import GatedDecoder, GatedEncoder
 from lvm.posteriors import DiagonalGaussianPosterior, PointMassPosterior
 from lvm.priors import (GaussianProxyLatticePrior, LaplaceLatticePrior, LatticePMF, laplace_code_length,
                         laplace_representation_cost)
-from lvm.quantizers import HexagonalLattice
-from lvm.variational import dithered_log_likelihood
-from objectives import DirectLatticeObjective, GaussianProxyLatticeObjective
+from lvm.numerics.quantizers import HexagonalLattice
+from lvm.estimators.variational import dithered_log_likelihood
+from lvm.objectives import DirectLatticeObjective, GaussianProxyLatticeObjective
 
 
 def test_theorem_1_train_time_cost_equals_inference_code_length_in_expectation():
@@ -51,7 +51,7 @@ def test_lattice_pmf_is_normalised_for_every_dither():
 
 
 def _digits():
-    from datamodules import DigitsDataModule
+    from lvm.datamodules import DigitsDataModule
 
     dm = DigitsDataModule()
     dm.setup()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.special import i0
 
-from lvm.lattices import (
+from lvm.numerics.lattices import (
     PointSet, default_num_points, fibonacci, fibonacci_numbers, korobov, korobov_generator, lattice_rule,
     monte_carlo, random_shift,
 )

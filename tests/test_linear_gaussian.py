@@ -9,7 +9,7 @@ from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.posteriors import DiagonalGaussianPosterior
 from lvm.priors import StandardNormalPrior, TorusPrior
-from objectives import ELBO, IWAE, QMCObjective
+from lvm.objectives import ELBO, IWAE, QMCObjective
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -7,17 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from datamodules.sinusoid import noisy_sinusoid
-from lvm.hutchinson import hutchinson_noise, log_det_surrogate
+from lvm.datamodules.sinusoid import noisy_sinusoid
+from lvm.numerics.hutchinson import hutchinson_noise, log_det_surrogate
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
-from lvm.metrics import GaussianFrechetDistance
+from lvm.estimators.metrics import GaussianFrechetDistance
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder, MLPEncoder, ResidualMLPDecoder, ResidualMLPEncoder
 from lvm.posteriors import DiagonalGaussianPosterior, PointMassPosterior
 from lvm.priors import StandardNormalPrior, TorusPrior
 from lvm.samplers import GaussianMixtureSampler
-from lvm.variational import proposal_log_likelihood
-from objectives import MLAEObjective
+from lvm.estimators.variational import proposal_log_likelihood
+from lvm.objectives import MLAEObjective
 
 pytestmark = pytest.mark.usefixtures("float64")
 

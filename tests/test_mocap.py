@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from datamodules import MocapDataModule
-from datamodules.miniatures import (CMU_BONES, MOCAP_ASF, amc_text, cmu_asf, write_amc, write_cmu_subject,
+from lvm.datamodules import MocapDataModule
+from lvm.datamodules.miniatures import (CMU_BONES, MOCAP_ASF, amc_text, cmu_asf, write_amc, write_cmu_subject,
                                     write_mocap_subject)
-from datamodules.mocap import PAPER_EXCLUDE, TORSO_BONES, frame_features, joint_bones, parse_amc, parse_asf
+from lvm.datamodules.mocap import PAPER_EXCLUDE, TORSO_BONES, frame_features, joint_bones, parse_amc, parse_asf
 
 REPO = Path(__file__).resolve().parents[1]
 # The bones of CMU's skeleton left after dropping toes, hands, fingers, thumbs and hipjoints, with their angles.

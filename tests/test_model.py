@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.lattices import PointSet
+from lvm.numerics.lattices import PointSet
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import ConvDecoder, ConvEncoder, MLPDecoder
 from lvm.priors import StandardNormalPrior, TorusPrior, UnitCubePrior
-from objectives import QMCObjective
+from lvm.objectives import QMCObjective
 
 
 def _torus_model(objective=None, likelihood=None):
@@ -127,9 +127,9 @@ def test_decoder_output_shape_mismatch_is_reported_at_setup():
 
 def test_high_dimensional_encoder_models_embed_with_the_encoder_mean_and_plot():
     from lvm.networks import MLPEncoder
-    from lvm.plots import plot_embedding
+    from lvm.plotting.figures import plot_embedding
     from lvm.posteriors import DiagonalGaussianPosterior
-    from objectives import ELBO
+    from lvm.objectives import ELBO
 
     model = LatentVariableModel(MLPDecoder([12], [8]), GaussianLikelihood(), StandardNormalPrior(5), ELBO(),
                                 MLPEncoder(10, [8]), DiagonalGaussianPosterior())

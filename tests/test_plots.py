@@ -12,16 +12,16 @@ import pytest
 import torch
 from matplotlib.text import Annotation
 
-import callbacks.latent_plots
-import callbacks.posterior_plots
-from callbacks import PosteriorPlots
+import lvm.callbacks.latent_plots
+import lvm.callbacks.posterior_plots
+from lvm.callbacks import PosteriorPlots
 from lvm.likelihoods import GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder
-from lvm.plots import (RECONSTRUCTION_HEADER, ImageAxes, latent_grid, plot_decoded_grid, plot_decoded_modes,
+from lvm.plotting.figures import (RECONSTRUCTION_HEADER, ImageAxes, latent_grid, plot_decoded_grid, plot_decoded_modes,
                        plot_embedding, plot_latent_field, plot_reconstructions)
 from lvm.priors import StandardNormalPrior, TorusPrior
-from objectives import QMCObjective
+from lvm.objectives import QMCObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 DENSITY = "density of E_x p(z | x) (per unit latent volume)"
@@ -173,7 +173,7 @@ def test_posterior_plots_number_only_the_densest_modes_alike_and_draw_a_density_
     trainer = SimpleNamespace(default_root_dir=str(tmp_path), loggers=[], callbacks=[], progress_bar_callback=None,
                               datamodule=SimpleNamespace(test_dataloader=lambda: batches))
     figures = {}
-    monkeypatch.setattr(callbacks.posterior_plots, "save_and_log", lambda trainer, drawn: figures.update(drawn))
+    monkeypatch.setattr(lvm.callbacks.posterior_plots, "save_and_log", lambda trainer, drawn: figures.update(drawn))
     PosteriorPlots(bandwidth=0.01, max_modes=3, per_side=2).on_test_end(trainer, model)  # a mode per seed: many
     field = figures["aggregated_posterior"]
     assert re.search(r"\(the densest 3 of \d+\)$", field.get_suptitle())
@@ -186,10 +186,10 @@ def test_posterior_plots_number_only_the_densest_modes_alike_and_draw_a_density_
 
 @pytest.mark.slow
 def test_a_quick_start_run_numbers_its_modes_alike_and_labels_its_figures(tmp_path, monkeypatch):
-    from lvm.cli import cli_main
+    from lvm.runs.cli import cli_main
 
     figures = {}
-    for module in (callbacks.latent_plots, callbacks.posterior_plots):
+    for module in (lvm.callbacks.latent_plots, lvm.callbacks.posterior_plots):
         monkeypatch.setattr(module, "save_and_log", lambda trainer, drawn: figures.update(drawn))
     cli_main(["--config", str(ROOT / "configs" / "quickstart.yaml"), "--trainer.default_root_dir", str(tmp_path),
               "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",

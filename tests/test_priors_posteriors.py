@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-import objectives
-from lvm.evaluation import estimator_name
+import lvm.objectives
+from lvm.estimators.heldout import estimator_name
 from lvm.likelihoods import GaussianLikelihood, HeteroscedasticGaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MeanPrecisionDecoder, MLPDecoder, MLPEncoder, RBFPrecision
@@ -45,7 +45,7 @@ def test_diagonal_gaussian_posterior_matches_torch_distributions():
 def test_laplace_precision_adds_the_prior_curvature_to_the_fisher_term(float64):
     decoder = nn.Linear(2, 5)
     model = LatentVariableModel(decoder, GaussianLikelihood(0.25, "identity"), StandardNormalPrior(2),
-                                objectives.MLAEObjective(), nn.Linear(5, 2), PointMassPosterior())
+                                lvm.objectives.MLAEObjective(), nn.Linear(5, 2), PointMassPosterior())
     code = torch.randn(3, 2, dtype=torch.float64)
     expected = torch.eye(2, dtype=torch.float64) + decoder.weight.T @ decoder.weight / 0.25  # I + W^T W / c
     assert torch.allclose(laplace_precision(model, code), expected.expand(3, 2, 2))
@@ -79,7 +79,7 @@ def test_gaussian_proxy_lattice_prior_is_the_proxy_gaussian():
 def _rvae(dim=2, data=6):
     decoder = MeanPrecisionDecoder(MLPDecoder([data], [8], activation="elu"), RBFPrecision(dim, data, num_centers=4))
     return LatentVariableModel(decoder, HeteroscedasticGaussianLikelihood("identity"), BrownianMotionPrior(dim),
-                               objectives.RiemannianELBO(), MLPEncoder(dim + 1, [8]), BrownianStepPosterior())
+                               lvm.objectives.RiemannianELBO(), MLPEncoder(dim + 1, [8]), BrownianStepPosterior())
 
 
 def test_brownian_step_posterior_density_is_that_of_its_draws():
@@ -103,7 +103,7 @@ def test_held_out_estimator_follows_the_components_not_the_objective():
     torch.manual_seed(0)
     built = [LatentVariableModel(MLPDecoder([6], [8]), GaussianLikelihood(0.1), StandardNormalPrior(5), objective,
                                  MLPEncoder(10, [8]), DiagonalGaussianPosterior())
-             for objective in (objectives.ELBO(), objectives.IWAE(), objectives.TaylorELBO())]
+             for objective in (lvm.objectives.ELBO(), lvm.objectives.IWAE(), lvm.objectives.TaylorELBO())]
     for model in built[1:]:
         model.load_state_dict(built[0].state_dict())
     x = torch.rand(4, 6)
@@ -122,7 +122,7 @@ def test_brownian_prior_normaliser_is_exact_for_a_flat_metric(float64):
         mean.weight.copy_(q)
         precision.raw_weight.fill_(-40.0)  # softplus ~ 0: the precision is the floor everywhere
     model = LatentVariableModel(MeanPrecisionDecoder(mean, precision), HeteroscedasticGaussianLikelihood("identity"),
-                                BrownianMotionPrior(2, time=1.5), objectives.RiemannianELBO(), MLPEncoder(3, [8]),
+                                BrownianMotionPrior(2, time=1.5), lvm.objectives.RiemannianELBO(), MLPEncoder(3, [8]),
                                 BrownianStepPosterior())
     assert abs(model.prior.log_normaliser().item()) < 1e-6 and model.prior.normalisation_error < 1e-3
     z = torch.randn(5, 2)

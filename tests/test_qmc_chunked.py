@@ -14,8 +14,8 @@ from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import ConvDecoder, MLPDecoder
 from lvm.priors import TorusPrior
-from lvm.variational import importance_sampled_log_likelihood
-from objectives import QMCObjective
+from lvm.estimators.variational import importance_sampled_log_likelihood
+from lvm.objectives import QMCObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ PEAK_SCRIPT = textwrap.dedent("""
     from lvm.model import LatentVariableModel
     from lvm.networks import ConvDecoder
     from lvm.priors import TorusPrior
-    from objectives import QMCObjective
+    from lvm.objectives import QMCObjective
 
     torch.manual_seed(0)
     num_points, chunk_size = int(sys.argv[1]), None if sys.argv[2] == "none" else int(sys.argv[2])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from lvm.quantizers import E8Lattice, HexagonalLattice, IntegerLattice, ProductLattice
+from lvm.numerics.quantizers import E8Lattice, HexagonalLattice, IntegerLattice, ProductLattice
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from lvm.cli import UsageError, cli_main
+from lvm.runs.cli import cli_main
+from lvm.runs.files import UsageError
 from lvm.model import NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_the_nan_stop_states_a_command_that_works(tmp_path):
     command = str(info.value).splitlines()[-1].split()
     assert "--ckpt_path" in command and "--model.optimizer.init_args.lr" in command
     config = yaml.safe_load(Path(command[3]).read_text())
-    config["model"]["objective"] = {"class_path": "objectives.QMCObjective", "init_args": {"num_points": 89}}
+    config["model"]["objective"] = {"class_path": "lvm.objectives.QMCObjective", "init_args": {"num_points": 89}}
     Path(command[3]).write_text(yaml.safe_dump(config))  # the cause fixed (here: a sound objective), the resume runs
     resumed = cli_main([*command[2:], *FAST[:-2], "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"])
     assert resumed.trainer.global_step == 3 and resumed.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-4)
@@ -133,7 +134,7 @@ def _train_py(*args, cwd=ROOT, **kwargs):
 
 def test_bad_input_gets_a_short_error_naming_it_and_writes_nothing(tmp_path):
     typo = tmp_path / "typo.yaml"
-    typo.write_text(Path(QUICKSTART).read_text().replace("objectives.QMCObjective", "objectives.QMCObjectve"))
+    typo.write_text(Path(QUICKSTART).read_text().replace("lvm.objectives.QMCObjective", "lvm.objectives.QMCObjectve"))
     broken = tmp_path / "broken.yaml"
     broken.write_text("model:\n  prior: [dim: 2\n")
     text = tmp_path / "notes.ckpt"
@@ -144,7 +145,7 @@ def test_bad_input_gets_a_short_error_naming_it_and_writes_nothing(tmp_path):
     cases = {
         ("--config", str(tmp_path / "absent.yaml")): "absent.yaml: no such file",
         ("--config", str(broken)): r"broken.yaml, line 3, column 1: not valid YAML",
-        ("--config", str(typo)): r"class_path objectives.QMCObjectve does not exist. Did you mean objectives.QMCObjective",
+        ("--config", str(typo)): r"class_path lvm.objectives.QMCObjectve does not exist. Did you mean lvm.objectives.QMCObjective",
         ("--config", QUICKSTART, "--model.prior", "lvm.priors.TorusPrio"): "Did you mean lvm.priors.TorusPrior",
         ("--config", QUICKSTART, "--ckpt_path", str(text)): "notes.ckpt is not a readable checkpoint",
         ("--config", QUICKSTART, "--ckpt_path", str(truncated)): "truncated.ckpt is not a readable checkpoint",
@@ -183,7 +184,7 @@ def test_a_wrongly_shaped_batch_names_the_expected_size():
     from lvm.model import LatentVariableModel
     from lvm.networks import MLPDecoder
     from lvm.priors import TorusPrior
-    from objectives import QMCObjective
+    from lvm.objectives import QMCObjective
 
     model = LatentVariableModel(MLPDecoder([1, 8, 8], [16]), GaussianLikelihood(0.1), TorusPrior(2), QMCObjective(89))
     assert model.log_likelihood(torch.rand(3, 1, 8, 8), 89).shape == (3,)
@@ -194,7 +195,7 @@ def test_a_wrongly_shaped_batch_names_the_expected_size():
 
 
 def test_constructor_values_are_not_mistaken_for_class_paths():
-    from lvm.cli import check_arguments
+    from lvm.runs.cli import check_arguments
 
     check_arguments(["--config", QUICKSTART, "--data.init_args.root", "recordings.Zebra"])  # a folder, not a class
     with pytest.raises(UsageError, match="Did you mean lvm.priors.TorusPrior"):

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.geometry import geodesic, log_volume, pullback_metric
+from lvm.numerics.geometry import geodesic, log_volume, pullback_metric
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MeanPrecisionDecoder, MLPEncoder, RBFPrecision
 from lvm.posteriors import BrownianStepPosterior, DiagonalGaussianPosterior
 from lvm.priors import BrownianMotionPrior, log_heat_kernel
-from objectives import RiemannianELBO
+from lvm.objectives import RiemannianELBO
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -113,7 +113,7 @@ def test_rvae_needs_a_decoded_standard_deviation():
 
 
 def test_latent_classification_scores_separable_codes_perfectly():
-    from callbacks.latent_classification import LatentClassification
+    from lvm.callbacks.latent_classification import LatentClassification
 
     class Codes(nn.Module):
         def forward(self, x):
@@ -193,7 +193,7 @@ def test_one_loss_evaluation_derives_the_rbf_weights_once_with_the_same_loss_and
 
 
 def test_derived_weights_follow_in_place_updates_and_grad_mode():
-    from lvm.networks import derived_weight, reusing_derived_weights
+    from lvm.numerics.derived import derived_weight, reusing_derived_weights
 
     parameter = nn.Parameter(torch.tensor([-1.0, 0.5]))
     with reusing_derived_weights():

@@ -1,4 +1,4 @@
-"""Syllable segmentation (datamodules.segment) on synthetic recordings with known calls, and the import
+"""Syllable segmentation (lvm.datamodules.vocalizations.segment) on synthetic recordings with known calls, and the import
 of annotation files."""
 
 import csv
@@ -11,9 +11,9 @@ import pytest
 import soundfile
 from PIL import Image
 
-from datamodules import vocalization_preprocess
-from datamodules.miniatures import write_recordings
-from datamodules.segment import SegmentParams, main, read_annotations, segment_audio, segment_files
+from lvm.datamodules.vocalizations import preprocess as vocalization_preprocess
+from lvm.datamodules.miniatures import write_recordings
+from lvm.datamodules.vocalizations.segment import SegmentParams, main, read_annotations, segment_audio, segment_files
 
 TOLERANCE = 0.01  # s, on onsets and offsets
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from datamodules import (GasDataModule, HepmassDataModule, MinibooneDataModule, NoisySinusoidDataModule,
+from lvm.datamodules import (GasDataModule, HepmassDataModule, MinibooneDataModule, NoisySinusoidDataModule,
                          PowerDataModule)
 
 RNG = np.random.default_rng(0)

@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from lvm.jacobians import forward_jacobian
+from lvm.numerics.jacobians import forward_jacobian
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
-from lvm.lowrank_gaussian import lowrank_gaussian_log_prob
-from lvm.metrics import PosteriorCollapse
+from lvm.numerics.gaussian import lowrank_gaussian_log_prob
+from lvm.estimators.metrics import PosteriorCollapse
 from lvm.model import LatentVariableModel
 from lvm.networks import MLPDecoder, MLPEncoder
 from lvm.posteriors import DiagonalGaussianPosterior
 from lvm.priors import StandardNormalPrior
-from objectives import TaylorELBO
+from lvm.objectives import TaylorELBO
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from datamodules.base import TensorBatches, batched
-from datamodules.digits import DigitsDataModule
+from lvm.datamodules.base import TensorBatches, batched
+from lvm.datamodules.digits import DigitsDataModule
 from lvm.model import LatentVariableModel
 
 
@@ -47,7 +47,7 @@ def _model(optimizer=torch.optim.Adam):
     from lvm.networks import MLPDecoder, MLPEncoder
     from lvm.posteriors import DiagonalGaussianPosterior
     from lvm.priors import StandardNormalPrior
-    from objectives import ELBO
+    from lvm.objectives import ELBO
 
     torch.manual_seed(0)
     return LatentVariableModel(MLPDecoder([1, 8, 8], [16]), GaussianLikelihood(0.1), StandardNormalPrior(2), ELBO(),
@@ -114,7 +114,7 @@ def test_the_start_up_heap_is_frozen_while_fitting_and_released_after(tmp_path):
 
     import lightning as L
 
-    from lvm.heap import FreezeStartupHeap
+    from lvm.runs.heap import FreezeStartupHeap
 
     frozen_during = []
 
@@ -138,8 +138,8 @@ def test_the_start_up_heap_is_frozen_while_fitting_and_released_after(tmp_path):
 def test_the_cli_adds_the_heap_freeze_to_every_run(tmp_path):
     from pathlib import Path
 
-    from lvm.cli import LVMCLI
-    from lvm.heap import FreezeStartupHeap
+    from lvm.runs.cli import LVMCLI
+    from lvm.runs.heap import FreezeStartupHeap
 
     config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
     cli = LVMCLI(["--config", str(config), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),

@@ -1,4 +1,4 @@
-"""``python -m lvm.trust`` on quick-start checkpoints, and ``lvm.compare --seeds 2``'s consistency."""
+"""``python -m lvm.tools.trust`` on quick-start checkpoints, and ``lvm.tools.compare --seeds 2``'s consistency."""
 
 import json
 import math
@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lvm import embed, trust
-from lvm.cli import cli_main
-from lvm.compare import main as compare_main
-from lvm.diagnostics import consistency
-from lvm.embedding import read_embedding
+from lvm.tools import embed, trust
+from lvm.runs.cli import cli_main
+from lvm.tools.compare import main as compare_main
+from lvm.analysis.diagnostics import consistency
+from lvm.analysis.embedding import read_embedding
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "1",

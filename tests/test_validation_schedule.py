@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvm.cli import cli_main
-from lvm.evaluation import HeldOutEvaluation
+from lvm.runs.cli import cli_main
+from lvm.estimators.heldout import HeldOutEvaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "1",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import callbacks.latent_plots
-from datamodules import segment, vocalization_preprocess
-from datamodules.miniatures import CALL_KINDS, write_recordings
-from lvm.cli import cli_main
+import lvm.callbacks.latent_plots
+from lvm.datamodules.vocalizations import preprocess as vocalization_preprocess, segment
+from lvm.datamodules.miniatures import CALL_KINDS, write_recordings
+from lvm.runs.cli import cli_main
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "qlvm_vocalizations_cpu.yaml"
 SHORT = ["--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
@@ -32,8 +32,8 @@ def test_wav_files_to_a_trained_cpu_model_and_an_embedding_with_named_categories
                                   "--out_dir", str(tmp_path / "specs"), "--params.num_freq_bins", "64",
                                   "--params.num_time_bins", "64"])
     figures = {}
-    save = callbacks.latent_plots.save_and_log
-    monkeypatch.setattr(callbacks.latent_plots, "save_and_log", lambda trainer, f: (figures.update(f), save(trainer, f)))
+    save = lvm.callbacks.latent_plots.save_and_log
+    monkeypatch.setattr(lvm.callbacks.latent_plots, "save_and_log", lambda trainer, f: (figures.update(f), save(trainer, f)))
     run = cli_main(["--config", str(CONFIG), "--trainer.default_root_dir", str(tmp_path / "runs"), *SHORT,
                     "--data.init_args.root", str(tmp_path / "specs"), "--data.init_args.label_key", "kind"])
     root = Path(run.trainer.default_root_dir)

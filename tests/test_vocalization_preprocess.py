@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
-from datamodules import VocalizationsDataModule
-from datamodules.miniatures import CALL_KINDS, write_recordings
-from datamodules.vocalization_preprocess import SpectrogramParams, main
-from datamodules.vocalizations import grouped_split
+from lvm.datamodules import VocalizationsDataModule
+from lvm.datamodules.miniatures import CALL_KINDS, write_recordings
+from lvm.datamodules.vocalizations.preprocess import SpectrogramParams, main
+from lvm.datamodules.vocalizations.datamodule import grouped_split
 
 RATE = 32_000
 ONSETS = (0.2, 0.6, 1.0)
@@ -74,7 +74,7 @@ def test_segments_table_errors(tmp_path):
         main(["--audio_dir", str(tmp_path), "--segments", str(tmp_path / "segments.csv"), "--out_dir", str(tmp_path)])
 
 
-# ----- recordings of synthetic calls (datamodules.miniatures.write_recordings) -----------------------------
+# ----- recordings of synthetic calls (lvm.datamodules.miniatures.write_recordings) -----------------------------
 
 def _preprocess(audio_dir, table, out_dir, *args):
     table.to_csv(audio_dir / "segments.csv", index=False)

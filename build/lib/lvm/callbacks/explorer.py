@@ -1,0 +1,42 @@
+"""Write the interactive explorer of the test set's embedding (:mod:`lvm.tools.explore`) at the end of testing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+from lvm.analysis.embedding import embedding_table
+from lvm.runs.files import write_atomically
+from lvm.tools.explore import build_explorer
+
+from .figures import guarded, write_metrics_first
+
+__all__ = ["Explorer"]
+
+
+class Explorer(L.Callback):
+    """At the end of testing, writes ``<run dir>/plots/explorer.html``: the test set's embedding with hover images,
+    metadata and the decoded latent grid, one self-contained file (``python -m lvm.tools.explore`` makes the same for any
+    checkpoint and all splits). ``metrics.json`` is written first; a failure is skipped with a warning
+    ``"Explorer: explorer.html skipped: <reason>"``.
+
+    Args:
+        max_images: test examples that show their image on hover (a seeded subsample; every point is drawn).
+        per_side: decoded images per side of each latent grid.
+    """
+
+    def __init__(self, max_images: int = 2000, per_side: int = 24):
+        self.max_images, self.per_side = max_images, per_side
+
+    @rank_zero_only
+    def on_test_end(self, trainer, pl_module):
+        write_metrics_first(trainer)
+        guarded(type(self).__name__, "explorer.html", self._write, trainer, pl_module)
+
+    def _write(self, trainer, pl_module) -> None:
+        table, _ = embedding_table(pl_module, trainer.datamodule, ("test",))
+        html = build_explorer(pl_module, trainer.datamodule, table, self.max_images, self.per_side)
+        write_atomically(Path(trainer.default_root_dir) / "plots" / "explorer.html",
+                         lambda partial: partial.write_text(html, encoding="utf-8"))

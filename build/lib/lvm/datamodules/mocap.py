@@ -1,0 +1,213 @@
+"""CMU motion capture (https://mocap.cs.cmu.edu/; QLVM paper, appendix B.1.3: subject 54).
+
+Reads Acclaim ASF (skeleton) and AMC (motion) files in the layout of CMU's ``allasfamc.zip``:
+``<root>/subjects/<subject>/<subject>.asf`` and ``<subject>_<trial>.amc``. Per frame the features are the
+sine and cosine of every Euler angle of the kept joints, the sine and cosine of the 3 global pose angles
+(the root's RX RY RZ) and the root's translational velocity (its TX TY TZ displacement since the previous
+frame, in the ASF's length units): ``[sin(angles), cos(angles), velocity]`` with the angles in ASF bone
+order, the root's last.
+
+Which joints are kept. Martinez & Williams (2025, "Quasi Monte Carlo methods enable extremely
+low-dimensional deep generative models", appendix B.1.3) use "the 44 non-torso joints", the 3 global
+(torso) pose angles and the global translational velocities; their preprocessing follows Wang, Fleet &
+Hertzmann (2008, "Gaussian process dynamical models for human motion", IEEE TPAMI 30(2)), where "torso"
+is the root. CMU's skeleton (:data:`lvm.datamodules.miniatures.CMU_BONES`) has 30 bones besides the root and
+56 joint angles; dropping the bones whose names contain ``toes``, ``hand``, ``fingers``, ``thumb`` or
+``hipjoint`` (:data:`PAPER_EXCLUDE`, the default ``exclude``) removes 2 (toes) + 4 (hands) + 2 (fingers)
++ 4 (thumbs) angles and leaves exactly 44: lfemur, ltibia, lfoot, rfemur, rtibia, rfoot (12 = 2 × 6);
+lowerback, upperback, thorax (9); lowerneck, upperneck, head (9); lclavicle, lhumerus, lradius, lwrist,
+rclavicle, rhumerus, rradius, rwrist (14 = 2 × 7). With the root's RX RY RZ and TX TY TZ velocities a
+frame has 2 × (44 + 3) + 3 = 97 features. ``exclude`` (name substrings) and ``torso_bones`` (exact
+names) choose other sets: ``exclude=[]`` with ``torso_bones=TORSO_BONES`` is this module's former
+reading (drop only lowerback, upperback and thorax: 47 angles, 2 × (47 + 3) + 3 = 103 features).
+
+Each example stacks ``window`` contiguous frames, ``[window, F]``; trials are split 80/20 into train/test
+by ``seed`` (and ``val_fraction`` of the trials for validation), so no window straddles two splits.
+Batches are ``(x, trial index)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, TensorDataset
+
+from .base import SplitDataModule
+
+__all__ = ["PAPER_EXCLUDE", "TORSO_BONES", "Skeleton", "parse_asf", "parse_amc", "joint_bones", "frame_features",
+           "MocapDataModule"]
+
+PAPER_EXCLUDE = ("toes", "hand", "fingers", "thumb", "hipjoint")
+"""Bones whose names contain one of these are left out of the joint angles (Wang, Fleet & Hertzmann 2008;
+QLVM B.1.3): 44 of the CMU skeleton's 56 angles remain."""
+TORSO_BONES = ("lowerback", "upperback", "thorax")
+"""The CMU skeleton's spine bones (kept by default; pass them as ``torso_bones`` to drop them too)."""
+
+
+@dataclass
+class Skeleton:
+    """What the features need from an ASF file: the angle unit, the root's channel order and each
+    bone's degrees of freedom (in the order the AMC lists their values)."""
+
+    angles_in_degrees: bool = True
+    root_order: list[str] = field(default_factory=lambda: ["TX", "TY", "TZ", "RX", "RY", "RZ"])
+    dofs: dict[str, list[str]] = field(default_factory=dict)
+
+
+def parse_asf(path: Path) -> Skeleton:
+    """The angle unit, root order and bone DOFs of an Acclaim ASF file."""
+    skeleton, section, bone = Skeleton(), None, None
+    for raw in Path(path).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(":"):
+            section = line.split()[0][1:]
+            continue
+        words = line.split()
+        if section == "units" and words[0] == "angle":
+            skeleton.angles_in_degrees = words[1].lower().startswith("deg")
+        elif section == "root" and words[0] == "order":
+            skeleton.root_order = [w.upper() for w in words[1:]]
+        elif section == "bonedata":
+            if words[0] == "name":
+                bone = words[1]
+                skeleton.dofs.setdefault(bone, [])
+            elif words[0] == "dof" and bone is not None:
+                skeleton.dofs[bone] = [w.lower() for w in words[1:]]
+            elif words[0] == "end":
+                bone = None
+    if not skeleton.dofs:
+        raise ValueError(f"{path}: no bones found; is this an Acclaim ASF skeleton file?")
+    return skeleton
+
+
+def parse_amc(path: Path, skeleton: Skeleton) -> list[dict[str, np.ndarray]]:
+    """Frames of an AMC file: per frame a dict bone -> values (root: the ASF root order)."""
+    frames: list[dict[str, np.ndarray]] = []
+    for number, raw in enumerate(Path(path).read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#") or line.startswith(":"):
+            continue
+        words = line.split()
+        if len(words) == 1 and words[0].isdigit():
+            frames.append({})
+            continue
+        if not frames:
+            raise ValueError(f"{path}:{number}: values before the first frame number.")
+        bone, values = words[0], np.array([float(w) for w in words[1:]])
+        expected = len(skeleton.root_order) if bone == "root" else len(skeleton.dofs.get(bone, []))
+        if bone != "root" and bone not in skeleton.dofs:
+            raise ValueError(f"{path}:{number}: bone {bone!r} is not in the skeleton.")
+        if len(values) != expected:
+            raise ValueError(f"{path}:{number}: bone {bone!r} has {len(values)} values; the skeleton gives it {expected}.")
+        frames[-1][bone] = values
+    if len(frames) < 2:
+        raise ValueError(f"{path}: fewer than two frames; velocities need at least two.")
+    return frames
+
+
+def joint_bones(skeleton: Skeleton, exclude=PAPER_EXCLUDE, torso_bones=()) -> list[str]:
+    """The bones whose angles are features, in ASF order: those with degrees of freedom, whose name
+    contains none of the ``exclude`` substrings (case-insensitive) and is none of ``torso_bones``."""
+    exclude = [word.lower() for word in exclude]
+    return [bone for bone, dofs in skeleton.dofs.items()
+            if dofs and bone not in torso_bones and not any(word in bone.lower() for word in exclude)]
+
+
+def frame_features(frames: list[dict[str, np.ndarray]], skeleton: Skeleton, *, exclude=PAPER_EXCLUDE,
+                   torso_bones=()) -> np.ndarray:
+    """Per-frame features ``[T - 1, F]`` (the first frame has no velocity): sin and cos of the angles of
+    :func:`joint_bones` and of the root rotation, then the root's translational velocity."""
+    joints = joint_bones(skeleton, exclude, torso_bones)
+    to_radians = math.pi / 180 if skeleton.angles_in_degrees else 1.0
+    order = skeleton.root_order
+    translation = [order.index(axis) for axis in ("TX", "TY", "TZ")]
+    rotation = [i for i, channel in enumerate(order) if channel.startswith("R")]
+    rows = []
+    for frame in frames:
+        missing = [bone for bone in ["root", *joints] if bone not in frame]
+        if missing:
+            raise ValueError(f"A frame lacks the bones {missing}.")
+        angles = np.concatenate([frame[bone] for bone in joints] + [frame["root"][rotation]]) * to_radians
+        rows.append(np.concatenate([np.sin(angles), np.cos(angles), frame["root"][translation]]))
+    table = np.stack(rows)  # [T, F + 3]: the last 3 columns are root positions
+    velocity = np.diff(table[:, -3:], axis=0)
+    return np.concatenate([table[1:, :-3], velocity], axis=1).astype(np.float32)
+
+
+class MocapDataModule(SplitDataModule):
+    """Args:
+        root: the folder holding ``subjects/`` (CMU's ``allasfamc.zip`` extracted).
+        subject: the subject number (54 in the paper).
+        window: frames per example (10).
+        stride: frames between the starts of consecutive windows.
+        exclude: name substrings of the bones left out of the joint angles (default :data:`PAPER_EXCLUDE`:
+            toes, hand, fingers, thumb, hipjoint; 44 angles on CMU's skeleton, as in the paper).
+        torso_bones: exact bone names also left out (default none; ``TORSO_BONES`` with ``exclude: []``
+            gives the former 47-angle reading).
+        test_fraction, val_fraction: fractions of the trials.
+        batch_size, seed, num_workers: as usual.
+    """
+
+    def __init__(self, root: str = "data/cmu_mocap", subject: int = 54, window: int = 10, stride: int = 1,
+                 exclude: list[str] = PAPER_EXCLUDE, torso_bones: list[str] = (), test_fraction: float = 0.2,
+                 val_fraction: float = 0.1, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
+        super().__init__(batch_size, num_workers, seed)
+        self.save_hyperparameters()
+        self.folder = Path(root) / "subjects" / str(subject)
+        self.subject, self.window, self.stride = subject, window, stride
+        self.exclude, self.torso_bones = tuple(exclude), tuple(torso_bones)
+        self.fractions = (test_fraction, val_fraction)
+        self.data_shape = (window, self._feature_count()) if self._asf().is_file() else None
+
+    def _asf(self) -> Path:
+        return self.folder / f"{self.subject:02d}.asf"
+
+    def _trials(self) -> list[Path]:
+        trials = sorted(self.folder.glob(f"{self.subject:02d}_*.amc"))
+        if not self._asf().is_file() or not trials:
+            raise FileNotFoundError(
+                f"CMU mocap subject {self.subject} not found: need {self._asf().resolve()} and "
+                f"{self.folder.resolve()}/{self.subject:02d}_*.amc. Download allasfamc.zip from "
+                "https://mocap.cs.cmu.edu/ (or the subject's ASF/AMC files) and extract it so that subjects/ "
+                "is under data.init_args.root."
+            )
+        return trials
+
+    def _feature_count(self) -> int:
+        skeleton = parse_asf(self._asf())
+        joints = sum(len(skeleton.dofs[bone]) for bone in joint_bones(skeleton, self.exclude, self.torso_bones))
+        rotations = sum(channel.startswith("R") for channel in skeleton.root_order)
+        return 2 * (joints + rotations) + 3
+
+    def prepare_data(self) -> None:
+        self._trials()
+
+    def build_splits(self):
+        trials, skeleton = self._trials(), parse_asf(self._asf())
+        order = torch.randperm(len(trials), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        n_test = max(1, int(round(self.fractions[0] * len(trials)))) if len(trials) > 1 else 0
+        n_val = int(round(self.fractions[1] * len(trials)))
+        parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+        return tuple(self._windows([(trials[i], i) for i in sorted(parts[name])], skeleton)
+                     for name in ("train", "val", "test"))
+
+    def _windows(self, trials: list[tuple[Path, int]], skeleton: Skeleton) -> ConcatDataset | TensorDataset:
+        """Windows ``[n, window, F]`` of the given (AMC file, trial index) pairs, labelled by trial."""
+        sets = []
+        for path, index in trials:
+            features = frame_features(parse_amc(path, skeleton), skeleton, exclude=self.exclude,
+                                      torso_bones=self.torso_bones)  # [T - 1, F]
+            if not np.isfinite(features).all():
+                raise ValueError(f"{path}: NaN or infinite values in the motion.")
+            starts = range(0, len(features) - self.window + 1, self.stride)
+            if len(starts) == 0:
+                continue
+            windows = np.stack([features[s:s + self.window] for s in starts])  # [n, window, F]
+            sets.append(TensorDataset(torch.from_numpy(windows), torch.full((len(windows),), index)))
+        return ConcatDataset(sets) if sets else TensorDataset(torch.zeros(0, *self.data_shape), torch.zeros(0))

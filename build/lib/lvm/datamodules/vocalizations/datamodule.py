@@ -1,0 +1,211 @@
+"""Spectrograms of segmented vocalizations (QLVM paper, appendix B.1.2: zebra finch and gerbil
+syllables processed as by Autoencoded Vocal Analysis; Fig. 5E colours the embedding by a syllable
+feature).
+
+On-disk layout (what ``python -m lvm.datamodules.vocalizations.preprocess`` writes, and AVA's layout): a
+directory of HDF5 files (``*.h5`` / ``*.hdf5``), each holding
+
+* ``specs``: float array (N, F, T), spectrograms (rows: increasing frequency) scaled to [0, 1], the
+  same size in every file (128 x 128 in AVA; any size from the preprocessing);
+* per-syllable metadata, 1-D arrays of length N: ``onsets`` and ``offsets`` (seconds),
+  ``audio_filenames``, and any features or annotations (e.g. ``mean_freq``, ``duration``, ``species``,
+  ``individual``; numbers or strings);
+* optionally, as attributes, the spectrogram parameters (``min_freq``, ``max_freq``, ``mel``,
+  ``max_dur``, ``time_stretch``), from which plots label their axes in kHz and ms;
+
+or a single ``.npz`` with the same keys. Spectrograms outside [0, 1] are min-max scaled over the whole
+set (Bernoulli-compatible). Batches are ``(spec [1, F, T], label)`` with the label the metadata field
+``label_key`` (numbers as floats; strings as category codes, whose names are ``label_names``) or the
+syllable index; all metadata is on ``metadata`` (dict of arrays in the dataset's order).
+
+Splits: ``test_fraction`` and ``val_fraction`` of the syllables, drawn by ``seed``; with ``group_key``
+(e.g. ``audio_filenames``, ``individual``) whole groups go to one split each, so no recording or animal
+is in two of them (the fractions then hold approximately).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+from lvm.plotting.figures import ImageAxes
+
+from ..base import SplitDataModule, seeded_split
+from ..hdf5 import H5Rows, require_dataset
+from .preprocess import frequency_axis
+
+__all__ = ["VocalizationsDataModule", "grouped_split", "spectrogram_axes"]
+
+CHUNK = 1024  # spectrograms read at once when scanning a file
+
+
+def grouped_split(dataset, groups: np.ndarray, fractions: list[float], seed: int) -> list[Subset]:
+    """Split ``dataset`` so that each value of ``groups`` (one per item) lies in one part. The groups, in a
+    seeded random order, are laid end to end; a group goes to the part whose share of the items its
+    midpoint falls in. A part with a positive fraction that gets no group takes one from the part with
+    the most groups."""
+    names, codes = np.unique(groups, return_inverse=True)
+    wanted = [i for i, f in enumerate(fractions) if f > 0]
+    if len(names) < len(wanted):
+        raise ValueError(f"group_key gives {len(names)} group(s), fewer than the {len(wanted)} splits with a positive "
+                         "fraction; set the other splits' fractions to 0 or group by a finer key.")
+    order = np.random.default_rng(seed).permutation(len(names))
+    sizes = np.bincount(codes, minlength=len(names))[order]
+    midpoints = np.cumsum(sizes) - 0.5 * sizes
+    part = np.empty(len(names), dtype=int)
+    part[order] = np.searchsorted(np.cumsum(fractions)[:-1] * len(groups), midpoints, side="right")
+    for empty in [i for i in wanted if not np.any(part == i)]:
+        donor = np.bincount(part, minlength=len(fractions)).argmax()
+        part[np.flatnonzero(part == donor)[0]] = empty
+    return [Subset(dataset, np.flatnonzero(part[codes] == i).tolist()) for i in range(len(fractions))]
+
+
+def spectrogram_axes(attrs, shape: tuple[int, int]) -> ImageAxes:
+    """The axes of ``[F, T]`` spectrograms written with the parameters ``attrs`` (HDF5 attributes of the
+    preprocessing): frequency (kHz) per row, increasing upward, and time (ms) per column; without the
+    parameters, bin indices."""
+    rows, columns = shape
+    if "min_freq" not in attrs:
+        return ImageAxes(np.arange(rows), np.arange(columns), "frequency bin", "time bin")
+    frequencies = frequency_axis(float(attrs["min_freq"]), float(attrs["max_freq"]), rows, bool(attrs.get("mel", False)))
+    stretched = bool(attrs.get("time_stretch", False))
+    return ImageAxes(frequencies / 1000.0, np.linspace(0.0, 1000.0 * float(attrs["max_dur"]), columns),
+                     "frequency (kHz)", "time (ms, √-stretched)" if stretched else "time (ms)")
+
+
+class VocalizationsDataModule(SplitDataModule):
+    """Args:
+        root: the directory of HDF5 files, or one ``.npz`` file.
+        label_key: the metadata field returned as the label (``None``: the syllable index).
+        group_key: the metadata field whose values never straddle two splits (``None``: split by syllable).
+        test_fraction, val_fraction, batch_size, seed, num_workers: as usual.
+    """
+
+    def __init__(self, root: str = "data/vocalizations", label_key: str | None = None, group_key: str | None = None,
+                 test_fraction: float = 0.2, val_fraction: float = 0.1, batch_size: int = 64, seed: int = 0,
+                 num_workers: int = 0):
+        super().__init__(batch_size, num_workers, seed)
+        self.save_hyperparameters()
+        self.root, self.label_key, self.group_key = Path(root), label_key, group_key
+        self.fractions = [1.0 - test_fraction - val_fraction, val_fraction, test_fraction]
+        self.metadata: dict[str, np.ndarray] = {}
+        self.label_names: list[str] | None = None
+        self.image_axes: ImageAxes | None = None
+
+    @property
+    def data_shape(self) -> tuple[int, ...] | None:
+        """``(1, F, T)`` from the first file's ``specs`` (``None`` while there is none)."""
+        try:
+            path = self._files()[0]
+        except FileNotFoundError:
+            return None
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return (1, *archive["specs"].shape[1:]) if "specs" in archive else None
+        with h5py.File(path, "r") as handle:
+            return (1, *handle["specs"].shape[1:]) if "specs" in handle else None
+
+    def _files(self) -> list[Path]:
+        if self.root.suffix == ".npz":
+            if not self.root.is_file():
+                raise FileNotFoundError(f"Vocalization file not found: {self.root.resolve()}.")
+            return [self.root]
+        files = sorted([*self.root.glob("*.h5"), *self.root.glob("*.hdf5")]) if self.root.is_dir() else []
+        if not files:
+            raise FileNotFoundError(
+                f"No vocalization HDF5 files (*.h5, *.hdf5) in {self.root.resolve()}. Write them from WAV files and "
+                "a table of syllable onsets with `python -m lvm.datamodules.vocalizations.preprocess`, or point "
+                "data.init_args.root at AVA-style files holding 'specs' (N, F, T) and per-syllable metadata."
+            )
+        return files
+
+    def prepare_data(self) -> None:
+        self._files()
+
+    @staticmethod
+    def _read_metadata(handle, path: Path, n: int) -> dict[str, np.ndarray]:
+        """The 1-D fields of an HDF5 file or npz archive, strings decoded (UTF-8)."""
+        fields = {}
+        for key in handle:
+            if key == "specs" or len(handle[key].shape) != 1:
+                continue
+            if isinstance(handle, h5py.File) and h5py.check_string_dtype(handle[key].dtype) is not None:
+                value = np.asarray(handle[key].asstr()[:], dtype=str)
+            else:
+                value = np.asarray(handle[key][:])
+                if value.dtype.kind == "S":
+                    value = np.char.decode(value, "utf-8")
+            if len(value) != n:
+                raise ValueError(f"{path}: metadata {key!r} has {len(value)} entries for {n} spectrograms.")
+            fields[key] = value
+        return fields
+
+    def build_splits(self):
+        files = self._files()
+        if files[0].suffix == ".npz":
+            with np.load(files[0], allow_pickle=False) as archive:
+                if "specs" not in archive:
+                    raise KeyError(f"{files[0]}: no array 'specs' (it has {sorted(archive.keys())}).")
+                specs = archive["specs"].astype(np.float32)
+                if specs.ndim != 3:
+                    raise ValueError(f"{files[0]}: 'specs' has shape {specs.shape}, expected (N, F, T).")
+                self.metadata = self._read_metadata(archive, files[0], len(specs))
+            self.image_axes = spectrogram_axes({}, specs.shape[1:])
+            low, high = self._range(specs, files[0])
+            dataset = TensorDataset(torch.from_numpy((specs - low) / (high - low)).unsqueeze(1), self._labels(len(specs)))
+        else:
+            rows, metadata, low, high, shape = [], [], np.inf, -np.inf, None
+            for index, path in enumerate(files):
+                with h5py.File(path, "r") as handle:
+                    specs = require_dataset(handle, "specs", path, (None, *(shape or (None, None))), np.float32)
+                    if shape is None:
+                        shape = specs.shape[1:]
+                        self.image_axes = spectrogram_axes(dict(handle.attrs), shape)
+                    lo, hi = self._range(specs, path)
+                    low, high = min(low, lo), max(high, hi)
+                    metadata.append(self._read_metadata(handle, path, len(specs)))
+                    rows += [(index, row) for row in range(len(specs))]
+            self.metadata = {key: np.concatenate([m[key] for m in metadata]) for key in metadata[0]
+                             if all(key in m for m in metadata)}
+            labels = self._labels(len(rows))
+
+            def item(spec: np.ndarray, position: int):
+                x = torch.from_numpy(((spec - low) / (high - low)).astype(np.float32)).unsqueeze(0)  # [1, F, T]
+                return x, labels[position]
+
+            dataset = H5Rows(files, "specs", rows, item)
+        if self.group_key is None:
+            return tuple(seeded_split(dataset, self.fractions, self.seed))
+        return tuple(grouped_split(dataset, self._field(self.group_key, "group_key"), self.fractions, self.seed))
+
+    @staticmethod
+    def _range(specs, path: Path) -> tuple[float, float]:
+        """(0, 1) for spectrograms already in [0, 1], else their min and max (min-max scaling). Reads
+        an HDF5 dataset ``CHUNK`` spectrograms at a time, never whole."""
+        low, high = np.inf, -np.inf
+        for start in range(0, len(specs), CHUNK):
+            chunk = specs[start:start + CHUNK]
+            if not np.isfinite(chunk).all():
+                raise ValueError(f"{path}: 'specs' holds NaN or infinite values.")
+            low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+        return (0.0, 1.0) if low >= 0 and high <= 1 else (low, high if high > low else low + 1.0)
+
+    def _field(self, key: str, argument: str) -> np.ndarray:
+        if key not in self.metadata:
+            raise KeyError(f"{argument} {key!r} is not a metadata field of {self.root}; "
+                           f"choose one of {sorted(self.metadata)} (fields present in every file).")
+        return self.metadata[key]
+
+    def _labels(self, n: int) -> torch.Tensor:
+        if self.label_key is None:
+            return torch.arange(n)
+        values = self._field(self.label_key, "label_key")
+        if values.dtype.kind not in "biuf":
+            names, codes = np.unique(values, return_inverse=True)  # categories (species, call types) as integers
+            self.label_names = names.tolist()
+            return torch.from_numpy(codes)
+        return torch.from_numpy(values.astype(np.float32))

@@ -1,0 +1,56 @@
+"""The objective plugin API: the extension point of lvm. An objective is a loss.
+
+The model (:class:`lvm.model.LatentVariableModel`) holds every component: ``model.prior`` (:mod:`lvm.priors`),
+``model.likelihood`` (:mod:`lvm.likelihoods`), ``model.decoder``, and optionally ``model.encoder`` with
+``model.posterior`` (:mod:`lvm.posteriors`). An objective holds no parameters and no flags: it calls
+:meth:`Objective.validate` once, when the model is built, to say what it needs (clear errors otherwise), then
+``objective(model, x)`` on every training and held-out batch (``x: [b, *data_shape]``) and returns a dict with
+a scalar ``"loss"`` to minimise; every other scalar entry is logged as ``"{stage}/{key}"``.
+
+What an objective uses from the model:
+
+* ``model.encode(x) -> params`` (the encoder's output, read by ``model.posterior``: ``code``, ``rsample``,
+  ``log_prob``), ``model.latent_code(x) -> [b, d]``;
+* ``model.prior.log_prob(z)``, ``model.prior.dim``;
+* ``model.log_prob(x, z) -> [k, b]`` (``log p(x | z)`` for draws ``z: [k, b, d]``), ``model.decoder_params(z)
+  -> [n, D]``, ``model.decoded_mean(z) -> [n, D]``, ``model.flatten(x) -> [b, D]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lvm.numerics.derived import reusing_derived_weights
+
+__all__ = ["Objective"]
+
+
+class Objective(nn.Module):
+    """Base class of training objectives: override :meth:`forward` and, to check what you need,
+    :meth:`validate` (with :meth:`require`)."""
+
+    def validate(self, model) -> None:
+        """Raise a ``ValueError`` that says what to change if ``model`` lacks what this objective needs."""
+
+    def require(self, model, *, prior: type | tuple[type, ...] | None = None,
+                posterior: type | tuple[type, ...] | None = None,
+                likelihood: type | tuple[type, ...] | None = None) -> None:
+        """Check the model's components' types; ``posterior`` also requires an encoder."""
+        name = type(self).__name__
+        for role, wanted in (("prior", prior), ("posterior", posterior), ("likelihood", likelihood)):
+            if wanted is None:
+                continue
+            component = getattr(model, role)
+            if not isinstance(component, wanted):
+                options = " or ".join(f"{cls.__module__}.{cls.__name__}" for cls in (wanted if isinstance(wanted, tuple) else (wanted,)))
+                extra = " (with model.encoder)" if role == "posterior" else ""
+                got = "none" if component is None else type(component).__name__
+                raise ValueError(f"{name} needs model.{role}: {options}{extra}; got {got}.")
+
+    def __call__(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with reusing_derived_weights():  # networks called several times per loss derive their weights once
+            return super().__call__(model, x)
+
+    def forward(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError

@@ -1,0 +1,473 @@
+"""Interactive HTML explorer of a latent embedding: one self-contained file built with Bokeh.
+
+``explorer_html`` turns a table of embedded examples (latent coordinates plus any metadata), images of a
+subsample of them and decoded grids over latent planes into the text of one HTML page. Write it to a file and
+open that in any browser (double-click it, or ``python -m webbrowser explorer.html``): BokehJS and the images
+are inlined, so the page needs no server and no network.
+
+In the page you can
+- hover a point to see its metadata and, when it is in the image subsample, its image;
+- hover empty space to see what the decoder generates there (the latent grid layer, drawn as faint cells);
+- recolour the points by any metadata field with the "Colour by" selector;
+- pan, zoom, box-select (selections are linked across the projections of a 3-D latent), reset and save a PNG.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+from bokeh.embed import file_html
+from bokeh.layouts import column, gridplot
+from bokeh.models import (BoxAnnotation, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, Div, HoverTool,
+                          Legend, LegendItem, LinearColorMapper, PanTool, Range1d, ResetTool, SaveTool, Select,
+                          WheelZoomTool)
+from bokeh.palettes import Category10, Category20, Turbo256, Viridis256, linear_palette
+from bokeh.plotting import figure
+from bokeh.resources import INLINE
+
+__all__ = ["LatentGrid", "explorer_html"]
+
+MAX_COLOR_CATEGORIES = 50  # by default a non-numeric column is a colour field if it has at most this many values
+MAX_INTEGER_CATEGORIES = 20  # integer columns with at most this many values are categorical, as in lvm.plotting.figures
+THUMBNAIL_WIDTH_PX = 112
+MISSING_COLOR = "#bbbbbb"
+IMAGE_COLUMN = "__explorer_image"  # <img> tag of a row's image, "" for rows without one
+ROW_COLUMN = "__explorer_row"  # row position: the y axis of a 1-D latent without a log-likelihood column
+CELL_COLUMN = "__explorer_cell"  # latent coordinates of a grid cell, as text
+CODE_COLUMN_PREFIX = "__explorer_code:"  # integer codes 0..k-1 of a categorical colour field, -1 where missing
+PROJECTIONS = {1: [(0,)], 2: [(0, 1)], 3: [(0, 1), (0, 2), (1, 2)]}  # latent dims plotted, by number of latents
+
+
+@dataclass
+class LatentGrid:
+    """Decoded means on a regular grid over one plane of the latent space."""
+
+    dims: tuple[int, ...]  # the latent coordinates that vary: (i, j) for a plane, (i,) for a 1-D latent (0-based)
+    coords: np.ndarray  # [g, len(dims)] grid coordinates, cell centres of a regular grid
+    images: np.ndarray  # [g, H, W] (grey) or [g, H, W, 3] (RGB), floats in [0, 1], row 0 at the top
+
+
+@dataclass
+class _ColorField:
+    """Colouring the points by one table column: the data column that ``mapper`` maps to colours, and for a
+    categorical column the names of its codes and the codes of each row."""
+
+    name: str
+    data_column: str
+    mapper: LinearColorMapper
+    categories: list[str] | None = None
+    codes: np.ndarray | None = None
+
+
+@dataclass
+class _Axis:
+    label: str
+    data_column: str
+    range: Range1d
+
+
+def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: bool,
+                  images: np.ndarray | None = None, image_rows: np.ndarray | None = None,
+                  grids: list[LatentGrid] = (), color_fields: list[str] | None = None,
+                  categories: dict[str, list[str]] | None = None, cmap: str = "gray",
+                  title: str = "Embedding explorer", bounds: list[tuple[float, float]] | None = None) -> str:
+    """The text of a self-contained HTML page exploring an embedding.
+
+    Args:
+        table: one row per example: the latent coordinates ``latent_columns`` and any metadata columns, all
+            shown when hovering the example (numbers to 4 significant digits).
+        latent_columns: the latent coordinate columns, in order. One latent is plotted as x = z1 against the
+            ``log_likelihood`` column (or else the row position); two as one z1–z2 plot; three or more as the
+            three linked projections z1–z2, z1–z3, z2–z3 of the first three.
+        periodic: the latent space is the torus [0, 1)^d: every latent axis spans exactly one period.
+        images: ``[n_img, H, W]`` or ``[n_img, H, W, 3]`` floats in [0, 1], row 0 at the top, shown when hovering
+            the rows ``image_rows`` (row positions in ``table``, e.g. a random subsample of a large table);
+            ``images=None`` with ``image_rows`` None or empty: no images.
+        grids: decoded images on regular grids over the plotted planes ((0, 1), (0, 2), (1, 2) or (0,)),
+            drawn as faint cells under the points and shown when hovering them.
+        color_fields: the columns offered by the colour selector, the first one shown initially; default:
+            every metadata column that is numeric or has at most 50 distinct values.
+        categories: the category names of integer-coded columns, e.g. ``{"label": ["zero", "one", ...]}``
+            (or the order of a string column's values). These columns, string columns and integer columns with
+            at most 20 values are coloured by category with a legend, the others on a colour bar.
+        cmap: matplotlib colour map of grey images.
+        title: the page's title.
+        bounds: the axis range ``(lo, hi)`` of each latent when not ``periodic``; default: the data's range.
+    """
+    _check_table(table, latent_columns, periodic, bounds)
+    table = table.reset_index(drop=True)
+    projections = PROJECTIONS[min(len(latent_columns), 3)]
+    grids_by_projection = _grids_by_projection(grids, projections)
+    fields = _color_fields(table, latent_columns, color_fields, categories or {})
+    data = {name: _column_values(table[name]) for name in table.columns}
+    data[IMAGE_COLUMN] = _point_image_tags(len(table), images, image_rows, cmap)
+    for field in fields:
+        if field.codes is not None:
+            data[field.data_column] = field.codes
+
+    latent_ranges = _latent_ranges(table, latent_columns, periodic, bounds, grids)
+    latent_axes = [_Axis(name, name, latent_range) for name, latent_range in zip(latent_columns, latent_ranges)]
+    value_axis = None  # the y axis of a 1-D latent
+    if len(projections[0]) == 1:
+        if "log_likelihood" in table and _is_numeric(table["log_likelihood"]):
+            label, data_column = "log_likelihood", "log_likelihood"
+        else:
+            label, data_column = "row", ROW_COLUMN
+            data[ROW_COLUMN] = np.arange(len(table))
+        value_axis = _Axis(label, data_column, Range1d(*_padded_range(np.asarray(data[data_column], dtype=float))))
+    points = ColumnDataSource(data)
+
+    plots, renderers = [], []
+    for dims in projections:
+        x_axis = latent_axes[dims[0]]
+        y_axis = latent_axes[dims[1]] if len(dims) == 2 else value_axis
+        plot = _projection_figure(x_axis, y_axis, periodic, square=len(dims) == 2,
+                                  frame_px=560 if len(projections) == 1 else 340)
+        cells = [_draw_grid(plot, grid, latent_columns, cmap, strip_range=None if len(dims) == 2 else y_axis.range)
+                 for grid in grids_by_projection[dims]]
+        if cells:
+            plot.add_tools(HoverTool(renderers=cells, tooltips=_GRID_TOOLTIP, attachment="left",
+                                     description="Hover: decoded grid"))
+        plots.append(plot)
+        renderers.append(_draw_points(plot, points, x_axis, y_axis, fields, table, latent_columns))
+
+    legend, color_bar, legend_items = _color_keys(plots[-1], fields, renderers[-1])
+    n_images = 0 if images is None else len(images)
+    header = Div(text=_header_html(title, len(table), n_images, sum(len(grid.coords) for grid in grids), periodic,
+                                   len(latent_columns)))
+    controls = []
+    if fields:
+        selector = Select(title="Colour by", name="colour-selector", value=fields[0].name,
+                          options=[field.name for field in fields], width=220)
+        selector.js_on_change("value", CustomJS(
+            args=dict(selector=selector, renderers=renderers, mappers=[field.mapper for field in fields],
+                      data_columns=[field.data_column for field in fields], legend=legend, color_bar=color_bar,
+                      legend_items=legend_items),
+            code=_RECOLOUR_JS))
+        controls.append(selector)
+    page = column(header, *controls, gridplot([plots], toolbar_location="right", toolbar_options=dict(logo=None)))
+    return file_html(page, resources=INLINE, title=title)
+
+
+_RECOLOUR_JS = """
+const chosen = selector.options.indexOf(selector.value)
+const color = {field: data_columns[chosen], transform: mappers[chosen]}
+for (const renderer of renderers) {
+    for (const glyph of [renderer.glyph, renderer.selection_glyph, renderer.nonselection_glyph]) {
+        glyph.fill_color = color
+        glyph.line_color = color
+    }
+}
+const categorical = legend_items[chosen] != null
+if (legend != null) {
+    legend.visible = categorical
+    if (categorical) {
+        legend.items = legend_items[chosen]
+        legend.title = selector.value
+    }
+}
+if (color_bar != null) {
+    color_bar.visible = !categorical
+    if (!categorical) {
+        color_bar.color_mapper = mappers[chosen]
+        color_bar.title = selector.value
+    }
+}
+"""
+
+_GRID_TOOLTIP = f"<div>@{{{IMAGE_COLUMN}}}{{safe}}<div>decoded at @{{{CELL_COLUMN}}}</div></div>"
+
+
+def _check_table(table: pd.DataFrame, latent_columns: list[str], periodic: bool,
+                 bounds: list[tuple[float, float]] | None) -> None:
+    if not latent_columns:
+        raise ValueError("latent_columns is empty: name the table's latent coordinate columns")
+    missing = [name for name in latent_columns if name not in table.columns]
+    if missing:
+        raise ValueError(f"latent columns {missing} not in the table (columns: {list(table.columns)})")
+    not_numeric = [name for name in latent_columns if not _is_numeric(table[name])]
+    if not_numeric:
+        raise ValueError(f"latent columns {not_numeric} are not numeric")
+    if periodic and bounds is not None:
+        raise ValueError("bounds conflict with periodic=True, whose axes span [0, 1]: pass one of them")
+    if bounds is not None and len(bounds) != len(latent_columns):
+        raise ValueError(f"bounds has {len(bounds)} ranges for {len(latent_columns)} latent columns")
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _column_values(values: pd.Series) -> np.ndarray | list[str]:
+    """A table column as Bokeh serializes it compactly: numbers as a typed array, anything else as strings."""
+    if pd.api.types.is_float_dtype(values) or (_is_numeric(values) and not isinstance(values.dtype, np.dtype)):
+        return values.to_numpy(dtype=np.float32, na_value=np.nan)  # 4 significant digits shown, half the bytes
+    if _is_numeric(values):
+        return values.to_numpy()
+    return ["" if pd.isna(value) else str(value) for value in values]
+
+
+def _checked_images(images: np.ndarray, what: str) -> np.ndarray:
+    images = np.asarray(images, dtype=float)
+    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
+        raise ValueError(f"{what} must be [n, H, W] (grey) or [n, H, W, 3] (RGB), got shape {images.shape}")
+    return np.clip(images, 0.0, 1.0)
+
+
+def _image_tag(image: np.ndarray, cmap: str) -> str:
+    """An ``<img>`` tag holding the image as a PNG data URI at its own resolution, scaled up without blurring."""
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, image, cmap=cmap, vmin=0.0, vmax=1.0, format="png")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (f'<img src="data:image/png;base64,{encoded}" width="{THUMBNAIL_WIDTH_PX}" '
+            f'style="image-rendering: pixelated; display: block; border: 1px solid #ccc">')
+
+
+def _point_image_tags(n_rows: int, images: np.ndarray | None, image_rows: np.ndarray | None,
+                      cmap: str) -> list[str]:
+    """The ``<img>`` tag of each table row, "" for rows without an image."""
+    tags = [""] * n_rows
+    if images is None:
+        if image_rows is not None and len(image_rows):
+            raise ValueError("image_rows given without images: pass the images of those rows too")
+        return tags
+    if image_rows is None:
+        raise ValueError("images given without image_rows: pass the table row position of each image")
+    image_rows = np.asarray(image_rows)
+    if image_rows.ndim != 1 or len(image_rows) != len(images):
+        raise ValueError(f"image_rows must list one table row per image: got shape {image_rows.shape} "
+                         f"for {len(images)} images")
+    if len(image_rows) and (image_rows.min() < 0 or image_rows.max() >= n_rows):
+        raise ValueError(f"image_rows must be row positions in [0, {n_rows}) of the table")
+    if len(np.unique(image_rows)) != len(image_rows):
+        raise ValueError("image_rows repeats a row: give each row at most one image")
+    for position, image in zip(image_rows, _checked_images(images, "images")):
+        tags[position] = _image_tag(image, cmap)
+    return tags
+
+
+def _grids_by_projection(grids: list[LatentGrid], projections: list[tuple[int, ...]]) -> dict:
+    by_projection = {dims: [] for dims in projections}
+    for grid in grids:
+        if tuple(grid.dims) not in by_projection:
+            raise ValueError(f"a LatentGrid over latent dims {tuple(grid.dims)} matches no plot; the plots show "
+                             f"dims {projections}")
+        by_projection[tuple(grid.dims)].append(grid)
+    return by_projection
+
+
+def _color_fields(table: pd.DataFrame, latent_columns: list[str], requested: list[str] | None,
+                  categories: dict[str, list[str]]) -> list[_ColorField]:
+    unknown = [name for name in list(requested or []) + list(categories) if name not in table.columns]
+    if unknown:
+        raise ValueError(f"colour fields or categories {unknown} not in the table (columns: {list(table.columns)})")
+    if requested is None:
+        requested = [name for name in table.columns if name not in latent_columns
+                     and (_is_numeric(table[name]) or table[name].nunique() <= MAX_COLOR_CATEGORIES)]
+    fields = []
+    for name in requested:
+        categorical = _category_codes(table[name], categories.get(name))
+        if categorical is None:
+            values = table[name].to_numpy(dtype=float, na_value=np.nan)
+            finite = values[np.isfinite(values)]
+            low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+            mapper = LinearColorMapper(palette=Viridis256, low=low, high=high if high > low else low + 1,
+                                       nan_color=MISSING_COLOR)
+            fields.append(_ColorField(name, name, mapper))
+        else:
+            names, codes = categorical
+            mapper = LinearColorMapper(palette=_category_palette(len(names)), low=-0.5, high=len(names) - 0.5,
+                                       low_color=MISSING_COLOR, nan_color=MISSING_COLOR)
+            fields.append(_ColorField(name, CODE_COLUMN_PREFIX + name, mapper, names, codes))
+    return fields
+
+
+def _category_codes(values: pd.Series, names: list[str] | None) -> tuple[list[str], np.ndarray] | None:
+    """The category names of a categorical column and its integer codes 0..k-1 (-1 where missing); None for a
+    numeric column. ``names`` name the codes of an integer-coded column, or order a string column's values."""
+    if names is not None and _is_numeric(values):
+        codes = values.to_numpy(dtype=float, na_value=-1).astype(np.int64)
+        if codes.max(initial=-1) >= len(names):
+            raise ValueError(f"column {values.name!r} has code {codes.max()} but only {len(names)} category names")
+    else:
+        if names is None:
+            if _is_numeric(values) and not (pd.api.types.is_integer_dtype(values)
+                                            and values.nunique() <= MAX_INTEGER_CATEGORIES):
+                return None
+            names = ([str(value) for value in sorted(values.dropna().unique())] if _is_numeric(values)
+                     else sorted({str(value) for value in values.dropna()}))
+        code_of = {str(name): code for code, name in enumerate(names)}
+        labels = ["" if pd.isna(value) else str(value) for value in values]
+        unnamed = sorted({label for label in labels if label and label not in code_of})
+        if unnamed:
+            raise ValueError(f"column {values.name!r} has values {unnamed[:5]} missing from its category names")
+        codes = np.array([code_of.get(label, -1) for label in labels], dtype=np.int64)
+    return [str(name) for name in names], codes.astype(np.int16 if len(names) < 2**15 else np.int32)
+
+
+def _category_palette(count: int) -> list[str]:
+    if count <= 10:
+        return list(Category10[10][:max(count, 1)])
+    if count <= 20:
+        return list(Category20[20][:count])
+    return list(linear_palette(Turbo256, count))
+
+
+def _padded_range(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    pad = 0.05 * (high - low) if high > low else 0.5
+    return low - pad, high + pad
+
+
+def _latent_ranges(table: pd.DataFrame, latent_columns: list[str], periodic: bool,
+                   bounds: list[tuple[float, float]] | None, grids: list[LatentGrid]) -> list[Range1d]:
+    """One range per latent, shared by the projections, so that they pan and zoom together: [0, 1] on the
+    torus, else ``bounds`` or the range of the data and the grid cells."""
+    if periodic:
+        return [Range1d(0.0, 1.0) for _ in latent_columns]
+    if bounds is not None:
+        return [Range1d(float(low), float(high)) for low, high in bounds]
+    ranges = []
+    for dim, name in enumerate(latent_columns):
+        values = [table[name].to_numpy(dtype=float, na_value=np.nan)]
+        for grid in grids:
+            if dim in grid.dims and len(grid.coords):
+                centres = np.asarray(grid.coords, dtype=float)[:, list(grid.dims).index(dim)]
+                half = _cell_width(centres) / 2
+                values.append(np.array([centres.min() - half, centres.max() + half]))
+        ranges.append(Range1d(*_padded_range(np.concatenate(values))))
+    return ranges
+
+
+def _cell_width(centres: np.ndarray) -> float:
+    """The spacing of a regular grid's cell centres along one axis (1 for a single cell)."""
+    distinct = np.unique(np.round(centres, 12))
+    return float(np.diff(distinct).min()) if len(distinct) > 1 else 1.0
+
+
+def _projection_figure(x_axis: _Axis, y_axis: _Axis, periodic: bool, square: bool, frame_px: int):
+    """An empty plot of two axes; on the torus with the fundamental square (or strip) outlined."""
+    tools = [PanTool(), WheelZoomTool(), BoxSelectTool(), ResetTool(), SaveTool()]
+    plot_title = f"{x_axis.label} – {y_axis.label}" + (" (torus: edges identified)" if periodic else "")
+    plot = figure(name=f"projection {x_axis.label}-{y_axis.label}", title=plot_title, tools=tools,
+                  active_scroll=tools[1], frame_width=frame_px, frame_height=frame_px if square else 300,
+                  x_range=x_axis.range, y_range=y_axis.range, x_axis_label=x_axis.label,
+                  y_axis_label=y_axis.label, output_backend="webgl")
+    if periodic:
+        plot.add_layout(BoxAnnotation(left=0, right=1, bottom=0 if square else None, top=1 if square else None,
+                                      fill_alpha=0, line_color="black", line_alpha=0.8, line_width=1.5))
+    return plot
+
+
+def _draw_points(plot, points: ColumnDataSource, x_axis: _Axis, y_axis: _Axis, fields: list[_ColorField],
+                 table: pd.DataFrame, latent_columns: list[str]):
+    """All points, coloured by the first colour field, with a hover showing each point's row and image."""
+    if fields:
+        color = {"field": fields[0].data_column, "transform": fields[0].mapper}
+    else:
+        color = Category10[10][0]
+    size, alpha = _marker_style(len(table))
+    renderer = plot.scatter(x=x_axis.data_column, y=y_axis.data_column, source=points, size=size,
+                            fill_color=color, line_color=color, fill_alpha=alpha, line_alpha=alpha,
+                            nonselection_fill_alpha=0.05, nonselection_line_alpha=0.05)
+    renderer.nonselection_glyph.update(fill_color=color, line_color=color)
+    renderer.selection_glyph = renderer.glyph.clone()
+    tooltip_columns = list(latent_columns) + [name for name in table.columns if name not in latent_columns]
+    plot.add_tools(HoverTool(renderers=[renderer], tooltips=_point_tooltip(tooltip_columns, table),
+                             formatters={f"@{{{name}}}": "printf" for name in tooltip_columns
+                                         if _is_numeric(table[name])},
+                             attachment="right", description="Hover: data points"))
+    return renderer
+
+
+def _marker_style(count: int) -> tuple[float, float]:
+    """Marker size (screen pixels) and opacity readable for ``count`` points."""
+    if count <= 2_000:
+        return 7.0, 0.8
+    if count <= 20_000:
+        return 4.0, 0.6
+    return 3.0, 0.4
+
+
+def _point_tooltip(columns: list[str], table: pd.DataFrame) -> str:
+    rows = []
+    for name in columns:
+        values = table[name]
+        if pd.api.types.is_integer_dtype(values):
+            placeholder = f"@{{{name}}}{{%d}}"
+        elif _is_numeric(values):
+            placeholder = f"@{{{name}}}{{%.4g}}"
+        else:
+            placeholder = f"@{{{name}}}"
+        rows.append(f'<tr><th style="text-align: left; padding-right: 8px">{html.escape(name)}</th>'
+                    f"<td>{placeholder}</td></tr>")
+    return f'<div style="max-width: 320px">@{{{IMAGE_COLUMN}}}{{safe}}<table>{"".join(rows)}</table></div>'
+
+
+def _draw_grid(plot, grid: LatentGrid, latent_columns: list[str], cmap: str, strip_range: Range1d | None):
+    """Faint cells centred on the grid's coordinates, holding the decoded images; for a 1-D
+    latent vertical strips spanning ``strip_range``."""
+    coords = np.asarray(grid.coords, dtype=float)
+    grid_images = _checked_images(grid.images, "LatentGrid.images")
+    if coords.ndim != 2 or coords.shape[1] != len(grid.dims) or len(coords) != len(grid_images):
+        raise ValueError(f"a LatentGrid over dims {tuple(grid.dims)} needs coords [g, {len(grid.dims)}] and "
+                         f"images [g, ...] with the same g, got {coords.shape} and {grid_images.shape}")
+    cells = {"x": coords[:, 0], "width": np.full(len(coords), _cell_width(coords[:, 0]))}
+    if strip_range is None:
+        cells["y"] = coords[:, 1]
+        cells["height"] = np.full(len(coords), _cell_width(coords[:, 1]))
+    else:
+        cells["y"] = np.full(len(coords), (strip_range.start + strip_range.end) / 2)
+        cells["height"] = np.full(len(coords), strip_range.end - strip_range.start)
+    cells[IMAGE_COLUMN] = [_image_tag(image, cmap) for image in grid_images]
+    cells[CELL_COLUMN] = [", ".join(f"{latent_columns[dim]} = {value:.3g}" for dim, value in zip(grid.dims, point))
+                          for point in coords]
+    return plot.rect(x="x", y="y", width="width", height="height", source=ColumnDataSource(cells),
+                     fill_color="#808080", fill_alpha=0.03, line_color="#999999", line_alpha=0.25,
+                     hover_fill_color="#808080", hover_fill_alpha=0.15, hover_line_color="#555555")
+
+
+def _color_keys(plot, fields: list[_ColorField], renderer) -> tuple[Legend | None, ColorBar | None, list]:
+    """One legend and one colour bar right of ``plot``, showing the first field's key: the legend names the
+    categories of a categorical field, the colour bar scales a numeric one. Also the legend items of each field
+    (None for numeric ones) for the colour selector to swap in."""
+    legend_items = []
+    for field in fields:
+        if field.categories is None:
+            legend_items.append(None)
+            continue
+        first_rows = {code: int(np.argmax(field.codes == code)) for code in np.unique(field.codes) if code >= 0}
+        legend_items.append([LegendItem(label=name, renderers=[renderer], index=first_rows[code])
+                             for code, name in enumerate(field.categories) if code in first_rows])
+    legend = color_bar = None
+    if any(items is not None for items in legend_items):
+        legend = Legend(items=legend_items[0] or [], title=fields[0].name, visible=legend_items[0] is not None,
+                        label_text_font_size="9pt", glyph_height=14, glyph_width=14)
+        plot.add_layout(legend, "right")
+    numeric = [field for field in fields if field.categories is None]
+    if numeric:
+        color_bar = ColorBar(color_mapper=numeric[0].mapper, title=numeric[0].name, width=12,
+                             visible=fields[0].categories is None)
+        plot.add_layout(color_bar, "right")
+    return legend, color_bar, legend_items
+
+
+def _header_html(title: str, n_points: int, n_images: int, n_cells: int, periodic: bool, n_latents: int) -> str:
+    details = [f"{n_points:,} points, {n_images:,} of them with an image on hover"]
+    if n_latents > 3:
+        details.append(f"the first 3 of {n_latents} latent coordinates")
+    if n_cells:
+        details.append(f"{n_cells:,} decoded grid cells: hover empty space to see what the model generates there")
+    if periodic:
+        details.append("torus: edges identified")
+    return (f'<h2 style="margin: 4px 0">{html.escape(title)}</h2>'
+            f'<div style="color: #555">{html.escape("; ".join(details))}</div>')

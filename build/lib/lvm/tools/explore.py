@@ -1,0 +1,138 @@
+"""An interactive explorer of a trained model's embedding:
+``python -m lvm.tools.explore --ckpt CKPT --out explorer.html [--splits test] [--max_images 2000] [--data.init_args.* ...]``.
+
+Writes one self-contained HTML file (:func:`lvm.plotting.explorer.explorer_html`; it opens without a network): the
+embedding (posterior means, :mod:`lvm.analysis.embedding`) coloured by any label or metadata field; hovering a point shows
+its image or spectrogram (low frequencies at the bottom) and its metadata; hovering empty space shows the model's
+decoded mean there (a grid over each latent plane; on the torus the fundamental square). 3-D latents are shown as
+three linked 2-D projections, the third coordinate of each grid held at the data's median (circular mean on the torus).
+:class:`lvm.callbacks.Explorer` writes the same file for the test set as ``plots/explorer.html``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lvm.analysis.embedding import checkpoint_embedding, checkpoint_parser, run_command
+from lvm.plotting.explorer import LatentGrid, explorer_html
+from lvm.numerics.torus import circular_mean
+from lvm.runs.files import write_atomically
+
+__all__ = ["plot_bounds", "latent_grids", "hover_images", "build_explorer", "main"]
+
+HIDDEN_COLUMNS = ("index",)  # positions within a split; ``example`` identifies the row
+
+
+def _centre(values: np.ndarray, periodic: bool) -> float:
+    """The circular mean on the unit torus, the median otherwise."""
+    if periodic:
+        return float(circular_mean(torch.as_tensor(values)))
+    return float(np.median(values))
+
+
+def plot_bounds(embedding: np.ndarray, periodic: bool, margin: float = 0.05) -> list[tuple[float, float]]:
+    """The latent ranges shown: the fundamental square ``[0, 1]`` on the torus, the data's range widened by
+    ``margin`` of its width otherwise."""
+    if periodic:
+        return [(0.0, 1.0)] * embedding.shape[1]
+    low, high = embedding.min(axis=0), embedding.max(axis=0)
+    pad = margin * np.maximum(high - low, 1e-6)
+    return [(float(lo), float(hi)) for lo, hi in zip(low - pad, high + pad)]
+
+
+def _images(model, z: torch.Tensor, flip: bool) -> np.ndarray | None:
+    """Decoded means ``[g, H, W]`` (grey) or ``[g, H, W, 3]`` in [0, 1], the right way up; ``None`` for vector data."""
+    with torch.no_grad():
+        decoded = model.decode(z.to(model.device, model.dtype)).cpu().float()  # [g, *data_shape]
+    return _displayable(decoded, flip)
+
+
+def _displayable(images: torch.Tensor, flip: bool) -> np.ndarray | None:
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        return None  # [n, C, H, W] images only
+    images = images.clamp(0, 1)
+    if flip:  # spectrograms: row 0 is the lowest frequency, drawn at the bottom
+        images = images.flip(-2)
+    images = images.permute(0, 2, 3, 1).numpy()  # [n, H, W, C]
+    return images[..., 0] if images.shape[-1] == 1 else images
+
+
+def latent_grids(model, embedding: np.ndarray, bounds: list[tuple[float, float]], per_side: int = 24,
+                 flip: bool = False) -> list[LatentGrid]:
+    """Decoded means on a ``per_side``-cell grid over each plane shown (z1 alone for a 1-D latent; the pairs of the
+    first three coordinates otherwise), the other coordinates held at the data's median (circular mean on the torus)."""
+    dim, periodic = embedding.shape[1], model.prior.periodic
+    centre = torch.tensor([_centre(embedding[:, k], periodic) for k in range(dim)], dtype=torch.float64)
+    planes = [(0,)] if dim == 1 else list(itertools.combinations(range(min(dim, 3)), 2))
+    grids = []
+    for plane in planes:
+        axes = [torch.linspace(bounds[k][0], bounds[k][1], per_side + 1, dtype=torch.float64) for k in plane]
+        centres = [(edges[:-1] + edges[1:]) / 2 for edges in axes]  # cell centres per varying coordinate
+        coords = torch.cartesian_prod(*centres).reshape(-1, len(plane))  # [g, len(plane)]
+        z = centre.repeat(len(coords), 1)  # [g, d]
+        z[:, list(plane)] = coords
+        images = _images(model, z, flip)
+        if images is None:
+            return []
+        grids.append(LatentGrid(dims=plane, coords=coords.numpy(), images=images))
+    return grids
+
+
+def hover_images(datamodule, table: pd.DataFrame, max_images: int, flip: bool,
+                 seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
+    """Images of a seeded subsample of at most ``max_images`` rows of ``table`` and their row positions."""
+    rows = np.arange(len(table))
+    if len(rows) > max_images:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_images, replace=False))
+    if not len(rows):
+        return None, rows
+    items = []
+    for split, position in zip(table["split"].to_numpy()[rows], table["index"].to_numpy()[rows]):
+        item = getattr(datamodule, f"{split}_set")[int(position)]
+        items.append(torch.as_tensor(item[0] if isinstance(item, (tuple, list)) else item).float())
+    images = _displayable(torch.stack(items), flip)  # [n_img, *data_shape]
+    return (images, rows) if images is not None else (None, rows[:0])
+
+
+def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 2000, per_side: int = 24,
+                   title: str | None = None) -> str:
+    """The explorer's HTML for ``table`` (from :func:`lvm.analysis.embedding.embedding_table`) of ``model`` and ``datamodule``."""
+    dim, periodic = model.prior.dim, model.prior.periodic
+    latent_columns = [f"z{k + 1}" for k in range(dim)]
+    embedding = table[latent_columns].to_numpy()  # [n, d]
+    flip = getattr(datamodule, "image_axes", None) is not None
+    bounds = plot_bounds(embedding, periodic)
+    images, rows = hover_images(datamodule, table, max_images, flip)
+    shown = table.drop(columns=[c for c in table.columns if c in HIDDEN_COLUMNS or c.startswith(("mode", "spread"))])
+    first = latent_columns + [c for c in ("label_name", "label") if c in shown]  # the label colours the first view
+    shown = shown[first + [c for c in shown.columns if c not in first]]
+    return explorer_html(shown, latent_columns, periodic=periodic, images=images, image_rows=rows,
+                         grids=latent_grids(model, embedding, bounds, per_side, flip),
+                         cmap="magma" if flip else "gray", bounds=None if periodic else bounds,
+                         title=title or f"{type(datamodule).__name__}: {dim}-D embedding, {len(table)} examples")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = checkpoint_parser("python -m lvm.tools.explore", __doc__)
+    parser.add_argument("--out", required=True, help="the HTML file to write")
+    parser.add_argument("--max_images", type=int, default=2000,
+                        help="data points that show their image on hover (a seeded subsample; all points are drawn)")
+    parser.add_argument("--per_side", type=int, default=24, help="decoded images per side of each latent grid")
+    args, rest = parser.parse_known_args(argv)
+
+    def explore() -> None:
+        model, datamodule, table, _ = checkpoint_embedding(args, rest)
+        html = build_explorer(model, datamodule, table, args.max_images, args.per_side)
+        out = write_atomically(args.out, lambda partial: partial.write_text(html, encoding="utf-8"))
+        print(f"Wrote {out} ({len(table)} points); open it in a browser (it needs no network).")
+
+    run_command(explore)
+
+
+if __name__ == "__main__":
+    main()

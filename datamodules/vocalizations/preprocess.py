@@ -1,0 +1,367 @@
+"""WAV files + syllable segments -> spectrogram HDF5 files for :class:`VocalizationsDataModule`,
+following the Autoencoded Vocal Analysis recipe (Goffinet, Brudner, Mooney & Pearson 2021, eLife
+10:e67855) without AVA itself (it calls SciPy's removed ``interp2d``).
+
+For each syllable (a row ``file,onset,offset`` of the segments CSV, times in seconds): the STFT of its
+recording, read as floats in [-1, 1] whatever the WAV's sample format (int16, int32 and float files of the
+same sound give the same spectrogram), log-magnitude ``log(|STFT| + eps)``, interpolated
+(``RegularGridInterpolator``) onto ``num_freq_bins`` frequencies between ``min_freq`` and ``max_freq``
+(linearly or mel spaced) and ``num_time_bins`` times spanning the syllable (with ``time_stretch``, a
+duration d is shown as sqrt(d * max_dur), so short syllables are stretched, centred in a window of
+``max_dur``), then ``(value - spec_min_val) / (spec_max_val - spec_min_val)`` clipped to [0, 1]. Pixels
+outside the recording or above its Nyquist frequency are 0.
+
+``spec_min_val`` and ``spec_max_val`` (natural-log magnitudes) default to percentiles of the log
+spectrograms of a sample of the data set's syllables (``calibration_percentiles``: the median maps to 0,
+so the background is dark, and the 99.5th percentile to 1); the values used are written to
+``preprocess_config.yaml`` beside the output, reusable with ``--config`` for another data set that must be
+scaled the same way.
+
+Each recording gives ``<out_dir>/<recording path with / as __>.h5`` with ``specs`` (N, F, T) float32,
+``onsets``, ``offsets`` (s), ``audio_filenames``, ``duration`` (s), ``mean_freq`` (the spectral centroid
+of the scaled syllable, Hz), every further column of the segments CSV (numbers as floats, anything else
+as UTF-8 strings), and the spectrogram parameters as attributes. ``preprocess_summary.json`` counts the
+syllables written and skipped (with the reason for each skipped row). The output appears at once at the
+end of a successful run (files are written to a hidden folder and moved), so a failed run leaves none.
+
+Usage: ``python -m lvm.datamodules.vocalizations.preprocess --audio_dir wavs --segments segments.csv
+--out_dir data/vocalizations [--params.num_freq_bins 64 --params.num_time_bins 64 --params.max_freq 8000
+...]`` or ``--config preprocess.yaml`` holding the same keys (jsonargparse).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import soundfile
+import yaml
+from rich.progress import track
+from scipy.interpolate import RegularGridInterpolator
+from scipy.signal import stft
+
+__all__ = ["SpectrogramParams", "frequency_axis", "log_spectrogram", "syllable_spectrogram", "calibrate", "preprocess", "main"]
+
+EPSILON = 1e-12
+RESERVED = ("specs", "onsets", "offsets", "audio_filenames", "duration", "mean_freq")
+BLANK, SATURATED = 1e-6, 0.99  # a spectrogram whose maximum is below BLANK is blank; mean above SATURATED, saturated
+
+
+def _mel(hz: np.ndarray) -> np.ndarray:
+    return 1127.0 * np.log(1 + hz / 700.0)
+
+
+def _inverse_mel(mel: np.ndarray) -> np.ndarray:
+    return 700.0 * (np.exp(mel / 1127.0) - 1)
+
+
+def frequency_axis(min_freq: float, max_freq: float, bins: int, mel: bool) -> np.ndarray:
+    """The frequency (Hz) of each spectrogram row, ``[bins]``, increasing: mel- or linearly spaced."""
+    if mel:
+        return _inverse_mel(np.linspace(_mel(min_freq), _mel(max_freq), bins))
+    return np.linspace(min_freq, max_freq, bins)
+
+
+@dataclass
+class SpectrogramParams:
+    """The AVA parameters (defaults: AVA's zebra-finch settings, with a calibrated intensity scale).
+
+    Args:
+        nperseg, noverlap: STFT window length and overlap in samples.
+        min_freq, max_freq: the frequency band kept (Hz).
+        num_freq_bins, num_time_bins: the spectrogram's size (rows x columns; 128 x 128, or e.g. 64 x 64
+            for small models and CPUs).
+        mel: mel-spaced instead of linearly spaced frequencies.
+        time_stretch: show a syllable of duration d over sqrt(d * max_dur).
+        max_dur: the longest syllable (s); the time window of every spectrogram. Longer syllables are
+            skipped and counted.
+        spec_min_val, spec_max_val: natural-log magnitudes (of samples in [-1, 1]) mapped to 0 and 1;
+            ``None``: calibrated from the data (``calibration_percentiles``).
+        calibration_percentiles: the percentiles of the log-magnitude pixels of a sample of syllables that
+            become ``spec_min_val`` and ``spec_max_val``.
+        calibration_syllables: how many syllables (drawn evenly over the data set, seeded) calibrate.
+    """
+
+    nperseg: int = 512
+    noverlap: int = 256
+    min_freq: float = 400.0
+    max_freq: float = 10_000.0
+    num_freq_bins: int = 128
+    num_time_bins: int = 128
+    mel: bool = True
+    time_stretch: bool = True
+    max_dur: float = 0.2
+    spec_min_val: float | None = None
+    spec_max_val: float | None = None
+    calibration_percentiles: tuple[float, float] = (50.0, 99.5)
+    calibration_syllables: int = 500
+
+    def __post_init__(self):
+        if not 0 <= self.min_freq < self.max_freq:
+            raise ValueError(f"Need 0 <= min_freq < max_freq; got {self.min_freq} and {self.max_freq}.")
+        if not 0 <= self.noverlap < self.nperseg:
+            raise ValueError(f"Need 0 <= noverlap < nperseg; got {self.noverlap} and {self.nperseg}.")
+        if min(self.num_freq_bins, self.num_time_bins) < 2 or self.max_dur <= 0:
+            raise ValueError("num_freq_bins and num_time_bins must be at least 2 and max_dur positive.")
+        if (self.spec_min_val is None) != (self.spec_max_val is None):
+            raise ValueError("Give both spec_min_val and spec_max_val, or neither (calibrated from the data).")
+        if self.spec_min_val is not None and self.spec_max_val <= self.spec_min_val:
+            raise ValueError(f"spec_max_val must exceed spec_min_val; got {self.spec_max_val} <= {self.spec_min_val}.")
+        low, high = self.calibration_percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"calibration_percentiles must satisfy 0 <= low < high <= 100; got {low}, {high}.")
+
+    @property
+    def calibrated(self) -> bool:
+        return self.spec_min_val is not None
+
+    def frequencies(self) -> np.ndarray:
+        """The target frequency axis (Hz), ``[num_freq_bins]``, increasing."""
+        return frequency_axis(self.min_freq, self.max_freq, self.num_freq_bins, self.mel)
+
+
+def log_spectrogram(audio: np.ndarray, rate: float, onset: float, offset: float, params: SpectrogramParams) -> np.ndarray:
+    """The ``[num_freq_bins, num_time_bins]`` natural-log STFT magnitude of one syllable (rows: increasing
+    frequency), NaN outside the recording and above its Nyquist frequency. ``audio`` holds floats in [-1, 1]."""
+    duration = min(offset - onset, params.max_dur)
+    shown = np.sqrt(duration * params.max_dur) if params.time_stretch else duration
+    margin = 0.5 * (params.max_dur - shown)
+    times = np.linspace(onset - margin * duration / shown, offset + margin * duration / shown, params.num_time_bins)
+    pad = params.nperseg / rate
+    start, stop = max(0, int((times[0] - pad) * rate)), min(len(audio), int(np.ceil((times[-1] + pad) * rate)))
+    f, t, z = stft(audio[start:stop], fs=rate, nperseg=params.nperseg, noverlap=params.noverlap)
+    log_magnitude = np.log(np.abs(z) + EPSILON)  # [frequencies, frames]
+    interpolate = RegularGridInterpolator((f, t + start / rate), log_magnitude, bounds_error=False, fill_value=np.nan)
+    grid_f, grid_t = np.meshgrid(params.frequencies(), times, indexing="ij")
+    spec = interpolate(np.stack([grid_f, grid_t], axis=-1))  # [F, T]
+    spec[:, (times < 0) | (times > len(audio) / rate)] = np.nan
+    return spec
+
+
+def syllable_spectrogram(audio: np.ndarray, rate: float, onset: float, offset: float,
+                         params: SpectrogramParams) -> np.ndarray:
+    """The ``[num_freq_bins, num_time_bins]`` spectrogram in [0, 1] of one syllable (rows: increasing
+    frequency), on the calibrated scale of ``params``."""
+    if not params.calibrated:
+        raise ValueError("syllable_spectrogram needs spec_min_val and spec_max_val; calibrate(...) finds them.")
+    spec = (log_spectrogram(audio, rate, onset, offset, params) - params.spec_min_val) / (
+        params.spec_max_val - params.spec_min_val)
+    return np.clip(np.nan_to_num(spec, nan=0.0), 0.0, 1.0)
+
+
+def _mean_frequency(spec: np.ndarray, frequencies: np.ndarray) -> float:
+    energy = spec.sum(axis=1)
+    return float((energy * frequencies).sum() / energy.sum()) if energy.sum() > 0 else float("nan")
+
+
+def _read_segments(segments: str) -> pd.DataFrame:
+    path = Path(segments)
+    if not path.is_file():
+        raise FileNotFoundError(f"Segments table not found: {path.resolve()}. Write one with `python -m lvm.datamodules.vocalizations.segment`.")
+    table = pd.read_csv(path)
+    missing = {"file", "onset", "offset"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{segments}: missing columns {sorted(missing)}; expected file,onset,offset (seconds) "
+                         "and optionally further columns (species, individual, ...).")
+    clash = sorted(set(table.columns) & set(RESERVED))
+    if clash:
+        raise ValueError(f"{segments}: columns {clash} would overwrite the features the preprocessing computes; rename them.")
+    for column in ("onset", "offset"):
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna())[0])
+            raise ValueError(f"{segments}, data row {row + 1}: {column} {table[column].iloc[row]!r} is not a number of seconds.")
+        table[column] = values.astype(float)
+    table["file"] = table["file"].astype(str)
+    return table
+
+
+class _Recordings:
+    """Reads each recording once, as mono floats in [-1, 1]; errors name the file."""
+
+    def __init__(self, audio_dir: str, segments: str, params: SpectrogramParams):
+        self.audio_dir, self.segments, self.params = Path(audio_dir), segments, params
+
+    def read(self, name: str) -> tuple[np.ndarray, float]:
+        path = self.audio_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.segments} lists {name}, but {path.resolve()} does not exist.")
+        try:
+            audio, rate = soundfile.read(path, dtype="float64", always_2d=True)  # [samples, channels] in [-1, 1]
+        except (RuntimeError, soundfile.LibsndfileError) as error:
+            raise ValueError(f"{path}: not a readable audio file ({error}).") from error
+        audio = audio.mean(axis=1)  # mono
+        if not np.any(audio):
+            raise ValueError(f"{path} is silent (every sample is 0); remove its rows from {self.segments}.")
+        if self.params.max_freq > rate / 2:
+            warnings.warn(f"{path}: max_freq {self.params.max_freq:g} Hz exceeds the Nyquist frequency {rate / 2:g} Hz "
+                          "of this recording; the rows above it are 0. Lower params.max_freq.", stacklevel=2)
+        return audio, rate
+
+
+def _skip_reason(onset: float, offset: float, length: float, max_dur: float) -> str | None:
+    if offset <= onset:
+        return "offset not after onset"
+    if offset - onset > max_dur * (1 + 1e-9):
+        return f"longer than max_dur={max_dur:g} s"
+    if onset >= length or offset <= 0:
+        return "outside the recording"
+    return None
+
+
+def calibrate(table: pd.DataFrame, recordings: _Recordings, params: SpectrogramParams, seed: int = 0) -> SpectrogramParams:
+    """``params`` with ``spec_min_val``/``spec_max_val`` set to the ``calibration_percentiles`` of the log
+    spectrograms of up to ``calibration_syllables`` syllables of ``table`` (spread evenly, seeded)."""
+    chosen = table.sample(n=min(len(table), params.calibration_syllables), random_state=seed)
+    pixels = []
+    for name, rows in chosen.groupby("file"):
+        audio, rate = recordings.read(name)
+        for onset, offset in zip(rows.onset, rows.offset):
+            if _skip_reason(onset, offset, len(audio) / rate, params.max_dur) is None:
+                spec = log_spectrogram(audio, rate, onset, offset, params)
+                pixels.append(spec[np.isfinite(spec)])
+    pixels = np.concatenate(pixels) if pixels else np.empty(0)
+    if len(pixels) == 0:
+        raise ValueError("No syllable of the segments table lies inside its recording with a duration in "
+                         f"(0, max_dur={params.max_dur:g}] s; nothing to calibrate on. Check the onsets/offsets or raise max_dur.")
+    low, high = np.percentile(pixels, params.calibration_percentiles)
+    if high - low < 1e-6:
+        raise ValueError(f"The syllables' log spectrograms are constant ({low:.3g}); are the recordings silent in the band "
+                         f"{params.min_freq:g}-{params.max_freq:g} Hz? Check the segments and the frequency band.")
+    return dataclasses.replace(params, spec_min_val=float(low), spec_max_val=float(high))
+
+
+def _column(values: pd.Series) -> np.ndarray:
+    """A segments-table column as an HDF5-ready array: floats for numbers, UTF-8 strings otherwise."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=np.float64)
+    return np.array(values.fillna("").astype(str).tolist(), dtype=h5py.string_dtype())
+
+
+def _write_recording(target: Path, name: str, rows: pd.DataFrame, specs: np.ndarray, mean_freq: np.ndarray,
+                     extra: list[str], params: SpectrogramParams) -> None:
+    with h5py.File(target, "w") as handle:
+        handle["specs"] = specs
+        handle["onsets"] = rows.onset.to_numpy()
+        handle["offsets"] = rows.offset.to_numpy()
+        handle["audio_filenames"] = np.array([name] * len(rows), dtype=h5py.string_dtype())
+        handle["duration"] = (rows.offset - rows.onset).to_numpy()
+        handle["mean_freq"] = mean_freq
+        for column in extra:
+            handle[column] = _column(rows[column])
+        for key, value in dataclasses.asdict(params).items():
+            handle.attrs[key] = value
+
+
+def preprocess(audio_dir: str, segments: str, out_dir: str, params: SpectrogramParams = SpectrogramParams(),
+               overwrite: bool = False, seed: int = 0) -> list[Path]:
+    """Write one HDF5 file of syllable spectrograms per recording listed in the ``segments`` CSV (columns
+    ``file,onset,offset`` with ``file`` relative to ``audio_dir``, plus any metadata columns), with
+    ``preprocess_config.yaml`` (the parameters used, calibrated values included) and
+    ``preprocess_summary.json``. Syllables longer than ``max_dur``, with offset <= onset or outside their
+    recording are skipped and counted. Returns the written HDF5 paths.
+
+    Args:
+        overwrite: replace the HDF5 files of an earlier run in ``out_dir`` (otherwise an error).
+        seed: the calibration sample's seed.
+    """
+    table = _read_segments(segments)
+    out = Path(out_dir)
+    stale = sorted([*out.glob("*.h5"), *out.glob("*.hdf5")]) if out.is_dir() else []
+    if stale and not overwrite:
+        raise FileExistsError(f"{out.resolve()} already holds {len(stale)} HDF5 files (e.g. {stale[0].name}); the data "
+                              "module would mix them with the new ones. Choose an empty out_dir or pass --overwrite true.")
+    recordings = _Recordings(audio_dir, segments, params)
+    if not params.calibrated:
+        params = calibrate(table, recordings, params, seed)
+    extra = [c for c in table.columns if c not in ("file", "onset", "offset")]
+    out.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+    frequencies = params.frequencies()
+    skipped, counts, names = [], {"blank": 0, "saturated": 0, "nan_mean_freq": 0, "written": 0}, {}
+    try:
+        for name in track(sorted(table.file.unique()), description="Spectrograms"):
+            audio, rate = recordings.read(name)
+            rows = table[table.file == name].sort_values("onset")
+            keep = []
+            for onset, offset in zip(rows.onset, rows.offset):
+                reason = _skip_reason(onset, offset, len(audio) / rate, params.max_dur)
+                keep.append(reason is None)
+                if reason is not None:
+                    skipped.append({"file": name, "onset": onset, "offset": offset, "reason": reason})
+            rows = rows[keep]
+            if rows.empty:
+                continue
+            specs = []
+            for onset, offset in zip(rows.onset, rows.offset):
+                try:
+                    specs.append(syllable_spectrogram(audio, rate, onset, offset, params))
+                except Exception as error:
+                    raise RuntimeError(f"{name}, syllable {onset:.4f}-{offset:.4f} s: {error}") from error
+            specs = np.stack(specs).astype(np.float32)  # [N, F, T]
+            mean_freq = np.array([_mean_frequency(spec, frequencies) for spec in specs])
+            counts["blank"] += int((specs.max(axis=(1, 2)) < BLANK).sum())
+            counts["saturated"] += int((specs.mean(axis=(1, 2)) > SATURATED).sum())
+            counts["nan_mean_freq"] += int(np.isnan(mean_freq).sum())
+            file_name = name.replace("/", "__").replace("\\", "__").rsplit(".", 1)[0] + ".h5"
+            if file_name in names:
+                raise ValueError(f"{name} and {names[file_name]} would both be written to {file_name}; rename one.")
+            names[file_name] = name
+            _write_recording(partial / file_name, name, rows, specs, mean_freq, extra, params)
+            counts["written"] += len(rows)
+        _check_outputs(counts, skipped, params)
+        summary = {"syllables": len(table), **counts, "skipped": len(skipped),
+                   "skipped_by_reason": pd.Series([s["reason"] for s in skipped], dtype=object).value_counts().to_dict(),
+                   "skipped_rows": skipped, "spec_min_val": params.spec_min_val, "spec_max_val": params.spec_max_val}
+        (partial / "preprocess_summary.json").write_text(json.dumps(summary, indent=1))
+        config = {"audio_dir": str(audio_dir), "segments": str(segments), "params": dataclasses.asdict(params)}
+        config["params"]["calibration_percentiles"] = list(params.calibration_percentiles)
+        (partial / "preprocess_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        for path in stale:
+            path.unlink()
+        written = []
+        for path in sorted(partial.iterdir()):
+            path.replace(out / path.name)
+            if path.suffix == ".h5":
+                written.append(out / path.name)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    print(f"Wrote {counts['written']} spectrograms ({params.num_freq_bins}x{params.num_time_bins}) from {len(written)} "
+          f"recordings to {out}; skipped {len(skipped)} ({summary['skipped_by_reason'] or 'none'}); intensity scale "
+          f"log-magnitude {params.spec_min_val:.3f} -> 0, {params.spec_max_val:.3f} -> 1 (preprocess_config.yaml).")
+    return written
+
+
+def _check_outputs(counts: dict, skipped: list[dict], params: SpectrogramParams) -> None:
+    """No output that would train a model on nothing: an error when every spectrogram is blank or
+    saturated (or none was written), a warning with counts when some are."""
+    if counts["written"] == 0:
+        reasons = pd.Series([s["reason"] for s in skipped], dtype=object).value_counts().to_dict()
+        raise ValueError(f"Every syllable was skipped ({reasons}); check the segments table and max_dur={params.max_dur:g} s.")
+    scale = f"spec_min_val={params.spec_min_val:.3f}, spec_max_val={params.spec_max_val:.3f}"
+    if counts["blank"] + counts["saturated"] == counts["written"]:
+        raise ValueError(f"All {counts['written']} spectrograms are blank (all 0: {counts['blank']}) or saturated "
+                         f"(mostly 1: {counts['saturated']}) with {scale}; leave both unset to calibrate them from the data, "
+                         "or lower spec_min_val (blank) / raise spec_max_val (saturated).")
+    if counts["blank"] or counts["saturated"] or counts["nan_mean_freq"]:
+        warnings.warn(f"Of {counts['written']} spectrograms, {counts['blank']} are blank (all 0), {counts['saturated']} "
+                      f"saturated (mean > {SATURATED}) and {counts['nan_mean_freq']} have no mean frequency (NaN), with "
+                      f"{scale}. Check those syllables' segments, the frequency band or the scale.", stacklevel=2)
+
+
+def main(args: list[str] | None = None) -> list[Path]:
+    from jsonargparse import CLI
+
+    return CLI(preprocess, args=args, as_positional=False)
+
+
+if __name__ == "__main__":
+    main()

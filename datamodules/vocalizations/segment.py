@@ -1,0 +1,616 @@
+"""Syllable segmentation of recordings, and import of existing annotations, into one CSV
+``file,onset,offset`` (seconds; ``file`` relative to ``audio_dir``), the input of
+:mod:`lvm.datamodules.vocalizations.preprocess`.
+
+Segmentation follows the amplitude segmentation of Autoencoded Vocal Analysis (Goffinet, Brudner,
+Mooney & Pearson 2021, eLife 10:e67855), written anew:
+
+1. Each WAV/FLAC file under ``audio_dir`` (recursively) is read as float64 (``soundfile``, so int16 and
+   float files share one scale) and its channels are averaged.
+2. Short-time Fourier transform (Hann window of ``window_ms``, hop ``hop_ms``); the power of each frame
+   summed over ``min_freq``-``max_freq`` Hz, in dB, smoothed by a Gaussian of ``smoothing_ms``: the
+   *band energy* trace.
+3. Reference level: in ``amplitude`` mode the file's noise floor, the ``noise_percentile``-th percentile
+   of the trace; in ``contrast`` mode a local background, the larger of the running
+   ``noise_percentile``-th percentiles over the ``background_window`` seconds before and after each
+   frame, which follows noise whose level changes along the recording (rising without lag), so that
+   calls (pulsed ones included) are found by their contrast with their surroundings.
+4. A segment starts where the trace rises above reference + ``onset_threshold`` and ends where it falls
+   back below reference + ``offset_threshold`` (AVA's th_2 and th_1). Segments separated by less than
+   ``min_gap`` are merged (the pulses of a pulse train make one call). Segments whose peak stays below
+   reference + ``peak_threshold`` (th_3), shorter than ``min_dur`` or longer than ``max_dur`` are dropped
+   and counted in the summary (long ones are dropped, not split: a split point would be arbitrary, and
+   the preprocessing refuses syllables longer than its own ``max_dur``, 0.2 s by default).
+
+``--plot DIR`` draws, for each recording, its spectrogram with the segments shaded and the band energy
+trace with the thresholds below it, to check and tune the parameters.
+
+Import (``--annotations``) reads Sonic Visualiser layers (``.svl``/``.xml`` exports of region, note or
+box layers, or bzip2-compressed ``.sv`` sessions), Raven selection tables, Audacity label tracks and plain
+CSV files into the same table, with ``label``, ``low_freq`` and ``high_freq`` (Hz) when the files have them
+(and, for Raven and CSV, their other columns). The readers are our own, a few lines of pandas or
+``xml.etree`` each: crowsetta (5.1.2) has no Sonic Visualiser format, and its ``raven`` and ``aud-seq``
+readers reject common valid files through their pandera schemas: Raven tables whose frequencies are
+whole numbers (as BirdNET writes them; crowsetta issue #301) and Audacity regions without a label, the
+usual result of marking calls, or with a frequency range; the tests check our readers against crowsetta's
+on its example files. The audio file of an annotation file is its stem + ``.wav`` (``bird1.txt`` ->
+``bird1.wav``; Raven's ``bird1.Table.1.selections.txt`` -> ``bird1.wav``) unless a ``file`` / ``Begin
+File`` column or ``audio_files`` says otherwise; with ``audio_dir`` given, each name is matched to the
+audio file of that stem found there.
+
+Usage::
+
+    python -m lvm.datamodules.vocalizations.segment --audio_dir wavs --out segments.csv [--plot plots] [--params.mode contrast]
+        [--params.onset_threshold 8 ...]   # or --config segment.yaml holding the same keys (jsonargparse)
+    python -m lvm.datamodules.vocalizations.segment --annotations '[a.selections.txt, b.selections.txt]' --annotation_format raven
+        --out segments.csv [--audio_dir wavs]   # or --annotations+ FILE_OR_FOLDER, repeated
+"""
+
+from __future__ import annotations
+
+import bz2
+import re
+import warnings
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile
+from numpy.lib.stride_tricks import sliding_window_view
+from rich.progress import track
+from scipy.fft import rfft
+from scipy.ndimage import gaussian_filter1d, percentile_filter
+from scipy.signal import get_window
+
+from lvm.runs.files import write_atomically
+
+__all__ = ["SegmentParams", "segment_audio", "segment_files", "read_annotations", "ANNOTATION_FORMATS",
+           "segment", "main"]
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+ANNOTATION_FORMATS = {"sonic-visualiser": (".svl", ".xml", ".sv"), "raven": (".txt",), "audacity": (".txt",),
+                      "csv": (".csv",)}
+COLUMNS = ["file", "onset", "offset"]
+RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+                 "Begin File", "File Offset (s)", "Annotation"]
+DROP_REASONS = ("below peak_threshold", "shorter than min_dur", "longer than max_dur")
+FRAMES_PER_CHUNK = 4096  # STFT frames transformed at once, to bound memory on long recordings
+PLOT_COLUMNS = 3000  # at most this many spectrogram columns in a plot
+PLOT_DPI = 100
+
+
+@dataclass
+class SegmentParams:
+    """Parameters of the amplitude segmentation (thresholds in dB above the reference level).
+
+    Args:
+        mode: ``"amplitude"``: thresholds relative to each file's noise floor; ``"contrast"``: relative to
+            a running background level, for noise whose level changes along a recording and pulsed calls.
+        window_ms: STFT window length (ms).
+        hop_ms: STFT hop (ms), the time resolution of onsets and offsets.
+        min_freq, max_freq: the frequency band (Hz) whose energy is traced; ``max_freq`` above a file's
+            Nyquist frequency is lowered to it (with a warning naming the file).
+        smoothing_ms: standard deviation (ms) of the Gaussian smoothing of the band energy (0: none).
+        noise_percentile: the reference level is this percentile (0-100) of the band energy, over the
+            whole file (amplitude mode) or over ``background_window`` (contrast mode).
+        onset_threshold: a segment starts where the band energy rises this many dB above the reference.
+        offset_threshold: and ends where it falls back below this many dB (<= ``onset_threshold``).
+        peak_threshold: segments whose band energy never reaches this many dB above the reference are
+            dropped (>= ``onset_threshold``).
+        min_dur, max_dur: segments shorter or longer (s) are dropped (after merging).
+        min_gap: segments separated by a gap shorter than this (s) are merged, so a pulse train is one call.
+        background_window: contrast mode's background at a frame is the larger of the running percentiles
+            over this many seconds before and after it; should be well above the longest call.
+    """
+
+    mode: str = "amplitude"
+    window_ms: float = 8.0
+    hop_ms: float = 1.0
+    min_freq: float = 400.0
+    max_freq: float = 10_000.0
+    smoothing_ms: float = 2.0
+    noise_percentile: float = 10.0
+    onset_threshold: float = 10.0
+    offset_threshold: float = 6.0
+    peak_threshold: float = 15.0
+    min_dur: float = 0.01
+    max_dur: float = 0.2
+    min_gap: float = 0.02
+    background_window: float = 0.5
+
+    def __post_init__(self):
+        if self.mode not in ("amplitude", "contrast"):
+            raise ValueError(f"mode must be 'amplitude' or 'contrast'; got {self.mode!r}.")
+        if not 0 < self.hop_ms <= self.window_ms:
+            raise ValueError(f"Need 0 < hop_ms <= window_ms; got hop_ms={self.hop_ms}, window_ms={self.window_ms}.")
+        if not 0 <= self.min_freq < self.max_freq:
+            raise ValueError(f"Need 0 <= min_freq < max_freq (Hz); got {self.min_freq} and {self.max_freq}.")
+        if self.smoothing_ms < 0:
+            raise ValueError(f"smoothing_ms must be >= 0; got {self.smoothing_ms}.")
+        if not 0 <= self.noise_percentile <= 100:
+            raise ValueError(f"noise_percentile must lie in [0, 100]; got {self.noise_percentile}.")
+        if not self.offset_threshold <= self.onset_threshold <= self.peak_threshold:
+            raise ValueError("Need offset_threshold <= onset_threshold <= peak_threshold (dB); got "
+                             f"{self.offset_threshold}, {self.onset_threshold}, {self.peak_threshold}.")
+        if not 0 <= self.min_dur < self.max_dur:
+            raise ValueError(f"Need 0 <= min_dur < max_dur (s); got {self.min_dur} and {self.max_dur}.")
+        if self.min_gap < 0:
+            raise ValueError(f"min_gap must be >= 0 s; got {self.min_gap}.")
+        if self.background_window <= 0:
+            raise ValueError(f"background_window must be > 0 s; got {self.background_window}.")
+
+
+@dataclass
+class _Analysis:
+    """One recording's band energy trace and what was found in it."""
+
+    times: np.ndarray  # [frames] s, the frames' centres
+    level: np.ndarray  # [frames] dB, smoothed band energy
+    reference: np.ndarray  # [frames] dB, noise floor (constant) or running background
+    segments: list[tuple[float, float]]
+    dropped: Counter
+
+
+def _power_chunks(audio: np.ndarray, n: int, hop: int, bins: np.ndarray):
+    """Yield the STFT power ``[chunk frames, len(bins)]`` of ``audio`` (Hann window of ``n`` samples,
+    frame k centred on sample k * hop), at the rfft bins ``bins``."""
+    padded = np.pad(audio, (n // 2, n - n // 2))
+    frames = sliding_window_view(padded, n)[::hop]  # [len(audio) // hop + 1, n], a view
+    window = get_window("hann", n)
+    for start in range(0, len(frames), FRAMES_PER_CHUNK):
+        spectrum = rfft(frames[start:start + FRAMES_PER_CHUNK] * window, axis=1)[:, bins]
+        yield spectrum.real ** 2 + spectrum.imag ** 2
+
+
+def _stft_sizes(rate: float, params: SegmentParams) -> tuple[int, int]:
+    """Window length and hop in samples."""
+    return max(int(round(params.window_ms * rate / 1000)), 4), max(int(round(params.hop_ms * rate / 1000)), 1)
+
+
+def _band(rate: float, n: int, params: SegmentParams, name: str) -> np.ndarray:
+    """The rfft bins of an ``n``-sample window inside the frequency band, as a boolean mask."""
+    nyquist = rate / 2
+    if params.min_freq >= nyquist:
+        raise ValueError(f"{name}: min_freq={params.min_freq} Hz is not below the Nyquist frequency {nyquist:g} Hz "
+                         f"of its sample rate {rate:g} Hz; lower --params.min_freq.")
+    max_freq = params.max_freq
+    if max_freq > nyquist:
+        warnings.warn(f"{name}: max_freq={max_freq:g} Hz is above the Nyquist frequency {nyquist:g} Hz; "
+                      f"using {nyquist:g} Hz for this file.", stacklevel=3)
+        max_freq = nyquist
+    frequencies = np.fft.rfftfreq(n, 1 / rate)
+    band = (frequencies >= params.min_freq) & (frequencies <= max_freq)
+    if not band.any():
+        raise ValueError(f"{name}: no STFT frequency bin between {params.min_freq} and {max_freq} Hz "
+                         f"(bins every {rate / n:g} Hz); widen the band or lengthen --params.window_ms.")
+    return band
+
+
+def _analyse(audio: np.ndarray, rate: float, params: SegmentParams, name: str = "recording") -> _Analysis:
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)  # [samples, channels] -> [samples]
+    elif audio.ndim != 1:
+        raise ValueError(f"{name}: audio must be [samples] or [samples, channels]; got shape {audio.shape}.")
+    n, hop = _stft_sizes(rate, params)
+    band = _band(rate, n, params, name)
+    power = np.concatenate(list(chunk.sum(axis=1) for chunk in _power_chunks(audio, n, hop, np.flatnonzero(band))))
+    times = np.arange(len(power)) * hop / rate
+    positive = power > 0
+    if not positive.any():  # digital silence throughout
+        flat = np.full(len(power), -np.inf)
+        return _Analysis(times, flat, flat, [], Counter())
+    # digital silence (exact zeros, e.g. padding) is set to the quietest sound's level, so that it does not
+    # drag the noise floor or the background far below the recording's actual noise
+    level = 10 * np.log10(np.maximum(power, power[positive].min()))
+    frames_per_second = rate / hop
+    if params.smoothing_ms > 0:
+        level = gaussian_filter1d(level, params.smoothing_ms / 1000 * frames_per_second, mode="nearest")
+    if params.mode == "amplitude":
+        reference = np.full_like(level, np.percentile(level, params.noise_percentile))
+    else:
+        size = int(round(params.background_window * frames_per_second))
+        reference = _background(level, params.noise_percentile, size)
+    segments, dropped = _find_segments(times, level - reference, params)
+    return _Analysis(times, level, reference, segments, dropped)
+
+
+def _background(level: np.ndarray, percentile: float, size: int) -> np.ndarray:
+    """The larger of the running ``percentile``-th percentiles of ``level`` over the ``size`` frames up to
+    and from each frame: a low percentile ignores the calls, and the larger of the two sides follows a rise
+    of the noise level at once instead of lagging behind it by most of a window."""
+    centred = percentile_filter(level, percentile, size=max(size, 1), mode="nearest")  # window centred on each frame
+    frames = np.arange(len(level))
+    before = centred[np.maximum(frames - size // 2, 0)]  # the window ending at each frame
+    after = centred[np.minimum(frames + size // 2, len(level) - 1)]  # the window starting there
+    return np.maximum(before, after)
+
+
+def _find_segments(times: np.ndarray, contrast: np.ndarray, params: SegmentParams):
+    """Segments of the trace ``contrast`` (dB above the reference, one value per frame at ``times``):
+    ``([(onset, offset), ...], Counter of dropped segments by reason)``."""
+    above = np.concatenate([[False], contrast > params.offset_threshold, [False]])
+    starts = np.flatnonzero(~above[:-1] & above[1:])  # first frame of each run above offset_threshold
+    ends = np.flatnonzero(above[:-1] & ~above[1:])  # one past its last frame
+    onset_frames = np.flatnonzero(contrast > params.onset_threshold)
+    first = np.searchsorted(onset_frames, starts)  # the first frame above onset_threshold in each run, if any
+    inside = first < len(onset_frames)
+    inside[inside] = onset_frames[first[inside]] < ends[inside]
+    onsets, ends = onset_frames[first[inside]], ends[inside]
+    if len(onsets) == 0:
+        return [], Counter()
+    new_call = np.concatenate([[True], times[onsets[1:]] - times[ends[:-1] - 1] >= params.min_gap])
+    onsets, ends = onsets[new_call], ends[np.concatenate([new_call[1:], [True]])]  # merge across short gaps
+    # the maximum from each onset up to the next is the segment's peak where it matters: frames in between
+    # stay below offset_threshold <= peak_threshold
+    loud = np.maximum.reduceat(contrast, onsets) >= params.peak_threshold
+    durations = times[ends - 1] - times[onsets]
+    reasons = np.select([~loud, durations < params.min_dur, durations > params.max_dur], DROP_REASONS, "")
+    dropped = Counter(str(reason) for reason in reasons[reasons != ""])
+    keep = reasons == ""
+    return [(float(a), float(b)) for a, b in zip(times[onsets[keep]], times[ends[keep] - 1])], dropped
+
+
+def segment_audio(audio: np.ndarray, rate: float, params: SegmentParams = SegmentParams()) -> list[tuple[float, float]]:
+    """The ``(onset, offset)`` times (s) of the calls in ``audio`` (``[samples]`` or ``[samples, channels]``,
+    any scale) sampled at ``rate`` Hz; empty for silence or noise alone."""
+    return _analyse(audio, rate, params).segments
+
+
+def _audio_files(audio_dir: Path) -> list[Path]:
+    if not audio_dir.is_dir():
+        raise FileNotFoundError(f"Audio folder {audio_dir.resolve()} does not exist.")
+    files = sorted(p for p in audio_dir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"No .wav or .flac file under {audio_dir.resolve()}; point --audio_dir at the "
+                                "recordings (searched recursively).")
+    return files
+
+
+def _read_audio(path: Path) -> tuple[np.ndarray, float]:
+    """``([samples] float64 mono, rate)``."""
+    try:
+        audio, rate = soundfile.read(path, dtype="float64", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError) as error:
+        raise ValueError(f"{path}: cannot be read as audio ({error}); convert it to WAV or FLAC or move it out "
+                         "of the audio folder.") from error
+    return audio.mean(axis=1), float(rate)  # [samples, channels] -> [samples]
+
+
+def _segment_all(audio_dir: str, params: SegmentParams, plot: str | None = None):
+    """Segment every recording: ``(table, seconds of audio, files without segments, dropped Counter)``."""
+    root = Path(audio_dir)
+    files = _audio_files(root)
+    rows, seconds, silent, dropped = [], 0.0, [], Counter()
+    for path in track(files, description="Segmenting"):
+        name = path.relative_to(root).as_posix()
+        audio, rate = _read_audio(path)
+        analysis = _analyse(audio, rate, params, name)
+        rows += [(name, onset, offset) for onset, offset in analysis.segments]
+        seconds += len(audio) / rate
+        dropped += analysis.dropped
+        if not analysis.segments:
+            silent.append(name)
+        if plot is not None:
+            _plot(Path(plot) / f"{name}.png", audio, rate, analysis, params, name)
+    if not rows:
+        raise ValueError(f"No segment found in any of the {len(files)} recordings under {root} "
+                         f"({_dropped_text(dropped)}). {_advice(dropped, params)} Draw them with --plot DIR to see "
+                         "the band energy and thresholds.")
+    table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["file", "onset"], ignore_index=True)
+    return table, seconds, silent, dropped
+
+
+def _dropped_text(dropped: Counter) -> str:
+    parts = [f"{dropped[reason]} {reason}" for reason in DROP_REASONS if dropped[reason]]
+    return "dropped " + ", ".join(parts) if parts else "none dropped"
+
+
+def _advice(dropped: Counter, params: SegmentParams) -> str:
+    if not dropped:
+        return (f"Nothing rose {params.onset_threshold} dB above the noise floor in the "
+                f"{params.min_freq:g}-{params.max_freq:g} Hz band: lower --params.onset_threshold (and "
+                "offset_threshold, peak_threshold) or check min_freq/max_freq.")
+    reason = dropped.most_common(1)[0][0]
+    return {"below peak_threshold": f"Lower --params.peak_threshold (now {params.peak_threshold} dB).",
+            "shorter than min_dur": f"Lower --params.min_dur (now {params.min_dur} s) or raise --params.min_gap.",
+            "longer than max_dur": f"Raise --params.max_dur (now {params.max_dur} s), raise the thresholds, or "
+                                   "try --params.mode contrast."}[reason]
+
+
+def segment_files(audio_dir: str, params: SegmentParams = SegmentParams()) -> pd.DataFrame:
+    """Segment every ``.wav``/``.flac`` file under ``audio_dir`` (recursively): a table ``file, onset, offset``
+    (``file`` relative to ``audio_dir``, times in s) sorted by file and onset. Raises ``ValueError`` naming
+    an unreadable file, and when no file has any segment."""
+    return _segment_all(audio_dir, params)[0]
+
+
+def _plot(path: Path, audio: np.ndarray, rate: float, analysis: _Analysis, params: SegmentParams, name: str):
+    """The spectrogram of ``audio`` with the segments shaded, above its band energy and thresholds."""
+    from matplotlib.figure import Figure  # not pyplot: no global figure registry, nothing left open
+
+    duration = len(audio) / rate
+    width = float(np.clip(3 + 4 * duration, 8, 30))  # inches, capped for long files
+    n, hop = _stft_sizes(rate, params)
+    hop = max(hop, int(np.ceil(len(audio) / min(PLOT_COLUMNS, width * PLOT_DPI))))
+    power = np.concatenate(list(_power_chunks(audio, n, hop, np.arange(n // 2 + 1))))  # [frames, frequencies]
+    spectrogram = 10 * np.log10(power.T + 1e-20)  # [frequencies, frames] dB
+    top = np.percentile(spectrogram, 99.9)
+    figure = Figure(figsize=(width, 5), dpi=PLOT_DPI, layout="constrained")
+    axes = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    image = axes[0].imshow(spectrogram, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+                           extent=(-hop / rate / 2, (power.shape[0] - 0.5) * hop / rate, 0, rate / 2000),
+                           interpolation="nearest")
+    figure.colorbar(image, ax=axes, label="dB", pad=0.01, aspect=30)
+    axes[0].set_ylabel("frequency (kHz)")
+    axes[0].set_title(f"{name}: {len(analysis.segments)} segments ({params.mode} mode)")
+    axes[1].plot(analysis.times, analysis.level, lw=0.6, color="black", label="band energy")
+    for offset, style, label in ((0, ":", "reference"), (params.offset_threshold, "--", "offset threshold"),
+                                 (params.onset_threshold, "-", "onset threshold"),
+                                 (params.peak_threshold, "-.", "peak threshold")):
+        axes[1].plot(analysis.times, analysis.reference + offset, style, lw=0.8, label=label)
+    finite = np.concatenate([analysis.level, analysis.reference + params.peak_threshold])
+    finite = finite[np.isfinite(finite)]
+    if len(finite):  # headroom above the trace for the legend
+        low, high = finite.min() - 3, finite.max() + 3
+        axes[1].set_ylim(low, high + 0.5 * (high - low))
+    axes[1].set_xlabel("time (s)")
+    axes[1].set_ylabel("band energy (dB)")
+    axes[1].legend(loc="upper right", fontsize="x-small", ncols=5)
+    for onset, offset in analysis.segments:
+        for ax in axes:
+            ax.axvspan(onset, offset, color="white" if ax is axes[0] else "cyan", alpha=0.15, lw=0)
+        axes[0].axvline(onset, color="lime", lw=0.8)
+        axes[0].axvline(offset, color="red", lw=0.8)
+    axes[1].set_xlim(0, max(duration, 0.01))  # 0.01 s: an empty file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+
+
+# ---------------------------------------------------------------- annotations
+
+
+def _default_audio_name(path: Path) -> str:
+    """``bird1.txt`` -> ``bird1.wav``; Raven's ``bird1.Table.1.selections.txt`` -> ``bird1.wav``."""
+    return re.sub(r"\.Table\.\d+\.selections$", "", path.stem) + ".wav"
+
+
+def _read_sonic_visualiser(path: Path) -> pd.DataFrame:
+    """Region, note and box layers of a Sonic Visualiser layer export (``.svl``/``.xml``) or session
+    (``.sv``, bzip2-compressed): ``<model sampleRate=... dataset=ID>`` and ``<dataset id=ID>`` holding
+    ``<point frame=... duration=... [value=... extent=...] label=...>`` (frames in samples; for boxes,
+    value and extent are the lowest frequency and the height in Hz)."""
+    data = path.read_bytes()
+    if data.startswith(b"BZh"):
+        data = bz2.decompress(data)
+    root = ElementTree.fromstring(data)
+    datasets = {element.get("id"): element for element in root.iter("dataset")}
+    models = [model for model in root.iter("model") if model.get("dataset") in datasets]
+    if not models:
+        raise ValueError(f"{path}: no Sonic Visualiser annotation layer (<model dataset=...> and <dataset>) found; "
+                         "export a region, note or box layer with File > Export Annotation Layer as .svl.")
+    rows, instants = [], 0
+    for model in models:
+        rate, box = float(model.get("sampleRate")), model.get("subtype") == "box"
+        for point in datasets[model.get("dataset")].iter("point"):
+            if point.get("duration") is None:  # a time instant, not an interval
+                instants += 1
+                continue
+            onset = float(point.get("frame")) / rate
+            row = {"onset": onset, "offset": onset + float(point.get("duration")) / rate,
+                   "label": point.get("label", "")}
+            if box:
+                row["low_freq"] = float(point.get("value"))
+                row["high_freq"] = row["low_freq"] + float(point.get("extent"))
+            rows.append(row)
+    if instants and not rows:
+        raise ValueError(f"{path}: holds only time instants, which have no duration; annotate calls with a region, "
+                         "note or box layer.")
+    return pd.DataFrame(rows, columns=None if rows else ["onset", "offset"])
+
+
+def _read_raven(path: Path) -> pd.DataFrame:
+    """A Raven selection table: tab-separated, with 'Begin Time (s)', 'End Time (s)', maybe 'Low Freq (Hz)',
+    'High Freq (Hz)', 'Annotation', 'View' (one row per view a selection appears in), and for tables over
+    several recordings 'Begin File' and 'File Offset (s)' (the onset within that file)."""
+    table = pd.read_csv(path, sep="\t")
+    if not {"Begin Time (s)", "End Time (s)"} <= set(table.columns):
+        raise ValueError(f"{path}: not a Raven selection table (a tab-separated table with columns 'Begin Time (s)' "
+                         f"and 'End Time (s)'); its columns are {list(table.columns)}.")
+    if "View" in table and table["View"].astype(str).str.startswith("Spectrogram").any():
+        table = table[table["View"].astype(str).str.startswith("Spectrogram")]
+    onset, offset = table["Begin Time (s)"].to_numpy(float), table["End Time (s)"].to_numpy(float)
+    if "File Offset (s)" in table:  # Begin Time counts from the start of a list of files
+        start = table["File Offset (s)"].to_numpy(float)
+        onset, offset = start, start + offset - onset
+    result = pd.DataFrame({"onset": onset, "offset": offset})
+    if "Begin File" in table:
+        result.insert(0, "file", table["Begin File"].astype(str).to_numpy())
+    if "Annotation" in table:
+        result["label"] = table["Annotation"].fillna("").astype(str).to_numpy()
+    for column, name in (("Low Freq (Hz)", "low_freq"), ("High Freq (Hz)", "high_freq")):
+        if column in table:
+            result[name] = table[column].to_numpy(float)
+    for column in table.columns.difference(RAVEN_COLUMNS, sort=False):  # measurements, a 'Species' column...
+        result[column] = table[column].to_numpy()
+    return result
+
+
+def _read_audacity(path: Path) -> pd.DataFrame:
+    """An Audacity label track export: lines ``start<TAB>end<TAB>label`` (s; the label may be empty), each
+    maybe followed by ``\\<TAB>low<TAB>high`` (Hz) when the label has a frequency range."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t", 2)
+        if fields[0] == "\\" and rows and len(fields) == 3:
+            rows[-1].update(low_freq=float(fields[1]), high_freq=float(fields[2]))
+        elif len(fields) >= 2:
+            rows.append({"onset": float(fields[0]), "offset": float(fields[1]),
+                         "label": fields[2].strip() if len(fields) == 3 else ""})
+        else:
+            raise ValueError(f"{path}, line {number}: expected start<TAB>end<TAB>label; got {line!r}.")
+    return pd.DataFrame(rows, columns=None if rows else ["onset", "offset"])
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    missing = {"onset", "offset"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}; expected file,onset,offset (seconds).")
+    return table
+
+
+READERS = {"sonic-visualiser": _read_sonic_visualiser, "raven": _read_raven, "audacity": _read_audacity,
+           "csv": _read_csv}
+
+
+def _guess_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in ANNOTATION_FORMATS["sonic-visualiser"]:
+        return "sonic-visualiser"
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".txt":
+        with open(path) as handle:
+            return "raven" if "Begin Time (s)" in handle.readline() else "audacity"
+    raise ValueError(f"{path}: cannot tell the annotation format from the suffix {suffix!r}; give "
+                     f"annotation_format, one of {sorted(ANNOTATION_FORMATS)}.")
+
+
+def _expand(paths: list[str], format: str | None) -> list[Path]:
+    """Annotation files; a folder stands for its files with the format's suffixes."""
+    suffixes = ANNOTATION_FORMATS[format] if format else tuple(s for v in ANNOTATION_FORMATS.values() for s in v)
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"Annotation file {path.resolve()} does not exist.")
+    return files
+
+
+def read_annotations(paths: list[str] | str, format: str | None = None,
+                     audio_files: list[str] | None = None) -> pd.DataFrame:
+    """Read annotation files (or folders of them) into one table ``file, onset, offset`` (s) with ``label``
+    and other columns when the files have them, sorted by file and onset.
+
+    Args:
+        paths: annotation files; a folder stands for its files with the format's suffixes.
+        format: one of ``"sonic-visualiser"``, ``"raven"``, ``"audacity"``, ``"csv"``; ``None``: guessed
+            from each file (``.svl``/``.xml``/``.sv``, ``.csv``, ``.txt`` with or without a Raven header).
+        audio_files: the audio file of each annotation file, in order; default: the ``file`` or
+            ``Begin File`` column when there is one, else the annotation file's stem + ``.wav``.
+    """
+    if format is not None and format not in READERS:
+        raise ValueError(f"Unknown annotation format {format!r}; choose one of {sorted(READERS)}.")
+    files = _expand([paths] if isinstance(paths, (str, Path)) else list(paths), format)
+    if not files:
+        raise FileNotFoundError(f"No annotation file in {paths}.")
+    if audio_files is not None and len(audio_files) != len(files):
+        raise ValueError(f"Got {len(audio_files)} audio_files for {len(files)} annotation files; give one per "
+                         "annotation file, in the same order.")
+    tables = []
+    for index, path in enumerate(files):
+        kind = format or _guess_format(path)
+        try:
+            table = READERS[kind](path)
+            onset, offset = table["onset"].to_numpy(float), table["offset"].to_numpy(float)
+        except Exception as error:  # malformed XML, pandas' parser errors, times that are not numbers...
+            if isinstance(error, ValueError) and str(path) in str(error):
+                raise
+            raise ValueError(f"{path}: cannot be read as {kind} annotations ({type(error).__name__}: {error}).") \
+                from error
+        if audio_files is not None:
+            table["file"] = audio_files[index]
+        elif "file" not in table:
+            table.insert(0, "file", _default_audio_name(path))
+        bad = ~(np.isfinite(onset) & np.isfinite(offset) & (onset >= 0) & (offset > onset))
+        if bad.any():
+            raise ValueError(f"{path}: {bad.sum()} annotations without 0 <= onset < offset (rows "
+                             f"{np.flatnonzero(bad)[:5].tolist()}); fix or remove them.")
+        tables.append(table.astype({"onset": float, "offset": float}))
+    table = pd.concat(tables, ignore_index=True)
+    table = table[COLUMNS + [c for c in table.columns if c not in COLUMNS]]
+    return table.sort_values(["file", "onset"], ignore_index=True, kind="stable")
+
+
+def _match_audio(table: pd.DataFrame, audio_dir: str) -> pd.DataFrame:
+    """Replace each ``file`` by the path, relative to ``audio_dir``, of the audio file of that name there,
+    or else of that stem (``bird1.wav`` may be ``sub/bird1.flac``)."""
+    root = Path(audio_dir)
+    by_stem: dict[str, list[str]] = {}
+    for path in _audio_files(root):
+        by_stem.setdefault(path.stem, []).append(path.relative_to(root).as_posix())
+    names = {}
+    for name in table["file"].unique():
+        if (root / name).is_file():
+            names[name] = name
+            continue
+        found = by_stem.get(Path(name).stem, [])
+        if len(found) != 1:
+            problem = f"several audio files {found}" if found else "no audio file"
+            raise FileNotFoundError(f"Annotations for {name}: {problem} of that name under {root.resolve()}; rename "
+                                    "the annotation files or give audio_files.")
+        names[name] = found[0]
+    return table.assign(file=table["file"].map(names))
+
+
+def _write_csv(table: pd.DataFrame, out: str):
+    write_atomically(out, lambda partial: table.to_csv(partial, index=False, float_format="%.6f"))
+
+
+def segment(audio_dir: str | None = None, out: str = "segments.csv", params: SegmentParams = SegmentParams(),
+            plot: str | None = None, annotations: list[str] | None = None, annotation_format: str | None = None,
+            audio_files: list[str] | None = None) -> pd.DataFrame:
+    """Segment recordings, or import annotation files, into a CSV of syllables file,onset,offset.
+
+    The CSV ``out`` holds ``file,onset,offset`` (seconds; ``file`` relative to ``audio_dir``), sorted by file
+    and onset, written atomically; a one-line summary is printed. Returns the table.
+
+    Args:
+        audio_dir: folder of .wav/.flac recordings (searched recursively); with ``annotations``, optional: the
+            annotated files are then looked up there and named relative to it.
+        out: the CSV file written.
+        params: segmentation parameters.
+        plot: a folder for one PNG per recording: spectrogram, segments, band energy and thresholds.
+        annotations: annotation files or folders to import instead of segmenting.
+        annotation_format: ``sonic-visualiser``, ``raven``, ``audacity`` or ``csv``; default: guessed per file.
+        audio_files: with ``annotations``, the audio file of each annotation file (default: its stem + .wav).
+    """
+    if annotations:
+        files = [str(path) for path in _expand(annotations, annotation_format)]
+        table = read_annotations(files, annotation_format, audio_files)
+        if table.empty:
+            raise ValueError(f"No annotation in {annotations}: the files hold no interval.")
+        if audio_dir is not None:
+            table = _match_audio(table, audio_dir)
+        _write_csv(table, out)
+        print(f"Imported {len(table)} segments of {table['file'].nunique()} audio files from {len(files)} "
+              f"annotation files -> {out}")
+        return table
+    if audio_dir is None:
+        raise ValueError("Give --audio_dir DIR to segment recordings, or --annotations FILES to import annotations.")
+    table, seconds, silent, dropped = _segment_all(audio_dir, params, plot)
+    _write_csv(table, out)
+    files = table["file"].nunique() + len(silent)
+    print(f"Segmented {files} files ({seconds:.1f} s of audio): {len(table)} segments, {_dropped_text(dropped)}"
+          + (f"; no segment in {len(silent)} files ({', '.join(silent[:3])}{', ...' if len(silent) > 3 else ''})"
+             if silent else "") + f" -> {out}")
+    return table
+
+
+def main(args: list[str] | None = None) -> pd.DataFrame:
+    from jsonargparse import CLI
+
+    return CLI(segment, args=args, as_positional=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Bounds and importance-sampled estimates of log p(x) built on the model's posterior and prior, shared by the
+encoder-based objectives and by held-out evaluation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["elbo_terms", "importance_sampled_log_likelihood", "proposal_log_likelihood",
+           "dithered_log_likelihood"]
+
+
+def elbo_terms(model, x: torch.Tensor, num_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sampling ELBO of QLVM eq. 4 per example for a diagonal Gaussian posterior and the standard normal prior,
+    with its two terms: ``(1/k) sum_j log p(x | z_j) - KL(q(z | x) || N(0, I))`` (analytic KL).
+    Returns ``(elbo, reconstruction, kl)``, each ``[b]``."""
+    params = model.encode(x)
+    reconstruction = model.log_prob(x, model.posterior.rsample(params, num_samples)).mean(0)
+    kl = model.posterior.kl_to_standard_normal(params).sum(-1)
+    return reconstruction - kl, reconstruction, kl
+
+
+def importance_sampled_log_likelihood(model, x: torch.Tensor, draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+                                      num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
+    """The importance-sampled estimate of ``log p(x)`` per example, ``[b]``:
+    ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k)``, ``z_k ~ q``, a stochastic lower bound whose expectation increases
+    to ``log p(x)`` with ``K`` (QLVM eq. 7 when q is the encoder's posterior). ``draw(k)`` returns ``k`` proposal
+    draws per example ``z: [k, b, d]`` (the decoder's inputs) and ``log p(z) - log q(z): [k, b]``; ``chunk_size``
+    bounds memory by drawing in chunks and combining their log-sum-exps (exact)."""
+    step = chunk_size or num_samples
+    chunk_log_sums = []
+    for start in range(0, num_samples, step):
+        z, log_ratio = draw(min(step, num_samples - start))
+        chunk_log_sums.append(torch.logsumexp(model.log_prob(x, z) + log_ratio, dim=0))  # [b]
+    return torch.logsumexp(torch.stack(chunk_log_sums), dim=0) - math.log(num_samples)
+
+
+def proposal_log_likelihood(model, x: torch.Tensor, num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
+    """:func:`importance_sampled_log_likelihood` with the posterior's proposal (``model.posterior.proposal``: q(z | x)
+    itself, so the IWAE bound of QLVM eq. 7, or the Laplace approximation around an autoencoder's code) and the prior's
+    density, ``[b]``."""
+    proposal = model.posterior.proposal(model, model.encode(x))
+
+    def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        z, log_q = proposal(k)
+        return z, model.prior.log_prob(z) - log_q
+
+    return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size)
+
+
+def dithered_log_likelihood(model, x: torch.Tensor, num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
+    """log (1/K) sum_k p(x | Z_k - U_k) p(Z_k | U_k), ``[b]``: the inference path of a dithered lattice code
+    (Lattice Representation Learning, 3.6.3: dither, quantize, subtract, decode) averaged over K dithers in the
+    importance-weighted way (q(Z | x, U) is a point mass, so each weight is the joint probability); K = 1 is the
+    one-sample estimate of Table 2. Needs a :class:`lvm.priors.LatticePrior`."""
+    code = model.latent_code(x)  # [b, t]
+
+    def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        u, z = model.prior.dither_and_quantize(code.repeat(k, 1))  # [k b, t]
+        return (z - u).view(k, *code.shape), -model.prior.code_length(z, u).view(k, len(code))
+
+    return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size)
