@@ -83,7 +83,7 @@ def main() -> None:
     t_prior = median_seconds(lambda: step(rvae), device, args.repeats)
     epoch_ratio = (SWITCH * t_autoencoder + (TOTAL - SWITCH) * t_prior) / (TOTAL * t_vae)
 
-    immersion = rvae.prior.immersion
+    immersion = rvae.immersion()
     z0, z1 = 2 * torch.randn(args.pairs, LATENT, device=device), 2 * torch.randn(args.pairs, LATENT, device=device)
     geodesic(immersion, z0[:2], z1[:2], steps=2)  # warm-up
     start = time.perf_counter()

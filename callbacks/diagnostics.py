@@ -1,5 +1,6 @@
 """Trust diagnostics of the test-set embedding at the end of testing: label decodability and cluster structure
-(:mod:`lvm.analysis.diagnostics`; seed-to-seed consistency needs several runs and is computed across them)."""
+(:mod:`lvm.analysis.decodability`, :mod:`lvm.analysis.clusters`; seed-to-seed consistency needs several runs and is
+computed across them)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from lvm.analysis.diagnostics import cluster_structure, json_ready, knn_decodability, lattice_modes
+from lvm.analysis.arrays import json_ready
+from lvm.analysis.clusters import cluster_structure, lattice_modes
+from lvm.analysis.decodability import knn_decodability
 from lvm.analysis.embedding import dataset_indices, embed_loader
+from lvm.batches import label_columns
 
 from .figures import warn_skipped, write_metrics_first
 
@@ -28,12 +32,13 @@ class TrustDiagnostics(L.Callback):
     """On rank 0 at the end of testing, embeds the test set (``pl_module.embed``) and writes
     ``<run dir>/diagnostics.json``:
 
-    * ``decodability``: :func:`lvm.analysis.diagnostics.knn_decodability` of the label (``batch[1]``; named by the
+    * ``decodability``: :func:`lvm.analysis.decodability.knn_decodability` of the label (``batch[1]``; named by the
       datamodule's ``label_key``, else ``"label"``; 2-D labels such as 3dShapes factors give one entry per column,
-      named by ``factor_names``) and of each metadata field in ``fields`` (datamodules with ``metadata``, a dict of
-      arrays in dataset order, whose test set is a ``Subset`` of that dataset, e.g. the vocalizations);
-    * ``clusters``: the mean-shift modes of the aggregated posterior (:func:`lvm.analysis.diagnostics.lattice_modes`; models
-      whose prior is reached from the unit cube, up to 3-D) and :func:`lvm.analysis.diagnostics.cluster_structure` of the
+      named by ``factor_names``, by default ``factor1..factorF``: :func:`lvm.batches.label_columns`) and of each
+      metadata field in ``fields`` (datamodules with ``metadata``, a dict of arrays in dataset order, whose test set
+      is a ``Subset`` of that dataset, e.g. the vocalizations);
+    * ``clusters``: the mean-shift modes of the aggregated posterior (:func:`lvm.analysis.clusters.lattice_modes`; models
+      whose prior is reached from the unit cube, up to 3-D) and :func:`lvm.analysis.clusters.cluster_structure` of the
       embedding around them;
     * ``n``, ``latent_dim``, ``periodic``, and ``skipped``: each analysis left out, with the reason.
 
@@ -104,8 +109,7 @@ class TrustDiagnostics(L.Callback):
         """The label (each column of 2-D labels) and the requested metadata fields, one value per test example."""
         columns: dict[str, np.ndarray] = {}
         if labels is not None and labels.ndim == 2:  # ground-truth factors (3dShapes)
-            names = getattr(datamodule, "factor_names", None) or [f"factor {j}" for j in range(labels.shape[1])]
-            columns.update(zip(names, labels.T))
+            columns.update(label_columns(labels, datamodule))
         elif labels is not None and hasattr(datamodule, "label_key") and datamodule.label_key is None:
             report.skip("decodability of the label", "the labels are example indices (label_key is None); set "
                         "data.init_args.label_key or name metadata fields in fields")

@@ -24,8 +24,8 @@ class KLWarmup(L.Callback):
 
     The schedule is a function of the epoch, and its settings and current beta are saved in checkpoints, so a
     resumed run continues it where it stopped (a resume with other settings warns and follows the new ones).
-    Objectives without a weighted KL term (``kl_weight``), such as :class:`lvm.objectives.IWAE`, whose bound has no
-    separate KL term, are refused.
+    Objectives without a weighted KL term (:attr:`lvm.objective.Objective.kl_weight` is ``None``), such as
+    :class:`lvm.objectives.IWAE`, whose bound has no separate KL term, are refused.
 
     Args:
         epochs: the number of epochs over which beta rises to 1 (100 in the paper, the length of its first phase).
@@ -58,7 +58,7 @@ class KLWarmup(L.Callback):
     @staticmethod
     def _objective(pl_module):
         objective = getattr(pl_module, "objective", None)
-        if objective is None or not hasattr(objective, "kl_weight"):
+        if objective is None or objective.kl_weight is None:
             name = type(objective).__module__ + "." + type(objective).__name__ if objective is not None else "none"
             raise ValueError(
                 f"KLWarmup weights the KL term of the training objective through its `kl_weight` attribute, but the "

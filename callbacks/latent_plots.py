@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from lvm.batches import batch_data
+from lvm.batches import batch_data, label_columns
 from lvm.analysis.embedding import embed_loader
 from lvm.plotting.figures import latent_grid, plot_code_on_data, plot_decoded_grid, plot_embedding
 
@@ -50,9 +50,8 @@ class LatentPlots(L.Callback):
         periodic, datamodule = pl_module.prior.periodic, trainer.datamodule
         title = f"Posterior-{self.reduce} embedding of the test set"
         if labels is not None and labels.ndim == 2:  # ground-truth factors (3dShapes): one panel each (Fig. 6)
-            names = getattr(datamodule, "factor_names", [f"factor {k}" for k in range(labels.shape[1])])
-            for k, name in enumerate(names):
-                figures.draw(f"embedding_{name}", plot_embedding, embedding, labels[:, k], periodic=periodic,
+            for name, values in label_columns(labels, datamodule).items():
+                figures.draw(f"embedding_{name}", plot_embedding, embedding, values, periodic=periodic,
                              title=f"{title} coloured by {name}", label_title=name)
         else:
             figures.draw("embedding", plot_embedding, embedding, labels, periodic=periodic, title=title,

@@ -16,13 +16,13 @@ __all__ = ["TwoPhaseTraining", "residual_precision"]
 @torch.no_grad()
 def residual_precision(model, dataset, batch_size: int = 1024) -> torch.Tensor:
     """``1 / mean_i (x_i - mu(z_i))^2`` per data dimension ``[D]``, z_i one draw from q(z | x_i)
-    (``model.posterior.rsample``): the precision of a homoscedastic Gaussian fitted to the
+    (``model.posterior_samples``): the precision of a homoscedastic Gaussian fitted to the
     residuals the reconstruction term sees."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     squared, count = 0.0, 0
     for batch in loader:
         x = batch_data(batch).to(model.device)
-        residual = model.flatten(x) - model.decoded_mean(model.posterior.rsample(model.encode(x), 1)[0])
+        residual = model.flatten(x) - model.decoded_mean(model.posterior_samples(x, 1)[0])
         squared, count = squared + residual.pow(2).sum(0), count + len(x)
     return 1.0 / (squared / count).clamp_min(1e-6)
 

@@ -7,7 +7,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["seeded_split", "SplitDataModule", "TensorBatches", "batched"]
+__all__ = ["split_fractions", "seeded_split", "SplitDataModule", "TensorBatches", "batched"]
+
+
+def split_fractions(test_fraction: float, val_fraction: float) -> list[float]:
+    """The train, validation and test fractions ``[1 - val - test, val, test]``, or a ``ValueError`` saying why the
+    two held-out fractions do not leave a training part."""
+    if min(test_fraction, val_fraction) < 0 or test_fraction + val_fraction >= 1:
+        raise ValueError(f"test_fraction ({test_fraction}) and val_fraction ({val_fraction}) must be >= 0 and add up to "
+                         "less than 1, leaving examples to train on.")
+    return [1.0 - test_fraction - val_fraction, val_fraction, test_fraction]
 
 
 def seeded_split(dataset: Dataset, fractions: list[float], seed: int) -> list[Subset]:

@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
-from .base import SplitDataModule, seeded_split
+from .base import SplitDataModule, seeded_split, split_fractions
 
 __all__ = ["DigitsDataModule"]
 
@@ -36,5 +36,4 @@ class DigitsDataModule(SplitDataModule):
         digits = load_digits()
         images = torch.tensor(digits.images, dtype=torch.float32).div(16.0).unsqueeze(1)  # [n, 1, 8, 8]
         dataset = TensorDataset(images, torch.tensor(digits.target, dtype=torch.int64))
-        train_fraction = 1.0 - self.test_fraction - self.val_fraction
-        return seeded_split(dataset, [train_fraction, self.val_fraction, self.test_fraction], self.seed)
+        return seeded_split(dataset, split_fractions(self.test_fraction, self.val_fraction), self.seed)

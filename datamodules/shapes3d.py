@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import torch
 
-from .base import SplitDataModule
+from .base import SplitDataModule, split_fractions
 from .hdf5 import H5Rows, require_dataset
 
 __all__ = ["Shapes3DDataModule", "FACTORS"]
@@ -42,7 +42,7 @@ class Shapes3DDataModule(SplitDataModule):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         self.path, self.subset, self.in_memory = Path(path), subset, in_memory
-        self.fractions = [1.0 - test_fraction - val_fraction, val_fraction, test_fraction]
+        self.fractions = split_fractions(test_fraction, val_fraction)
 
     def _check(self) -> tuple[int, np.ndarray]:
         """Validate the file; return the number of examples and the factors ``[N, 6]``."""

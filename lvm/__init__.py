@@ -1,5 +1,8 @@
 """lvm: deep latent variable models with swappable objective plugins.
 
-Import the pieces from their modules (``lvm.model``, ``lvm.objective``, ``lvm.priors``, ``lvm.posteriors``,
-``lvm.likelihoods``, ``lvm.networks``, ``lvm.numerics.lattices``, ``lvm.estimators.qmc``, ``lvm.estimators.variational``, ``lvm.estimators.heldout``).
+Layers, lowest first (each imports only itself and the layers below; the README's "Layout" section says where a new
+piece goes): ``lvm.numerics``; the components ``lvm.priors``, ``lvm.networks``, ``lvm.posteriors``,
+``lvm.likelihoods``, ``lvm.samplers``, ``lvm.divergences``, ``lvm.objective``, ``lvm.batches``; ``lvm.estimators``;
+``lvm.model``; ``lvm.runs``; ``lvm.analysis``; ``lvm.plotting``; ``lvm.tools``; and the plugins ``lvm.objectives``,
+``lvm.callbacks``, ``lvm.datamodules``.
 """

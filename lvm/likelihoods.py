@@ -155,6 +155,11 @@ class HeteroscedasticGaussianLikelihood(Likelihood):
         """The decoded standard deviation sigma(z), ``[..., D]``."""
         return torch.exp(0.5 * self.split(params)[1])
 
+    def immersion(self, params: torch.Tensor) -> torch.Tensor:
+        """``(mu, sigma)`` ``[..., 2D]``: the point of the ambient space whose Euclidean geometry the latent space
+        inherits (R-VAE paper, eq. 2.4; the pull-back metric of z -> (mu(z), sigma(z)) is eq. 2.5)."""
+        return torch.cat([self.mean(params), self.std(params)], dim=-1)
+
     def log_prob(self, x, params):
         mean, log_var = self.split(params)
         return diagonal_gaussian_log_prob(x, mean, log_var)

@@ -15,12 +15,13 @@ from torch import nn
 
 from lvm.batches import batch_data
 from lvm.estimators.heldout import HeldOutEvaluation
-from lvm.numerics.lattices import default_num_points, lattice_rule, random_shift
+from lvm.estimators.qmc import qmc_log_likelihood, qmc_posterior
 from lvm.likelihoods import Likelihood
+from lvm.numerics.geometry import Immersion
+from lvm.numerics.lattices import default_num_points, lattice_rule, random_shift
 from lvm.objective import Objective
 from lvm.posteriors import Posterior
 from lvm.priors import InvertiblePrior, Prior
-from lvm.estimators.qmc import qmc_log_likelihood, qmc_posterior
 
 __all__ = ["LatentVariableModel", "NonFiniteLossError"]
 
@@ -112,9 +113,9 @@ class LatentVariableModel(L.LightningModule):
         self.latent_sampler = latent_sampler
         if latent_sampler is not None:
             latent_sampler.attach(prior.dim)
-        prior.bind(self)
+        prior.check(likelihood)
         if posterior is not None:
-            posterior.bind(self)
+            posterior.check(prior)
         with torch.no_grad():  # fixes the input size of lazy first layers
             produced = self.decoder(self.prior.features(torch.zeros(1, prior.dim)))
         self.data_size = produced[0].numel() // likelihood.params_per_dim  # D, the values of one example
@@ -134,6 +135,20 @@ class LatentVariableModel(L.LightningModule):
         """Likelihood parameters for latent values ``z: [n, d]``, flattened to ``[n, D]``."""
         return self.decoder(self.prior.features(z)).flatten(start_dim=1)
 
+    def pairwise_log_likelihood(self, x_flat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``log p(x_i | z_j)`` for flattened data ``[b, D]`` and latent values ``[m, d]`` -> ``[b, m]``."""
+        return self.likelihood.pairwise_log_prob(x_flat, self.decoder_params(z))
+
+    def immersion(self) -> Immersion:
+        """The decoder's immersion ``z -> (mu(z), sigma(z))`` (R-VAE paper, eq. 2.4), which the components defined
+        through the decoder's geometry receive as an argument (likelihoods with a decoded standard deviation)."""
+        return Immersion(lambda z: self.likelihood.immersion(self.decoder_params(z)),
+                         (*self.decoder.parameters(), *self.decoder.buffers()))
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z)`` for ``z: [..., d]`` -> ``[...]``."""
+        return self.prior.log_prob(z, self.immersion())
+
     def decoded_mean(self, z: torch.Tensor) -> torch.Tensor:
         """``f_theta(z) = E[x | z]`` flattened to ``[n, D]``."""
         return self.likelihood.mean(self.decoder_params(z))
@@ -151,6 +166,10 @@ class LatentVariableModel(L.LightningModule):
         if self.encoder is None:
             raise ValueError("This model has no encoder; use embed(x) for the lattice posterior of a decoder-only model.")
         return self.encoder(x)
+
+    def posterior_samples(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
+        """Reparameterised draws from q(z | x), ``[k, b, d]``."""
+        return self.posterior.rsample(self.encode(x), num_samples, self.immersion())
 
     def latent_code(self, x: torch.Tensor) -> torch.Tensor:
         """The point code ``[b, d]``: ``f(x)`` for an autoencoder, the mean (centre) of q(z | x) for a variational one."""
@@ -176,14 +195,15 @@ class LatentVariableModel(L.LightningModule):
         if sampler is not None and sampler.fitted and not from_prior:
             z = sampler.sample(n, dtype=next(self.decoder.parameters()).dtype).to(self.device)
         else:
-            z = self.prior.sample(n, device=self.device)
+            z = self.prior.sample(n, device=self.device, immersion=self.immersion())
         return self.decode(z)
 
-    def _check_invertible(self) -> LatentVariableModel:
+    def lattice_latents(self, cube_points: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Latent values ``prior.from_unit_cube(c)`` ``[m, d]`` of unit-cube points, in ``like``'s dtype and device."""
         if not isinstance(self.prior, InvertiblePrior):
             raise ValueError(f"Lattice (QMC) estimates integrate against priors reached from the unit cube "
                              f"(lvm.priors.InvertiblePrior); {type(self.prior).__name__} is not one.")
-        return self
+        return self.prior.from_unit_cube(cube_points.to(device=like.device, dtype=like.dtype))
 
     def lattice_points(self, num_points: int | None = None) -> torch.Tensor:
         """The unshifted evaluation lattice in the unit cube ``[m, d]`` (float64); the latent values
@@ -204,21 +224,23 @@ class LatentVariableModel(L.LightningModule):
         prior. The shift is random, or drawn from ``shift_seed`` (the same for every batch and process: held-out
         evaluation uses ``eval_shift_seed``, so its values are reproducible and identical under DDP).
         """
-        points = self.shifted_lattice(num_points, shift_seed)
-        return qmc_log_likelihood(self._check_invertible(), self.flatten(x), points, self.eval_chunk_size)
+        x_flat = self.flatten(x)
+        z = self.lattice_latents(self.shifted_lattice(num_points, shift_seed), x_flat)  # [m, d]
+        return qmc_log_likelihood(lambda z_: self.pairwise_log_likelihood(x_flat, z_), z, self.eval_chunk_size)
 
     @torch.no_grad()
     def posterior_on_lattice(self, x: torch.Tensor, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The discrete posterior over the (unshifted) lattice: points ``[m, d]`` and normalised weights ``[b, m]``
         proportional to ``p(x | z_j)`` (Fig. 1C)."""
-        points = self.lattice_points(num_points)
-        return qmc_posterior(self._check_invertible(), self.flatten(x), points, self.eval_chunk_size)
+        x_flat = self.flatten(x)
+        z = self.lattice_latents(self.lattice_points(num_points), x_flat)  # [m, d]
+        return z, qmc_posterior(lambda z_: self.pairwise_log_likelihood(x_flat, z_), z, self.eval_chunk_size)
 
     @property
     def uses_lattice_posterior(self) -> bool:
         """Whether embeddings come from the posterior on the evaluation lattice (decoder-only models, and any model
         whose held-out estimate is the defensive lattice one) rather than from the encoder's code."""
-        return self.encoder is None or self.evaluation.estimator == "defensive"
+        return self.encoder is None or self.evaluation.estimator.lattice_posterior
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, reduce: str = "mean", num_points: int | None = None) -> torch.Tensor:
@@ -233,6 +255,44 @@ class LatentVariableModel(L.LightningModule):
         if reduce == "mode":
             return z[weights.argmax(dim=1)]
         return self.prior.weighted_mean(z, weights)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint`` (a path or a file-like object), also for checkpoints written before
+        the layered core (f407916 and earlier): the old class paths they store (``objectives.QMCObjective``, ...) are
+        rewritten in memory by :func:`lvm.legacy.upgrade_checkpoint`, with one warning that names the command that
+        rewrites the file. A current checkpoint goes to Lightning as it is. The checkpoint is read with the caller's
+        ``weights_only`` (Lightning's and torch's default otherwise), so the trust asked for is the same as
+        Lightning's; a local file is memory-mapped for this first look, so its tensors are not read twice."""
+        import io
+        import os
+
+        from lvm.legacy import upgrade_checkpoint
+
+        weights_only = kwargs.get("weights_only", args[3] if len(args) > 3 else None)
+        if isinstance(checkpoint_path, (str, os.PathLike)):
+            if not os.path.isfile(checkpoint_path):  # a URL or a remote filesystem: Lightning's own reading
+                return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only, mmap=True)
+        else:
+            start = checkpoint_path.tell() if checkpoint_path.seekable() else None
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)
+        changes = upgrade_checkpoint(checkpoint) if isinstance(checkpoint, dict) else []
+        if changes:
+            where = checkpoint_path if isinstance(checkpoint_path, (str, os.PathLike)) else "OLD.ckpt"
+            warnings.warn(
+                f"The checkpoint {where} names classes by their paths before lvm's layered core ("
+                + ", ".join(f"{old} -> {new}" for old, new in changes) + "); they were upgraded in memory. Rewrite "
+                f"the file once with: python -m lvm.tools.upgrade_checkpoint {where} NEW.ckpt", stacklevel=2)
+        elif isinstance(checkpoint_path, (str, os.PathLike)):
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        elif start is not None:
+            checkpoint_path.seek(start)
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        buffer.seek(0)
+        return super().load_from_checkpoint(buffer, *args, **kwargs)
 
     # ----- Lightning hooks ---------------------------------------------------------------
 
@@ -338,45 +398,3 @@ class LatentVariableModel(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
-
-    # ----- resuming with other optimizer settings ---------------------------------------------
-
-    reset_optimizer: bool = False  # set by the CLI's --reset_optimizer: resume with a fresh optimizer and scheduler
-
-    def _fresh_optimization(self) -> tuple[torch.optim.Optimizer, object | None]:
-        configured = self.configure_optimizers()
-        if isinstance(configured, dict):
-            return configured["optimizer"], configured["lr_scheduler"]["scheduler"]
-        return configured, None
-
-    @staticmethod
-    def _settings(optimizer: torch.optim.Optimizer, scheduler) -> str:
-        """The optimizer's and scheduler's constructor settings (lr, betas, step size, ...), not their running state nor
-        the implementation (fused, foreach), which gives the same updates."""
-        implementation = {"fused", "foreach"}
-        counters = {"last_epoch", "_step_count", "_last_lr", "base_lrs", "_get_lr_called_within_step", "best",
-                    "num_bad_epochs", "cooldown_counter", "_is_initial"}
-        schedule = None if scheduler is None else (type(scheduler).__name__, sorted(
-            (k, repr(v)) for k, v in scheduler.state_dict().items() if k not in counters))
-        return repr((type(optimizer).__name__, sorted(
-            (k, repr(v)) for k, v in optimizer.defaults.items() if k not in implementation), schedule))
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["optimizer_settings"] = self._settings(*self._fresh_optimization())
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """When resuming with optimizer or scheduler settings other than the checkpoint's (e.g. a lower learning
-        rate after a NaN stop), or with ``reset_optimizer``, the checkpoint's optimizer and scheduler states (Adam's
-        moments, the scheduled learning rate) are replaced by fresh ones built from the current settings, which
-        would otherwise be overwritten by the restored state."""
-        if "optimizer_states" not in checkpoint:
-            return
-        optimizer, scheduler = self._fresh_optimization()
-        changed = checkpoint.get("optimizer_settings") not in (None, self._settings(optimizer, scheduler))
-        if not (changed or self.reset_optimizer):
-            return
-        warnings.warn("Resuming with a fresh optimizer" + (" and scheduler" if scheduler is not None else "") + (
-            ": its settings differ from the checkpoint's" if changed else " (--reset_optimizer)")
-            + "; the model's weights and the training progress are restored.", stacklevel=2)
-        checkpoint["optimizer_states"] = [optimizer.state_dict()]
-        checkpoint["lr_schedulers"] = [] if scheduler is None else [scheduler.state_dict()]

@@ -10,10 +10,17 @@ a scalar ``"loss"`` to minimise; every other scalar entry is logged as ``"{stage
 What an objective uses from the model:
 
 * ``model.encode(x) -> params`` (the encoder's output, read by ``model.posterior``: ``code``, ``rsample``,
-  ``log_prob``), ``model.latent_code(x) -> [b, d]``;
-* ``model.prior.log_prob(z)``, ``model.prior.dim``;
-* ``model.log_prob(x, z) -> [k, b]`` (``log p(x | z)`` for draws ``z: [k, b, d]``), ``model.decoder_params(z)
-  -> [n, D]``, ``model.decoded_mean(z) -> [n, D]``, ``model.flatten(x) -> [b, D]``.
+  ``log_prob``), ``model.latent_code(x) -> [b, d]``, ``model.posterior_samples(x, k) -> [k, b, d]``;
+* ``model.prior.log_prob(z)`` (``model.prior_log_prob(z)`` for priors defined through the decoder), ``model.prior.dim``,
+  ``model.immersion()`` (the decoder's immersion, which geometric components take as an argument);
+* ``model.log_prob(x, z) -> [k, b]`` (``log p(x | z)`` for draws ``z: [k, b, d]``), ``model.pairwise_log_likelihood(
+  x_flat, z) -> [b, m]``, ``model.decoder_params(z) -> [n, D]``, ``model.decoded_mean(z) -> [n, D]``,
+  ``model.flatten(x) -> [b, D]``;
+* the estimators of :mod:`lvm.estimators` and the closed-form KLs of :mod:`lvm.divergences`, which take these as
+  tensors and callables.
+
+Callbacks steer an objective only through attributes it declares: :attr:`Objective.kl_weight` (``None`` for an
+objective without a weighted KL term) is the one :class:`lvm.callbacks.KLWarmup` writes.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ __all__ = ["Objective"]
 class Objective(nn.Module):
     """Base class of training objectives: override :meth:`forward` and, to check what you need,
     :meth:`validate` (with :meth:`require`)."""
+
+    kl_weight: float | None = None  # beta of a weighted KL term (set to 1.0 by objectives that have one)
 
     def validate(self, model) -> None:
         """Raise a ``ValueError`` that says what to change if ``model`` lacks what this objective needs."""

@@ -4,11 +4,12 @@ A :class:`Posterior` turns the encoder's output ``params: [b, output_size(d)]`` 
 latent values. It knows its output size (so an encoder config names no latent dimension or output kind:
 the CLI links ``encoder.init_args.out_features`` to ``posterior.output_size(prior.dim)``) and gives
 ``code(params)`` (the point code: the mean, or the code of an autoencoder), ``rsample(params, k)``
-(reparameterised draws ``[k, b, d]``), ``log_prob(z, params)`` and ``proposal(model, params)``, the
-importance-sampling proposal of held-out evaluation (:mod:`lvm.estimators.heldout`).
+(reparameterised draws ``[k, b, d]``), ``log_prob(z, params)`` and ``proposal(params)``, the
+importance-sampling proposal of held-out evaluation (:mod:`lvm.estimators.heldout`). A family that draws on the
+decoder's manifold (the Brownian step) receives the decoder's immersion as an argument, never the model.
 
 Families: :class:`DiagonalGaussianPosterior` (VAE, IWAE, Taylor VAE), :class:`PointMassPosterior` (MLAE,
-dithered lattice codes; its proposal is the Laplace approximation around the code) and
+dithered lattice codes; its held-out proposal is the Laplace approximation around the code, :meth:`PointMassPosterior.laplace_proposal`) and
 :class:`BrownianStepPosterior` (R-VAE: a centre and one time, drawn by one Brownian step on the decoder's
 manifold).
 """
@@ -22,8 +23,9 @@ import torch
 from torch import nn
 from torch.func import hessian, vmap
 
+from lvm.numerics.gaussian import LOG_2PI, diagonal_gaussian_log_prob, half_log_det
+from lvm.numerics.geometry import Immersion
 from lvm.numerics.jacobians import forward_jacobian
-from lvm.numerics.gaussian import diagonal_gaussian_log_prob, half_log_det
 from lvm.priors import BrownianMotionPrior
 
 __all__ = ["Posterior", "DiagonalGaussianPosterior", "PointMassPosterior", "BrownianStepPosterior",
@@ -39,30 +41,36 @@ class Posterior(nn.Module):
         """How many features the encoder outputs for a ``dim``-dimensional latent."""
         raise NotImplementedError
 
-    def bind(self, model) -> None:
-        """Called once by the model that holds this posterior; a no-op unless draws need the decoder."""
+    def check(self, prior) -> None:
+        """Raise a ``ValueError`` saying what to change if this family cannot be used with ``prior``."""
 
     def code(self, params: torch.Tensor) -> torch.Tensor:
         """The point code ``[b, d]``: the mean of q(z | x), or an autoencoder's code."""
         raise NotImplementedError
 
-    def rsample(self, params: torch.Tensor, num_samples: int) -> torch.Tensor:
-        """Reparameterised draws ``[k, b, d]``."""
+    def rsample(self, params: torch.Tensor, num_samples: int, immersion: Immersion | None = None) -> torch.Tensor:
+        """Reparameterised draws ``[k, b, d]`` (``immersion``: the decoder's, read by families on its manifold)."""
         raise NotImplementedError
 
-    def log_prob(self, z: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, z: torch.Tensor, params: torch.Tensor, immersion: Immersion | None = None) -> torch.Tensor:
         """``log q(z | x)`` for ``z: [k, b, d]`` -> ``[k, b]`` (Lebesgue density)."""
         raise NotImplementedError
 
-    def proposal(self, model, params: torch.Tensor) -> Proposal:
+    def proposal(self, params: torch.Tensor, immersion: Immersion | None = None) -> Proposal:
         """The importance-sampling proposal of held-out evaluation: a function ``k -> (z, log q(z))``; q itself by
         default."""
 
         def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
-            z = self.rsample(params, k)
-            return z, self.log_prob(z, params)
+            z = self.rsample(params, k, immersion)
+            return z, self.log_prob(z, params, immersion)
 
         return draw
+
+    def spread_and_entropy(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The standard deviation of q(z | x) per coordinate ``[b, d]`` and its differential entropy ``[b]`` (nats),
+        where the family has a closed form; NaN otherwise."""
+        code = self.code(params)
+        return torch.full_like(code, math.nan), torch.full(code.shape[:1], math.nan, dtype=code.dtype, device=code.device)
 
     def _check(self, params: torch.Tensor, dim: int) -> None:
         expected = self.output_size(dim)
@@ -85,19 +93,19 @@ class DiagonalGaussianPosterior(Posterior):
     def code(self, params):
         return self.mean_and_log_var(params)[0]
 
-    def rsample(self, params, num_samples):
+    def rsample(self, params, num_samples, immersion=None):
         mean, log_var = self.mean_and_log_var(params)
         eps = torch.randn(num_samples, *mean.shape, dtype=mean.dtype, device=mean.device)
         return mean + torch.exp(0.5 * log_var) * eps  # [k, b, d]
 
-    def log_prob(self, z, params):
+    def log_prob(self, z, params, immersion=None):
         mean, log_var = self.mean_and_log_var(params)
         return diagonal_gaussian_log_prob(z, mean, log_var)
 
-    def kl_to_standard_normal(self, params: torch.Tensor) -> torch.Tensor:
-        """Analytic ``KL(q(z | x) || N(0, I))`` per dimension, ``1/2 (mu^2 + s^2 - log s^2 - 1)``, ``[b, d]``."""
-        mean, log_var = self.mean_and_log_var(params)
-        return 0.5 * (mean.pow(2) + torch.exp(log_var) - log_var - 1.0)
+    def spread_and_entropy(self, params):
+        """``sigma(x)`` and ``sum_k 1/2 log(2 pi e sigma_k^2)``."""
+        _, log_var = self.mean_and_log_var(params)
+        return torch.exp(0.5 * log_var), 0.5 * (log_var + LOG_2PI + 1.0).sum(-1)
 
 
 def precision_draw(cholesky: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -105,13 +113,16 @@ def precision_draw(cholesky: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve_triangular(cholesky.mT, eps.unsqueeze(-1), upper=True).squeeze(-1)
 
 
-def laplace_precision(model, code: torch.Tensor) -> torch.Tensor:
+def laplace_precision(decoded_mean: Callable[[torch.Tensor], torch.Tensor],
+                      fisher_information: Callable[[torch.Tensor], torch.Tensor],
+                      log_prior: Callable[[torch.Tensor], torch.Tensor], code: torch.Tensor) -> torch.Tensor:
     """``P = -d^2 log p(z) / dz^2 + J^T diag(F) J`` at the codes ``[b, d]`` -> ``[b, d, d]``: the Gauss-Newton
-    curvature of ``-log p(x | z) p(z)``, with J = d mu / dz ``[b, D, d]`` (d JVPs) and F the likelihood's Fisher
-    information about the mean (1/c for N(mu, c I)). For the standard normal prior the first term is I."""
-    mean, jacobian = forward_jacobian(model.decoded_mean, code)  # [b, D], [b, D, d]
-    fisher = model.likelihood.mean_fisher_information(mean)  # [b, D]
-    prior_curvature = -vmap(hessian(lambda z: model.prior.log_prob(z)))(code)  # [b, d, d]
+    curvature of ``-log p(x | z) p(z)``, with J = d mu / dz ``[b, D, d]`` (d JVPs of ``decoded_mean: z -> mu(z)``) and
+    F = ``fisher_information(mu)`` ``[b, D]``, the likelihood's Fisher information about the mean (1/c for N(mu, c I));
+    ``log_prior: z [d] -> []``. For the standard normal prior the first term is I."""
+    mean, jacobian = forward_jacobian(decoded_mean, code)  # [b, D], [b, D, d]
+    fisher = fisher_information(mean)  # [b, D]
+    prior_curvature = -vmap(hessian(log_prior))(code)  # [b, d, d]
     return prior_curvature + jacobian.mT @ (fisher.unsqueeze(-1) * jacobian)
 
 
@@ -131,17 +142,20 @@ class PointMassPosterior(Posterior):
     def code(self, params):
         return params
 
-    def rsample(self, params, num_samples):
+    def rsample(self, params, num_samples, immersion=None):
         return params.expand(num_samples, *params.shape)  # [k, b, d]
 
-    def log_prob(self, z, params):
-        raise ValueError("A point-mass posterior has no density; held-out evaluation uses its Laplace proposal.")
+    def log_prob(self, z, params, immersion=None):
+        raise ValueError("A point-mass posterior has no density; held-out evaluation uses its Laplace proposal "
+                         "(laplace_proposal).")
 
-    def proposal(self, model, params):
+    def laplace_proposal(self, params: torch.Tensor, precision: torch.Tensor) -> Proposal:
+        """``N(z0, P^{-1})`` around the codes ``params`` ``[b, d]`` for the precisions ``P`` ``[b, d, d]``
+        (:func:`laplace_precision`)."""
         code = params.detach()
-        cholesky = torch.linalg.cholesky(laplace_precision(model, code))  # P = L L^T: [b, d, d]
+        cholesky = torch.linalg.cholesky(precision)  # P = L L^T: [b, d, d]
         d = code.shape[1]
-        log_normaliser = half_log_det(cholesky) - 0.5 * d * math.log(2 * math.pi)
+        log_normaliser = half_log_det(cholesky) - 0.5 * d * LOG_2PI
 
         def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
             eps = torch.randn(k, *code.shape, dtype=code.dtype, device=code.device)  # [k, b, d]
@@ -161,22 +175,17 @@ class BrownianStepPosterior(Posterior):
         z = mu_q + sqrt(t_q) L^{-T} eps,   G(mu_q) = L L^T,
 
     so that l^2(z, mu_q) ~ t_q |eps|^2 as for the heat kernel itself; its Lebesgue density is that of
-    N(mu_q, t_q G(mu_q)^{-1}). G is the pull-back metric of the decoder's immersion (the model's prior,
-    :class:`lvm.priors.BrownianMotionPrior`, provides it). A Euclidean draw z = mu_q + sqrt(t_q) eps, as in
+    N(mu_q, t_q G(mu_q)^{-1}). G is the pull-back metric of the decoder's immersion, which every draw receives as an
+    argument (``model.immersion()``; the prior is :class:`lvm.priors.BrownianMotionPrior`). A Euclidean draw z = mu_q + sqrt(t_q) eps, as in
     the authors' code, would let training shrink the KL without bound by inflating G at mu_q."""
-
-    def __init__(self):
-        super().__init__()
-        self._model = None
 
     def output_size(self, dim):
         return dim + 1
 
-    def bind(self, model) -> None:
-        if not isinstance(model.prior, BrownianMotionPrior):
+    def check(self, prior) -> None:
+        if not isinstance(prior, BrownianMotionPrior):
             raise ValueError("BrownianStepPosterior draws on the decoder's manifold: use it with "
-                             f"lvm.priors.BrownianMotionPrior (got {type(model.prior).__name__}).")
-        object.__setattr__(self, "_model", model)  # a reference, not a submodule
+                             f"lvm.priors.BrownianMotionPrior (got {type(prior).__name__}).")
 
     def centre_and_time(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The heat kernel's centre ``[b, d]`` and time ``[b]``."""
@@ -185,16 +194,20 @@ class BrownianStepPosterior(Posterior):
     def code(self, params):
         return params[:, :-1]
 
-    def _metric_at_centre(self, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _metric_at_centre(centre: torch.Tensor, immersion: Immersion | None) -> tuple[torch.Tensor, torch.Tensor]:
         """F(mu_q) ``[b, 2D]`` and the Cholesky factor of G(mu_q) = J^T J ``[b, d, d]``."""
-        image, jacobian = forward_jacobian(self._model.prior.immersion, centre)  # [b, 2D], [b, 2D, d]
+        if immersion is None:
+            raise ValueError("BrownianStepPosterior draws on the decoder's manifold: pass the decoder's immersion "
+                             "(model.immersion()).")
+        image, jacobian = forward_jacobian(immersion, centre)  # [b, 2D], [b, 2D, d]
         return image, torch.linalg.cholesky(jacobian.mT @ jacobian)
 
-    def step(self, params: torch.Tensor, num_samples: int):
+    def step(self, params: torch.Tensor, num_samples: int, immersion: Immersion):
         """``num_samples`` draws ``[k, b, d]`` by one Brownian step, with F(mu_q) ``[b, 2D]``, 1/2 log det G(mu_q)
         ``[b]`` and the draws' Lebesgue log-density ``[k, b]`` under N(mu_q, t_q G(mu_q)^{-1})."""
         centre, time = self.centre_and_time(params)
-        image, cholesky = self._metric_at_centre(centre)
+        image, cholesky = self._metric_at_centre(centre, immersion)
         log_volume_q = half_log_det(cholesky)
         eps = torch.randn(num_samples, *centre.shape, dtype=centre.dtype, device=centre.device)  # [k, b, d]
         z = centre + time.sqrt()[:, None] * precision_draw(cholesky, eps)
@@ -202,14 +215,14 @@ class BrownianStepPosterior(Posterior):
         log_density = log_volume_q - 0.5 * (eps.pow(2).sum(-1) + d * torch.log(2 * math.pi * time))
         return z, image, log_volume_q, log_density
 
-    def rsample(self, params, num_samples):
-        return self.step(params, num_samples)[0]
+    def rsample(self, params, num_samples, immersion=None):
+        return self.step(params, num_samples, immersion)[0]
 
-    def log_prob(self, z, params):
+    def log_prob(self, z, params, immersion=None):
         centre, time = self.centre_and_time(params)
-        cholesky = self._metric_at_centre(centre)[1]  # G(mu_q) = L L^T
+        cholesky = self._metric_at_centre(centre, immersion)[1]  # G(mu_q) = L L^T
         eps = (cholesky.mT @ (z - centre).unsqueeze(-1)).squeeze(-1) / time.sqrt()[:, None]  # [k, b, d]
         return half_log_det(cholesky) - 0.5 * (eps.pow(2).sum(-1) + centre.shape[1] * torch.log(2 * math.pi * time))
 
-    def proposal(self, model, params):
-        return lambda k: tuple(self.step(params, k)[i] for i in (0, 3))
+    def proposal(self, params, immersion=None):
+        return lambda k: tuple(self.step(params, k, immersion)[i] for i in (0, 3))

@@ -40,7 +40,8 @@ class ELBO(Objective):
         self.require(model, prior=StandardNormalPrior, posterior=DiagonalGaussianPosterior)
 
     def forward(self, model, x):
-        elbo, reconstruction, kl = elbo_terms(model, x, self.num_samples)
+        elbo, reconstruction, kl = elbo_terms(lambda z: model.log_prob(x, z), model.posterior, model.prior,
+                                              model.encode(x), self.num_samples)
         elbo, reconstruction, kl = elbo.mean(), reconstruction.mean(), kl.mean()
         weighted = model.training and self.kl_weight != 1.0
         loss = -(reconstruction - self.kl_weight * kl) if weighted else -elbo

@@ -28,5 +28,6 @@ class IWAE(Objective):
         self.require(model, prior=StandardNormalPrior, posterior=DiagonalGaussianPosterior)
 
     def forward(self, model, x):
-        bound = proposal_log_likelihood(model, x, self.num_samples)  # q(z | x) is the proposal
+        proposal = model.posterior.proposal(model.encode(x))  # q(z | x)
+        bound = proposal_log_likelihood(lambda z: model.log_prob(x, z), proposal, model.prior.log_prob, self.num_samples)
         return {"loss": -bound.mean(), "iwae": bound.mean()}

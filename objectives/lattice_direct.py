@@ -37,5 +37,5 @@ class DirectLatticeObjective(Objective):
         outputs = {"loss": (representation - reconstruction).mean(), "representation": representation.mean(),
                    "reconstruction": reconstruction.mean()}
         if not model.training:
-            outputs["nll_1sample"] = -dithered_log_likelihood(model, x, 1).mean()
+            outputs["nll_1sample"] = -dithered_log_likelihood(lambda z: model.log_prob(x, z), model.prior, code, 1).mean()
         return outputs

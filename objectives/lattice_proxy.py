@@ -46,5 +46,5 @@ class GaussianProxyLatticeObjective(Objective):
         outputs = {"loss": (kl - reconstruction + code_length).mean(), "kl": kl.mean(),
                    "code_length_bits": code_length.mean() / math.log(2), "reconstruction": reconstruction.mean()}
         if not model.training:
-            outputs["nll_1sample"] = -dithered_log_likelihood(model, x, 1).mean()
+            outputs["nll_1sample"] = -dithered_log_likelihood(lambda z: model.log_prob(x, z), prior, code, 1).mean()
         return outputs

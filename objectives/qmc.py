@@ -54,7 +54,9 @@ class QMCObjective(Objective):
             return self.chunk_size
         key = (model.prior.dim, x_flat.shape[1])
         if key not in self._bytes_per_point:
-            self._bytes_per_point[key] = activation_bytes_per_point(model, x_flat)
+            one_example = x_flat[:1]  # the decoder's activations per point do not depend on the batch
+            self._bytes_per_point[key] = activation_bytes_per_point(
+                lambda z: model.pairwise_log_likelihood(one_example, z), model.prior.dim, x_flat.dtype, x_flat.device)
         chunk = int(self.memory_budget_mb * 2**20 // self._bytes_per_point[key])
         return None if chunk >= self.num_points else max(1, chunk)
 
@@ -64,5 +66,7 @@ class QMCObjective(Objective):
     def forward(self, model, x):
         points = PointSet(self.num_points, model.prior.dim, self.points).draw()  # [m, d] in the unit cube
         x_flat = model.flatten(x)
-        log_likelihood = qmc_log_likelihood(model, x_flat, points, self.points_per_chunk(model, x_flat))  # [b]
+        z = model.lattice_latents(points, x_flat)  # [m, d]
+        log_likelihood = qmc_log_likelihood(lambda z_: model.pairwise_log_likelihood(x_flat, z_), z,
+                                            self.points_per_chunk(model, x_flat))  # [b]
         return {"loss": -log_likelihood.mean(), "lattice_log_likelihood": log_likelihood.mean()}

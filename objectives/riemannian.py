@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood
+from lvm.numerics.geometry import Immersion
 from lvm.objective import Objective
 from lvm.posteriors import BrownianStepPosterior
 from lvm.priors import BrownianMotionPrior
@@ -44,11 +45,12 @@ class RiemannianELBO(Objective):
             z = centre + time.sqrt()[:, None] * torch.randn_like(centre)  # [b, d]
             reconstruction = model.log_prob(x, z[None])[0]
             return {"loss": -reconstruction.mean(), "reconstruction": reconstruction.mean()}
-        draws, image_q, log_volume_q, _ = posterior.step(params, 1)
+        immersion = model.immersion()
+        draws, image_q, log_volume_q, _ = posterior.step(params, 1, immersion)
         z, time = draws[0], posterior.centre_and_time(params)[1]  # [b, d], [b]
         decoded = model.decoder_params(z)
         reconstruction = model.likelihood.log_prob(model.flatten(x), decoded)  # [b]
-        kl = self.kl(prior, z, time, prior.image(decoded), image_q, log_volume_q)
+        kl = self.kl(prior, z, time, model.likelihood.immersion(decoded), image_q, log_volume_q, immersion)
         elbo = reconstruction - kl
         loss = -elbo.mean() if prior.placed else -reconstruction.mean()  # held-out batches before the switch
         return {"loss": loss, "elbo": elbo.mean(), "reconstruction": reconstruction.mean(), "kl": kl.mean(),
@@ -56,12 +58,12 @@ class RiemannianELBO(Objective):
 
     @staticmethod
     def kl(prior: BrownianMotionPrior, z: torch.Tensor, time: torch.Tensor, image_z: torch.Tensor,
-           image_q: torch.Tensor, log_volume_q: torch.Tensor) -> torch.Tensor:
+           image_q: torch.Tensor, log_volume_q: torch.Tensor, immersion: Immersion) -> torch.Tensor:
         """The one-sample KL of eq. 3.8, log q(z | x) - log p(z), ``[b]``, from z ``[b, d]``, t_q ``[b]``, F(z) and
-        F(mu_q) ``[b, 2D]`` and 1/2 log det G(mu_q) ``[b]`` (module docstring)."""
-        image_p, log_volume_p = prior.centre_image_and_log_volume()  # [1, 2D], [1]: one centre
+        F(mu_q) ``[b, 2D]`` and 1/2 log det G(mu_q) ``[b]`` (module docstring), on the decoder's ``immersion``."""
+        image_p, log_volume_p = prior.centre_image_and_log_volume(immersion)  # [1, 2D], [1]: one centre
         squared_q = (image_z - image_q).pow(2).sum(-1)
-        energy_p = prior.energy_to_centre(z, image_z, image_p)
+        energy_p = prior.energy_to_centre(z, image_z, image_p, immersion)
         d = z.shape[-1]
         return (0.5 * d * torch.log(prior.time / time) + log_volume_p - log_volume_q + energy_p / prior.time
                 - squared_q / (2 * time))

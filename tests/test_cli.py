@@ -14,7 +14,6 @@ from lvm.numerics.lattices import PointSet
 from lvm.model import LatentVariableModel, NonFiniteLossError
 from lvm.objective import Objective
 from lvm.priors import InvertiblePrior
-from lvm.estimators.qmc import pairwise_log_likelihood
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.yaml")
@@ -41,7 +40,7 @@ class NaNAfterTwoSteps(Objective):
         self.point_set = PointSet(89, model.prior.dim, "qmc")
 
     def forward(self, model, x):
-        log_p = pairwise_log_likelihood(model, model.flatten(x), self.point_set.draw().to(x))
+        log_p = model.pairwise_log_likelihood(model.flatten(x), self.point_set.draw().to(x))
         loss = -torch.logsumexp(log_p, dim=1).mean()
         return {"loss": loss * float("nan") if model.global_step >= 2 else loss}
 

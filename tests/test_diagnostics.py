@@ -1,6 +1,7 @@
-"""Trust diagnostics (lvm.analysis.diagnostics, lvm.callbacks.TrustDiagnostics): alignment up to the latent space's symmetries,
-k-NN decodability against scikit-learn and its baselines, cluster silhouettes around modes, and the callback's
-diagnostics.json on a trained model and when an analysis fails."""
+"""Trust diagnostics (lvm.analysis.consistency, lvm.analysis.decodability, lvm.analysis.clusters,
+lvm.callbacks.TrustDiagnostics): alignment up to the latent space's symmetries, k-NN decodability against scikit-learn
+and its baselines, cluster silhouettes around modes, and the callback's diagnostics.json on a trained model and when an
+analysis fails."""
 
 import itertools
 import json
@@ -19,8 +20,9 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 import lvm.callbacks.diagnostics
 from lvm.callbacks import TrustDiagnostics
-from lvm.analysis.diagnostics import (aligned_r2, cluster_structure, consistency, consistency_summary, decoding_features,
-                             knn_decodability, lattice_modes, nearest_mode)
+from lvm.analysis.clusters import cluster_structure, lattice_modes, nearest_mode
+from lvm.analysis.consistency import aligned_r2, consistency, consistency_summary
+from lvm.analysis.decodability import decoding_features, knn_decodability
 from lvm.likelihoods import GaussianLikelihood
 from lvm.runs.metrics_file import MetricsFile
 from lvm.model import LatentVariableModel

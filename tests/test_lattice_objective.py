@@ -78,7 +78,8 @@ def test_objective_trains_on_digits_and_the_one_sample_nll_improves(lattice, tra
     def test_nll():
         model.eval()
         with torch.no_grad():
-            return -dithered_log_likelihood(model, test, 1).mean().item()  # the one-sample quantized estimate
+            return -dithered_log_likelihood(lambda z: model.log_prob(test, z), model.prior, model.latent_code(test),
+                                            1).mean().item()  # the one-sample quantized estimate
 
     before = test_nll()
     model.train()
@@ -90,7 +91,8 @@ def test_objective_trains_on_digits_and_the_one_sample_nll_improves(lattice, tra
     assert math.isfinite(after) and after < before - 10
     model.eval()
     with torch.no_grad():
-        several = -dithered_log_likelihood(model, test, 20, 10).mean().item()
+        several = -dithered_log_likelihood(lambda z: model.log_prob(test, z), model.prior, model.latent_code(test),
+                                           20, 10).mean().item()
         assert several < after  # more importance samples, a tighter (lower) NLL
         codes, dither = model.prior.encode(model.latent_code(test[:5]))
         assert codes.dtype == torch.int64 and codes.shape == (5, 8)

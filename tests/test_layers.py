@@ -2,6 +2,7 @@
 or a lower one, the import graph has no cycle, and only ``lvm`` is installed at top level."""
 
 import ast
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -131,9 +132,13 @@ def test_a_users_callbacks_module_does_not_shadow_the_tools(tmp_path):
 def test_a_wheel_installs_only_lvm(tmp_path):
     """``pip install .`` (a built wheel, not the editable install) puts one top-level package into site-packages,
     with the plugin folders inside it."""
-    target = tmp_path / "site"
+    source, target = tmp_path / "source", tmp_path / "site"  # a copy: the build leaves nothing in the checkout
+    for folder in ("lvm", "objectives", "callbacks", "datamodules"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
-                    "--target", str(target), str(ROOT)], check=True, timeout=600)
+                    "--target", str(target), str(source)], check=True, timeout=600)
     top = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info"))
     assert top == ["lvm"]
     for name in ("objectives", "callbacks", "datamodules", "datamodules/vocalizations"):

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 import lvm.objectives
-from lvm.estimators.heldout import estimator_name
+from lvm.divergences import kl_divergence
+from lvm.estimators.heldout import held_out_estimator
 from lvm.likelihoods import GaussianLikelihood, HeteroscedasticGaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import MeanPrecisionDecoder, MLPDecoder, MLPEncoder, RBFPrecision
@@ -39,7 +40,7 @@ def test_diagonal_gaussian_posterior_matches_torch_distributions():
     assert z.shape == (4, 5, 3) and posterior.output_size(3) == 6
     assert torch.allclose(posterior.log_prob(z, params), q.log_prob(z).sum(-1))
     p = torch.distributions.Normal(torch.zeros_like(mean), torch.ones_like(mean))
-    assert torch.allclose(posterior.kl_to_standard_normal(params), torch.distributions.kl_divergence(q, p))
+    assert torch.allclose(kl_divergence(posterior, StandardNormalPrior(3), params), torch.distributions.kl_divergence(q, p))
 
 
 def test_laplace_precision_adds_the_prior_curvature_to_the_fisher_term(float64):
@@ -48,7 +49,8 @@ def test_laplace_precision_adds_the_prior_curvature_to_the_fisher_term(float64):
                                 lvm.objectives.MLAEObjective(), nn.Linear(5, 2), PointMassPosterior())
     code = torch.randn(3, 2, dtype=torch.float64)
     expected = torch.eye(2, dtype=torch.float64) + decoder.weight.T @ decoder.weight / 0.25  # I + W^T W / c
-    assert torch.allclose(laplace_precision(model, code), expected.expand(3, 2, 2))
+    precision = laplace_precision(model.decoded_mean, model.likelihood.mean_fisher_information, model.prior.log_prob, code)
+    assert torch.allclose(precision, expected.expand(3, 2, 2))
 
 
 def test_laplace_lattice_prior_is_a_density_of_s_minus_u():
@@ -86,19 +88,26 @@ def test_brownian_step_posterior_density_is_that_of_its_draws():
     torch.manual_seed(0)
     model = _rvae()
     params = model.encode(torch.rand(5, 6))
-    z, _, _, log_density = model.posterior.step(params, 3)  # [3, 5, 2], [3, 5]
-    assert torch.allclose(model.posterior.log_prob(z, params), log_density, atol=1e-5)
+    immersion = model.immersion()
+    z, _, _, log_density = model.posterior.step(params, 3, immersion)  # [3, 5, 2], [3, 5]
+    assert torch.allclose(model.posterior.log_prob(z, params, immersion), log_density, atol=1e-5)
     assert model.posterior.output_size(2) == 3
 
 
 def test_held_out_estimator_follows_the_components_not_the_objective():
-    assert estimator_name(TorusPrior(2), None) == "defensive"
-    assert estimator_name(StandardNormalPrior(2), DiagonalGaussianPosterior()) == "defensive"
-    assert estimator_name(StandardNormalPrior(5), PointMassPosterior()) == "importance"
-    assert estimator_name(LaplaceLatticePrior(2), PointMassPosterior()) == "lattice"
-    assert _rvae().evaluation.estimator == "importance"
+    def chosen(prior, posterior):
+        return type(held_out_estimator(prior, posterior)).__name__
+
+    assert chosen(TorusPrior(2), None) == "DefensiveEstimator"
+    assert chosen(StandardNormalPrior(2), DiagonalGaussianPosterior()) == "DefensiveEstimator"
+    assert held_out_estimator(StandardNormalPrior(2), DiagonalGaussianPosterior()).with_q
+    assert not held_out_estimator(StandardNormalPrior(2), PointMassPosterior()).with_q
+    assert chosen(StandardNormalPrior(5), DiagonalGaussianPosterior()) == "ProposalEstimator"
+    assert chosen(StandardNormalPrior(5), PointMassPosterior()) == "LaplaceEstimator"
+    assert chosen(LaplaceLatticePrior(2), PointMassPosterior()) == "DitheredEstimator"
+    assert type(_rvae().evaluation.estimator).__name__ == "ProposalEstimator"
     with pytest.raises(ValueError, match="add model.encoder and model.posterior"):
-        estimator_name(StandardNormalPrior(5), None)
+        held_out_estimator(StandardNormalPrior(5), None)
 
     torch.manual_seed(0)
     built = [LatentVariableModel(MLPDecoder([6], [8]), GaussianLikelihood(0.1), StandardNormalPrior(5), objective,
@@ -110,7 +119,7 @@ def test_held_out_estimator_follows_the_components_not_the_objective():
     estimates = []
     for model in built:
         torch.manual_seed(1)
-        estimates.append(model.evaluation.log_likelihood(model, x)[0])
+        estimates.append(model.evaluation.estimator(model, x)["log_likelihood"])
     assert torch.equal(estimates[0], estimates[1]) and torch.equal(estimates[0], estimates[2])
 
 
@@ -124,23 +133,23 @@ def test_brownian_prior_normaliser_is_exact_for_a_flat_metric(float64):
     model = LatentVariableModel(MeanPrecisionDecoder(mean, precision), HeteroscedasticGaussianLikelihood("identity"),
                                 BrownianMotionPrior(2, time=1.5), lvm.objectives.RiemannianELBO(), MLPEncoder(3, [8]),
                                 BrownianStepPosterior())
-    assert abs(model.prior.log_normaliser().item()) < 1e-6 and model.prior.normalisation_error < 1e-3
+    assert abs(model.prior.log_normaliser(model.immersion()).item()) < 1e-6 and model.prior.normalisation_error < 1e-3
     z = torch.randn(5, 2)
     heat_kernel = torch.distributions.Normal(torch.zeros(2), 1.5**0.5).log_prob(z).sum(-1)
-    torch.testing.assert_close(model.prior.log_prob(z).detach(), heat_kernel)
+    torch.testing.assert_close(model.prior_log_prob(z).detach(), heat_kernel)
 
 
 def test_brownian_prior_integrates_to_one_within_its_stated_error(float64):
     torch.manual_seed(0)
     model = _rvae()
-    log_normaliser = model.prior.log_normaliser()
+    log_normaliser = model.prior.log_normaliser(model.immersion())
     assert abs(log_normaliser.item()) > 0.01  # the raw parametrix is not normalised on a curved metric
     grid = torch.linspace(-20, 20, 801)
     points = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
     with torch.no_grad():
-        density = torch.cat([model.prior.log_prob(chunk) for chunk in points.split(8192)]).exp()
+        density = torch.cat([model.prior_log_prob(chunk) for chunk in points.split(8192)]).exp()
     integral = (density.sum() * (grid[1] - grid[0]) ** 2).item()
     assert abs(integral - 1) < model.prior.normalisation_error + 1e-3  # the grid's own error is well below 1e-3
     with torch.no_grad():
         model.prior.log_time += 0.1  # a parameter changed in place (as an optimiser step): the normaliser is recomputed
-    assert model.prior.log_normaliser().item() != pytest.approx(log_normaliser.item(), abs=1e-9)
+    assert model.prior.log_normaliser(model.immersion()).item() != pytest.approx(log_normaliser.item(), abs=1e-9)

@@ -200,3 +200,17 @@ def test_constructor_values_are_not_mistaken_for_class_paths():
     check_arguments(["--config", QUICKSTART, "--data.init_args.root", "recordings.Zebra"])  # a folder, not a class
     with pytest.raises(UsageError, match="Did you mean lvm.priors.TorusPrior"):
         check_arguments(["--config", QUICKSTART, "--model.prior.class_path", "lvm.priors.TorusPrio"])
+
+
+def test_a_class_path_of_the_old_layout_is_named_with_its_new_path(tmp_path):
+    """Run from the repository root, ``objectives.QMCObjective`` would import the plugin folder a second time as a
+    top-level package; the CLI refuses it with the new name instead."""
+    from lvm.runs.cli import check_arguments
+
+    with pytest.raises(UsageError, match="old name of lvm.objectives.QMCObjective"):
+        check_arguments(["--config", QUICKSTART, "--model.objective", "objectives.QMCObjective"])
+    config = tmp_path / "old.yaml"
+    config.write_text("data:\n  class_path: datamodules.DigitsDataModule\n")
+    with pytest.raises(UsageError, match=r"old.yaml \(data\): class_path datamodules.DigitsDataModule is the old name "
+                                         r"of lvm.datamodules.DigitsDataModule"):
+        check_arguments(["--config", str(config)])

@@ -87,7 +87,7 @@ def test_prior_samples_are_brownian_walks_from_the_prior_mean():
     with torch.no_grad():
         model.prior.centre.copy_(torch.tensor([1.0, 2.0]))
     torch.manual_seed(0)
-    z = model.prior.sample(20_000)  # flat metric: N(mu_p, t_p I)
+    z = model.prior.sample(20_000, immersion=model.immersion())  # flat metric: N(mu_p, t_p I)
     assert torch.allclose(z.mean(0), torch.tensor([1.0, 2.0]), atol=0.03)
     assert torch.allclose(torch.cov(z.T), 1.5 * torch.eye(2), atol=0.05)
     assert model.sample(3).shape == (3, D)
@@ -164,7 +164,7 @@ def _nonlinear_rvae(seed=0):
 
 def test_one_loss_evaluation_derives_the_rbf_weights_once_with_the_same_loss_and_gradients(monkeypatch):
     """The R-VAE loss calls the decoder four times (posterior centres, draws, prior centre, curve points); the
-    softplus of the RBF weights is computed once per loss (lvm.networks.reusing_derived_weights), and the loss and
+    softplus of the RBF weights is computed once per loss (lvm.numerics.derived.reusing_derived_weights), and the loss and
     every gradient equal those of a loss that recomputes it at each call."""
     model, x = _nonlinear_rvae(), torch.randn(7, D)
     model.objective(model, x)  # materialise the lazy encoder (its initialisation draws random numbers)

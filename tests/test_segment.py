@@ -1,5 +1,5 @@
 """Syllable segmentation (lvm.datamodules.vocalizations.segment) on synthetic recordings with known calls, and the import
-of annotation files."""
+of annotation files (lvm.datamodules.vocalizations.annotations)."""
 
 import csv
 import warnings
@@ -13,7 +13,8 @@ from PIL import Image
 
 from lvm.datamodules.vocalizations import preprocess as vocalization_preprocess
 from lvm.datamodules.miniatures import write_recordings
-from lvm.datamodules.vocalizations.segment import SegmentParams, main, read_annotations, segment_audio, segment_files
+from lvm.datamodules.vocalizations.annotations import read_annotations
+from lvm.datamodules.vocalizations.segment import SegmentParams, main, segment_audio, segment_files
 
 TOLERANCE = 0.01  # s, on onsets and offsets
 

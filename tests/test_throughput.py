@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from lvm.datamodules.base import TensorBatches, batched
 from lvm.datamodules.digits import DigitsDataModule
 from lvm.model import LatentVariableModel
+from lvm.runs.optimizer_resume import OptimizerResume
 
 
 def test_in_memory_batches_are_gathered_once_and_equal_the_per_example_loader(monkeypatch):
@@ -64,7 +65,7 @@ def test_the_fused_optimizer_is_chosen_when_unset_and_gives_the_same_updates():
     assert not explicit.defaults["fused"] and explicit.defaults["foreach"] is False  # the config's choice stands
     assert _model(torch.optim.LBFGS).configure_optimizers().defaults.get("fused") is None  # no fused kernel: as built
     # the same settings on record, so resuming a checkpoint written before keeps Adam's state
-    assert LatentVariableModel._settings(optimizer, None) == LatentVariableModel._settings(explicit, None)
+    assert OptimizerResume.settings(optimizer, None) == OptimizerResume.settings(explicit, None)
     # ten steps of each implementation from the same start end at the same parameters
     x = torch.rand(32, 1, 8, 8)
     fused_model, plain_model = _model(), _model(partial(torch.optim.Adam, foreach=False))

@@ -11,7 +11,7 @@ import pytest
 from lvm.tools import embed, trust
 from lvm.runs.cli import cli_main
 from lvm.tools.compare import main as compare_main
-from lvm.analysis.diagnostics import consistency
+from lvm.analysis.consistency import consistency
 from lvm.analysis.embedding import read_embedding
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,6 @@
-"""Vocalizations from raw recordings: segmentation and annotation import (:mod:`.segment`), syllable spectrograms
-(:mod:`.preprocess`) and the datamodule over the HDF5 files they write (:mod:`.datamodule`)."""
+"""Vocalizations from raw recordings: segmentation (:mod:`.segment`, also the command that imports annotations) and
+annotation import (:mod:`.annotations`), syllable spectrograms (:mod:`.preprocess`) and the datamodule over the HDF5
+files they write (:mod:`.datamodule`)."""
 
 from .datamodule import VocalizationsDataModule
 

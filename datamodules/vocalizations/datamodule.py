@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Subset, TensorDataset
 
-from lvm.plotting.figures import ImageAxes
+from lvm.plotting.axes import ImageAxes
 
-from ..base import SplitDataModule, seeded_split
+from ..base import SplitDataModule, seeded_split, split_fractions
 from ..hdf5 import H5Rows, require_dataset
 from .preprocess import frequency_axis
 
@@ -91,7 +91,7 @@ class VocalizationsDataModule(SplitDataModule):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         self.root, self.label_key, self.group_key = Path(root), label_key, group_key
-        self.fractions = [1.0 - test_fraction - val_fraction, val_fraction, test_fraction]
+        self.fractions = split_fractions(test_fraction, val_fraction)
         self.metadata: dict[str, np.ndarray] = {}
         self.label_names: list[str] | None = None
         self.image_axes: ImageAxes | None = None

@@ -38,7 +38,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from lvm.batches import batch_data
+from lvm.batches import batch_data, label_columns
 from lvm.model import LatentVariableModel
 from lvm.runs.files import UsageError, read_checkpoint, run_dir_of_checkpoint, write_atomically
 
@@ -102,20 +102,14 @@ def posterior_summary(model, x: torch.Tensor, num_points: int | None = None) -> 
     the weighted standard deviation otherwise.
 
     Encoder posteriors (where :meth:`LatentVariableModel.embed` uses the encoder's code): mean = mode = the code;
-    a diagonal Gaussian's standard deviations and entropy ``sum_k 0.5 log(2 pi e sigma_k^2)``; NaN for point masses
-    and other families without a closed form.
+    spread and entropy from the family (:meth:`lvm.posteriors.Posterior.spread_and_entropy`: a diagonal Gaussian's
+    standard deviations and ``sum_k 0.5 log(2 pi e sigma_k^2)``; NaN for point masses and other families without a
+    closed form).
     """
-    from lvm.posteriors import DiagonalGaussianPosterior
-
     if not model.uses_lattice_posterior:
         params = model.encode(x)
         code = model.posterior.code(params)
-        spread = torch.full_like(code, math.nan)
-        entropy = torch.full(code.shape[:1], math.nan, dtype=code.dtype, device=code.device)
-        if isinstance(model.posterior, DiagonalGaussianPosterior):
-            _, log_var = model.posterior.mean_and_log_var(params)
-            spread = torch.exp(0.5 * log_var)
-            entropy = 0.5 * (log_var + math.log(2 * math.pi * math.e)).sum(-1)
+        spread, entropy = model.posterior.spread_and_entropy(params)
         return {"mean": code, "mode": code, "spread": spread, "entropy": entropy}
     z, weights = model.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
     mean = model.prior.weighted_mean(z, weights)  # [b, d]
@@ -166,19 +160,6 @@ def _metadata_columns(datamodule, examples: np.ndarray, size: int) -> dict[str, 
     return columns
 
 
-def _label_columns(labels: torch.Tensor, datamodule) -> dict[str, np.ndarray]:
-    values = labels.numpy()
-    if values.ndim == 2:  # ground-truth factors: one column each
-        names = getattr(datamodule, "factor_names", None) or [f"factor{k + 1}" for k in range(values.shape[1])]
-        return {str(name): values[:, k] for k, name in enumerate(names)}
-    columns = {"label": values}
-    names = getattr(datamodule, "label_names", None)
-    if names:
-        codes = values.astype(np.int64)
-        columns["label_name"] = np.asarray(names, dtype=object)[codes]
-    return columns
-
-
 @torch.no_grad()
 def embedding_table(model, datamodule, splits: tuple[str, ...] = SPLITS, num_points: int | None = None,
                     batch_size: int | None = None, log_likelihood: bool = True) -> tuple[pd.DataFrame, dict]:
@@ -210,7 +191,7 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
             x = x.to(device)
             summary = posterior_summary(model, x, num_points)
             if log_likelihood:
-                summary["log_likelihood"] = model.evaluation.log_likelihood(model, x)[0]
+                summary["log_likelihood"] = model.evaluation.estimator(model, x)["log_likelihood"]
             for key, value in summary.items():
                 parts[key].append(value.cpu())
             if isinstance(batch, (list, tuple)) and len(batch) > 1:
@@ -227,7 +208,7 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
             if log_likelihood:
                 columns["log_likelihood"] = torch.cat(parts["log_likelihood"]).double().numpy()
             if labels:
-                columns.update(_label_columns(torch.cat(labels), datamodule))
+                columns.update(label_columns(torch.cat(labels).numpy(), datamodule))
             columns.update(_metadata_columns(datamodule, examples, len(_root_dataset(dataset))))
         frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True), fingerprints
@@ -403,7 +384,7 @@ def run_command(body) -> None:
 
 def shared_embeddings(tables: list[pd.DataFrame], dim: int) -> list[np.ndarray]:
     """The posterior means ``[n, d]`` of the examples that every table (of :func:`embedding_table`, one split) holds,
-    in one order (matched on ``example``): the input of :func:`lvm.analysis.diagnostics.consistency` for runs that differ only
+    in one order (matched on ``example``): the input of :func:`lvm.analysis.consistency.consistency` for runs that differ only
     by their seed."""
     latents = [f"z{k + 1}" for k in range(dim)]
     if any(not set(latents) <= set(table) for table in tables):

@@ -32,11 +32,12 @@ import math
 
 import torch
 
-from lvm.numerics.gaussian import LOG_2PI, half_log_det
-from lvm.numerics.torus import circular_mean, nearest_image
-from lvm.posteriors import DiagonalGaussianPosterior
-from lvm.estimators.qmc import pairwise_table
+from lvm.estimators.qmc import Pairwise, pairwise_table
+from lvm.estimators.variational import LogLikelihood
+from lvm.numerics.gaussian import LOG_2PI, diagonal_gaussian_log_prob, half_log_det
 from lvm.numerics.logspace import effective_sample_size
+from lvm.numerics.torus import circular_mean, nearest_image
+from lvm.priors import InvertiblePrior
 
 __all__ = ["defensive_log_likelihood"]
 
@@ -89,29 +90,31 @@ def _example_normals(x_flat: torch.Tensor, seed: int | None, salt: int, k: int, 
     return torch.stack(draws, dim=1).to(x_flat.device)  # [k, b, d]
 
 
-def defensive_log_likelihood(model, x: torch.Tensor, cube_points: torch.Tensor, num_samples: int = 100,
-                             stages: int = 5, chunk_size: int | None = None,
-                             seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``log p_hat(x)`` ``[b]`` (module docstring) and the effective sample size ``[b]``, for a model whose prior is an
-    :class:`lvm.priors.InvertiblePrior`; ``cube_points`` ``[m, d]`` is the shifted lattice in the unit cube;
+def defensive_log_likelihood(log_likelihood: LogLikelihood, pairwise: Pairwise, prior: InvertiblePrior,
+                             x_flat: torch.Tensor, cube_points: torch.Tensor, num_samples: int = 100, stages: int = 5,
+                             chunk_size: int | None = None, seed: int | None = None,
+                             q: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log p_hat(x)`` ``[b]`` (module docstring) and the effective sample size ``[b]`` for the examples ``x_flat``
+    ``[b, D]`` under a prior reached from the unit cube, from ``log_likelihood: z [n, b, d] -> log p(x_b | z_nb) [n, b]``
+    and ``pairwise: z [c, d] -> log p(x_i | z_j) [b, c]``; ``cube_points`` ``[m, d]`` is the shifted lattice in the unit
+    cube; ``q`` the mean and log-variance ``[b, d]`` of a diagonal-Gaussian q(z | x), one more technique (not on the
+    torus);
     ``num_samples`` is K per stage (and for q); ``chunk_size`` bounds the decoded points per call. An example whose
     lattice (and q) samples already have an effective sample size of at least K (a posterior broader than the
     lattice spacing) keeps that estimate, eq. 5 combined with q; the adaptive stages run for the others. ``seed``
     makes every example's draws a function of the example (:func:`_example_normals`)."""
-    prior, x_flat = model.prior, model.flatten(x)
     periodic = prior.periodic
     b, m = len(x_flat), len(cube_points)
     z_lattice = prior.from_unit_cube(cube_points.to(x_flat))  # [m, d]
     d = z_lattice.shape[1]
     mixture = _Mixture(prior)
     mixture.add_source(m, prior.log_prob)
-    mixture.add_block(z_lattice[:, None].expand(m, b, d), pairwise_table(model, x_flat, z_lattice, chunk_size).T)
-    if isinstance(model.posterior, DiagonalGaussianPosterior) and not periodic:
-        params = model.encode(x)
-        mean_q, log_var_q = model.posterior.mean_and_log_var(params)
-        mixture.add_source(num_samples, lambda z: model.posterior.log_prob(z, params))
+    mixture.add_block(z_lattice[:, None].expand(m, b, d), pairwise_table(pairwise, z_lattice, chunk_size).T)
+    if q is not None and not periodic:
+        mean_q, log_var_q = q
+        mixture.add_source(num_samples, lambda z: diagonal_gaussian_log_prob(z, mean_q, log_var_q))
         z_q = mean_q + (0.5 * log_var_q).exp() * _example_normals(x_flat, seed, -1, num_samples, d)  # [K, b, d]
-        mixture.add_block(z_q, model.log_prob(x, z_q))
+        mixture.add_block(z_q, log_likelihood(z_q))
     log_weights = mixture.log_weights()  # [n, b]
     first_log_p, first_ess = torch.logsumexp(log_weights, dim=0), effective_sample_size(log_weights)
     resolved = first_ess >= num_samples  # [b]: examples whose posterior the lattice (and q) already resolve
@@ -130,7 +133,7 @@ def defensive_log_likelihood(model, x: torch.Tensor, cube_points: torch.Tensor, 
         z_r = mean + (cholesky @ eps.unsqueeze(-1)).squeeze(-1)  # [K, b, d]
         if periodic:
             z_r = torch.remainder(z_r, 1.0)
-        mixture.add_block(z_r, model.log_prob(x, z_r))
+        mixture.add_block(z_r, log_likelihood(z_r))
         log_weights = mixture.log_weights()
     log_p, ess = torch.logsumexp(log_weights, dim=0), effective_sample_size(log_weights)
     return torch.where(resolved, first_log_p, log_p), torch.where(resolved, first_ess, ess)

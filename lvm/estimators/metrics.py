@@ -15,7 +15,7 @@ class PosteriorCollapse(Metric):
         P_x[ KL(q(z_i | x) || p(z_i)) < eps ] >= 1 - delta.
 
     ``update(kl)`` takes the per-dimension KLs ``[b, d]`` of a diagonal Gaussian posterior to the standard normal
-    prior (:meth:`lvm.posteriors.DiagonalGaussianPosterior.kl_to_standard_normal`). Defaults follow
+    prior (:func:`lvm.divergences.kl_divergence`). Defaults follow
     the paper: eps = 0.05, delta = 0.01.
     """
 

@@ -1,5 +1,10 @@
-"""Bounds and importance-sampled estimates of log p(x) built on the model's posterior and prior, shared by the
-encoder-based objectives and by held-out evaluation."""
+"""Bounds and importance-sampled estimates of log p(x) built on a posterior and a prior, shared by the encoder-based
+objectives and by held-out evaluation.
+
+Each function takes ``log_likelihood``, a callable ``z [k, b, d] -> log p(x_b | z_kb) [k, b]`` for the batch at hand
+(the model's ``log_prob(x, z)`` partially applied; one decoder pass over all ``k * b`` latents), and the components or
+draws it needs, never the model.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +13,28 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["elbo_terms", "importance_sampled_log_likelihood", "proposal_log_likelihood",
+from lvm.divergences import kl_divergence
+from lvm.posteriors import Posterior, Proposal
+from lvm.priors import LatticePrior, Prior
+
+__all__ = ["LogLikelihood", "elbo_terms", "importance_sampled_log_likelihood", "proposal_log_likelihood",
            "dithered_log_likelihood"]
 
+LogLikelihood = Callable[[torch.Tensor], torch.Tensor]  # z [k, b, d] -> log p(x_b | z_kb) [k, b]
 
-def elbo_terms(model, x: torch.Tensor, num_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The sampling ELBO of QLVM eq. 4 per example for a diagonal Gaussian posterior and the standard normal prior,
-    with its two terms: ``(1/k) sum_j log p(x | z_j) - KL(q(z | x) || N(0, I))`` (analytic KL).
-    Returns ``(elbo, reconstruction, kl)``, each ``[b]``."""
-    params = model.encode(x)
-    reconstruction = model.log_prob(x, model.posterior.rsample(params, num_samples)).mean(0)
-    kl = model.posterior.kl_to_standard_normal(params).sum(-1)
+
+def elbo_terms(log_likelihood: LogLikelihood, posterior: Posterior, prior: Prior, params: torch.Tensor,
+               num_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sampling ELBO of QLVM eq. 4 per example for a posterior with a closed-form KL to the prior
+    (:mod:`lvm.divergences`; a diagonal Gaussian against N(0, I)): ``(1/k) sum_j log p(x | z_j) - KL(q(z | x) || p(z))``
+    for the encoder's output ``params``. Returns ``(elbo, reconstruction, kl)``, each ``[b]``."""
+    reconstruction = log_likelihood(posterior.rsample(params, num_samples)).mean(0)
+    kl = kl_divergence(posterior, prior, params).sum(-1)
     return reconstruction - kl, reconstruction, kl
 
 
-def importance_sampled_log_likelihood(model, x: torch.Tensor, draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+def importance_sampled_log_likelihood(log_likelihood: LogLikelihood,
+                                      draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
                                       num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
     """The importance-sampled estimate of ``log p(x)`` per example, ``[b]``:
     ``log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k)``, ``z_k ~ q``, a stochastic lower bound whose expectation increases
@@ -33,32 +45,33 @@ def importance_sampled_log_likelihood(model, x: torch.Tensor, draw: Callable[[in
     chunk_log_sums = []
     for start in range(0, num_samples, step):
         z, log_ratio = draw(min(step, num_samples - start))
-        chunk_log_sums.append(torch.logsumexp(model.log_prob(x, z) + log_ratio, dim=0))  # [b]
+        chunk_log_sums.append(torch.logsumexp(log_likelihood(z) + log_ratio, dim=0))  # [b]
     return torch.logsumexp(torch.stack(chunk_log_sums), dim=0) - math.log(num_samples)
 
 
-def proposal_log_likelihood(model, x: torch.Tensor, num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
-    """:func:`importance_sampled_log_likelihood` with the posterior's proposal (``model.posterior.proposal``: q(z | x)
+def proposal_log_likelihood(log_likelihood: LogLikelihood, proposal: Proposal,
+                            log_prior: Callable[[torch.Tensor], torch.Tensor], num_samples: int,
+                            chunk_size: int | None = None) -> torch.Tensor:
+    """:func:`importance_sampled_log_likelihood` with a proposal ``k -> (z [k, b, d], log q(z) [k, b])`` (q(z | x)
     itself, so the IWAE bound of QLVM eq. 7, or the Laplace approximation around an autoencoder's code) and the prior's
-    density, ``[b]``."""
-    proposal = model.posterior.proposal(model, model.encode(x))
+    density ``log_prior: z [k, b, d] -> [k, b]``, ``[b]``."""
 
     def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
         z, log_q = proposal(k)
-        return z, model.prior.log_prob(z) - log_q
+        return z, log_prior(z) - log_q
 
-    return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size)
+    return importance_sampled_log_likelihood(log_likelihood, draw, num_samples, chunk_size)
 
 
-def dithered_log_likelihood(model, x: torch.Tensor, num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
+def dithered_log_likelihood(log_likelihood: LogLikelihood, prior: LatticePrior, code: torch.Tensor,
+                            num_samples: int, chunk_size: int | None = None) -> torch.Tensor:
     """log (1/K) sum_k p(x | Z_k - U_k) p(Z_k | U_k), ``[b]``: the inference path of a dithered lattice code
-    (Lattice Representation Learning, 3.6.3: dither, quantize, subtract, decode) averaged over K dithers in the
-    importance-weighted way (q(Z | x, U) is a point mass, so each weight is the joint probability); K = 1 is the
-    one-sample estimate of Table 2. Needs a :class:`lvm.priors.LatticePrior`."""
-    code = model.latent_code(x)  # [b, t]
+    (Lattice Representation Learning, 3.6.3: dither, quantize, subtract, decode) of the encoder's ``code`` ``[b, t]``
+    averaged over K dithers in the importance-weighted way (q(Z | x, U) is a point mass, so each weight is the joint
+    probability); K = 1 is the one-sample estimate of Table 2."""
 
     def draw(k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        u, z = model.prior.dither_and_quantize(code.repeat(k, 1))  # [k b, t]
-        return (z - u).view(k, *code.shape), -model.prior.code_length(z, u).view(k, len(code))
+        u, z = prior.dither_and_quantize(code.repeat(k, 1))  # [k b, t]
+        return (z - u).view(k, *code.shape), -prior.code_length(z, u).view(k, len(code))
 
-    return importance_sampled_log_likelihood(model, x, draw, num_samples, chunk_size)
+    return importance_sampled_log_likelihood(log_likelihood, draw, num_samples, chunk_size)

@@ -36,7 +36,7 @@ from scipy.sparse.csgraph import dijkstra
 from lvm.numerics.jacobians import forward_jacobian
 
 __all__ = [
-    "pullback_metric", "log_volume", "image_and_log_volume", "immersion", "curve_length", "curve_energy",
+    "pullback_metric", "log_volume", "image_and_log_volume", "immersion", "Immersion", "curve_length", "curve_energy",
     "straight_line_energy", "spline_basis", "Geodesic",
     "geodesic", "graph_geodesic", "brownian_motion",
 ]
@@ -72,6 +72,24 @@ def immersion(decoder: Map, std_decoder: Map | None = None) -> Map:
     if std_decoder is None:
         return decoder
     return lambda z: torch.cat([decoder(z), std_decoder(z)], dim=-1)
+
+
+@dataclass(frozen=True)
+class Immersion:
+    """A decoder's immersion ``z [n, d] -> F(z) [n, D']`` as a callable, with the tensors it depends on (the decoder's
+    parameters and buffers): what a component defined through the decoder's geometry (the Brownian-motion prior, the
+    Brownian-step posterior) receives from the model that holds them, instead of the model itself. :meth:`version`
+    changes when any of the tensors changes in place (an optimiser step, loading a checkpoint), so a component can
+    cache what it derives from the map."""
+
+    map: Map
+    tensors: tuple[torch.Tensor, ...] = ()
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.map(z)
+
+    def version(self) -> tuple:
+        return tuple((id(t), t._version) for t in self.tensors)
 
 
 def _ambient_steps(embed: Map, points: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "MAX_LATTICE_DIM",
     "fibonacci",
     "fibonacci_numbers",
     "korobov",
@@ -28,6 +29,8 @@ __all__ = [
     "monte_carlo",
     "PointSet",
 ]
+
+MAX_LATTICE_DIM = 3  # dense lattices resolve a posterior (eq. 5) in practice up to this latent dimension
 
 _DEFAULT_NUM_POINTS = {1: 1024, 2: 6765, 3: 10007}
 

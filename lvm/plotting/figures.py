@@ -7,7 +7,6 @@ fields (:func:`plot_latent_field`) and on the decoded modes (:func:`plot_decoded
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import matplotlib
 
@@ -16,9 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patheffects import withStroke  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+from lvm.plotting.axes import ImageAxes  # noqa: E402
 from lvm.priors import InvertiblePrior  # noqa: E402
 
 __all__ = ["ImageAxes", "coordinate_label", "plot_embedding", "plot_code_on_data", "latent_grid",
@@ -27,33 +26,6 @@ __all__ = ["ImageAxes", "coordinate_label", "plot_embedding", "plot_code_on_data
 
 MAX_CATEGORIES = 20  # integer labels with at most this many values get a legend, not a colour bar
 RECONSTRUCTION_HEADER = ("original", "decoded")  # the column titles over each test image and its reconstruction
-
-
-@dataclass
-class ImageAxes:
-    """What the rows and columns of single-channel images measure, e.g. a spectrogram's frequency per row
-    and time per column. Images with axes are drawn with row 0 at the bottom and ticks in these units.
-
-    Args:
-        rows: the value of each row ``[H]``, increasing; columns: the value of each column ``[W]``.
-        row_label, column_label: axis labels with units, e.g. ``"frequency (kHz)"``, ``"time (ms)"``.
-    """
-
-    rows: np.ndarray
-    columns: np.ndarray
-    row_label: str
-    column_label: str
-
-    def ticks(self, ax, left: bool, bottom: bool) -> None:
-        """Ticks in the axes' units on an ``imshow(origin="lower")`` of one image, numbered on the left and
-        bottom tiles of a grid."""
-        for values, set_ticks, set_labels in ((self.columns, ax.set_xticks, ax.set_xticklabels),
-                                              (self.rows, ax.set_yticks, ax.set_yticklabels)):
-            ticks = MaxNLocator(3).tick_values(values[0], values[-1])
-            ticks = ticks[(ticks >= values[0]) & (ticks <= values[-1])]
-            set_ticks(np.interp(ticks, values, np.arange(len(values))))
-            set_labels([f"{t:g}" for t in ticks])
-        ax.tick_params(labelsize=7, length=2, labelleft=left, labelbottom=bottom)
 
 
 def coordinate_label(i: int, periodic: bool = False) -> str:

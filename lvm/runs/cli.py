@@ -33,6 +33,8 @@ from lvm.runs.files import UsageError, completed_epochs, read_checkpoint, run_di
 from lvm.runs.loggers import wandb_run_id
 from lvm.runs.heap import FreezeStartupHeap
 from lvm.runs.metrics_file import MetricsFile
+from lvm.runs.optimizer_resume import OptimizerResume
+from lvm.legacy import upgraded_path
 from lvm.model import LatentVariableModel
 from lvm.runs.rng_state import RNGStateCheckpoint
 
@@ -40,7 +42,7 @@ __all__ = ["LVMCLI", "UsageError", "cli_main", "main", "new_run_dir"]
 
 
 # modules whose classes configs name, searched for suggestions when a class_path does not resolve
-PLUGIN_MODULES = ("objectives", "datamodules", "callbacks", "lvm.priors", "lvm.posteriors", "lvm.likelihoods",
+PLUGIN_MODULES = ("lvm.objectives", "lvm.datamodules", "lvm.callbacks", "lvm.priors", "lvm.posteriors", "lvm.likelihoods",
                   "lvm.networks", "lvm.samplers", "lvm.runs.loggers", "torch.optim", "torch.optim.lr_scheduler",
                   "lightning.pytorch.loggers", "lightning.pytorch.callbacks")
 CLASS_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$")
@@ -88,6 +90,9 @@ def _closest_classes(class_path: str) -> list[str]:
 
 
 def _check_class_path(class_path: str, where: str) -> None:
+    renamed = upgraded_path(class_path)  # a path of the layout before lvm.objectives/lvm.callbacks/lvm.datamodules
+    if renamed != class_path:
+        raise UsageError(f"{where}: class_path {class_path} is the old name of {renamed}; write {renamed}.")
     module_name, _, name = class_path.rpartition(".")
     try:
         found = hasattr(import_module(module_name), name)
@@ -152,7 +157,7 @@ class LVMCLI(LightningCLI):
             seed_everything_default=0,
             save_config_kwargs={"config_filename": "config.yaml", "overwrite": True},
             trainer_defaults={"default_root_dir": DEFAULT_ROOT, "logger": DEFAULT_LOGGER,
-                              "callbacks": [MetricsFile(), RNGStateCheckpoint(), FreezeStartupHeap()]},
+                              "callbacks": [MetricsFile(), RNGStateCheckpoint(), FreezeStartupHeap(), OptimizerResume()]},
             **kwargs,
         )
         if fit_and_test:
@@ -236,7 +241,9 @@ class LVMCLI(LightningCLI):
                 logger.experiment.config.update(resolved, allow_val_change=True)
 
     def run(self) -> None:
-        self.model.reset_optimizer = self.config.reset_optimizer
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, OptimizerResume):
+                callback.reset = self.config.reset_optimizer
         try:
             self._log_config_to_wandb()
             self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.config.ckpt_path)

@@ -13,7 +13,7 @@ best checkpoint), so its peak memory is its own. Written to ``--out``:
   the epochs after the first), peak resident memory of the run's process (MB), best checkpoint path;
 * ``report.md``: the table, averaged over seeds, and how it was measured;
 * ``consistency.csv`` (``--seeds`` >= 2): per config and pair of seeds, the R² of their test-set embeddings aligned
-  up to the latent space's symmetries (:func:`lvm.analysis.diagnostics.consistency`), averaged as ``consistency_r2``;
+  up to the latent space's symmetries (:func:`lvm.analysis.consistency.consistency`), averaged as ``consistency_r2``;
 * ``report.png``: the held-out log-likelihood per config with error bars (one standard deviation over seeds).
 
 Seconds per epoch are the mean gap between epoch starts after the first epoch (validation included: with few
@@ -150,9 +150,9 @@ def compare(configs: list[Path], out: Path, seeds: int = 1, overrides: list[str]
 
 def seed_consistency(table: pd.DataFrame) -> pd.DataFrame:
     """Per config, the aligned R² between the test-set embeddings of every pair of seeds
-    (:func:`lvm.analysis.diagnostics.consistency`; 1: the same embedding up to the latent space's symmetries). A config whose
+    (:func:`lvm.analysis.consistency.consistency`; 1: the same embedding up to the latent space's symmetries). A config whose
     embeddings cannot be compared is left out with a warning saying why."""
-    from lvm.analysis.diagnostics import consistency
+    from lvm.analysis.consistency import consistency
     from lvm.analysis.embedding import embedding_table, load_checkpoint, shared_embeddings
 
     frames = []

@@ -31,7 +31,7 @@ HIDDEN_COLUMNS = ("index",)  # positions within a split; ``example`` identifies 
 def _centre(values: np.ndarray, periodic: bool) -> float:
     """The circular mean on the unit torus, the median otherwise."""
     if periodic:
-        return float(circular_mean(torch.as_tensor(values)))
+        return float(circular_mean(torch.tensor(np.asarray(values, dtype=np.float64))))
     return float(np.median(values))
 
 

@@ -5,7 +5,8 @@ For each checkpoint, on the held-out split: the k-NN decodability of the label (
 its categories) and of each metadata field in ``--fields`` beside the chance and majority-class baselines, and the
 cluster structure (mean-shift modes of the aggregated posterior and the silhouette of the examples around them);
 for two or more checkpoints of the same configuration (e.g. seeds), the seed-to-seed consistency: the R² of every
-pair of embeddings aligned up to the latent space's symmetries. The functions are those of :mod:`lvm.analysis.diagnostics`;
+pair of embeddings aligned up to the latent space's symmetries. The functions are those of
+:mod:`lvm.analysis.decodability`, :mod:`lvm.analysis.clusters` and :mod:`lvm.analysis.consistency`;
 :class:`lvm.callbacks.TrustDiagnostics` computes the per-run part at the end of testing.
 """
 
@@ -18,9 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lvm.analysis.diagnostics import (cluster_structure, consistency, consistency_summary, json_ready, knn_decodability,
-                          lattice_modes)
+from lvm.analysis.arrays import json_ready
+from lvm.analysis.clusters import cluster_structure, lattice_modes
+from lvm.analysis.consistency import consistency, consistency_summary
+from lvm.analysis.decodability import knn_decodability
 from lvm.analysis.embedding import data_overrides, embedding_table, load_checkpoint, run_command, shared_embeddings
+from lvm.batches import factor_names
 from lvm.runs.files import UsageError
 
 __all__ = ["label_fields", "checkpoint_diagnostics", "main"]
@@ -28,12 +32,13 @@ __all__ = ["label_fields", "checkpoint_diagnostics", "main"]
 
 def label_fields(table: pd.DataFrame, datamodule, fields: list[str]) -> dict[str, np.ndarray]:
     """The columns of an embedding table to decode: the label (``label_name`` where there are names; each factor of
-    2-D labels), unless it is only the example index, and ``fields``."""
+    2-D labels), unless it is only the example index, and ``fields``. The table names its label columns by
+    :func:`lvm.batches.label_columns`."""
     columns = {}
-    factors = getattr(datamodule, "factor_names", None)
-    if factors:
-        columns.update({str(name): table[str(name)].to_numpy() for name in factors if str(name) in table})
-    elif "label" in table and not (hasattr(datamodule, "label_key") and datamodule.label_key is None):
+    if "label" not in table:  # no labels, or ground-truth factors: the table has a column per factor
+        names = factor_names(datamodule, table.shape[1])  # as many default names as columns: the factors are among them
+        columns.update({name: table[name].to_numpy() for name in names if name in table})
+    elif not (hasattr(datamodule, "label_key") and datamodule.label_key is None):
         name = getattr(datamodule, "label_key", None) or "label"
         columns[name] = table["label_name" if "label_name" in table else "label"].to_numpy()
     missing = [field for field in fields if field not in table]

@@ -1,3 +1,0 @@
-"""Layer 5, analysis: the posterior landscape (aggregated posterior, modes, Jacobian norms), the embedding table
-with its provenance, and the trust diagnostics (consistency, decodability, clusters). Plain functions of a trained
-model and its data."""

@@ -1,0 +1,21 @@
+"""Layer helpers shared by the networks of several papers: activations by name and a lazy MLP stack."""
+
+from __future__ import annotations
+
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+def _activation(name: str) -> type[nn.Module]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.")
+    return ACTIVATIONS[name]
+
+
+def _mlp(widths: list[int], activation: type[nn.Module]) -> list[nn.Module]:
+    """``LazyLinear(widths[0]) act Linear(widths[1]) act ...`` (activation after every layer)."""
+    layers: list[nn.Module] = []
+    for i, width in enumerate(widths):
+        layers += [nn.LazyLinear(width) if i == 0 else nn.Linear(widths[i - 1], width), activation()]
+    return layers
