@@ -16,7 +16,9 @@ from lvm.datamodules import VocalizationsDataModule
 from lvm.datamodules.miniatures import write_vocalizations
 from lvm.tools import embed
 from lvm.batches import batch_data
-from lvm.analysis.embedding import embedding_table, load_checkpoint, posterior_summary, read_embedding
+from lvm.analysis.embedding import embedding_table, posterior_summary
+from lvm.analysis.provenance import read_embedding
+from lvm.runs.files import load_checkpoint
 from lvm.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from lvm.model import LatentVariableModel
 from lvm.networks import ConvDecoder

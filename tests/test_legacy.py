@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from lvm.analysis.embedding import load_checkpoint
+from lvm.runs.files import load_checkpoint
 from lvm.legacy import RENAMED_MODULES, RENAMED_NAMES, upgrade_checkpoint, upgraded_path
 from lvm.model import LatentVariableModel
 from lvm.tools.upgrade_checkpoint import main as upgrade_main
@@ -38,8 +38,9 @@ lvm.rng_state.RNGStateCheckpoint
 lvm.likelihoods.BernoulliLikelihood lvm.likelihoods.GaussianLikelihood lvm.likelihoods.HeteroscedasticGaussianLikelihood
 lvm.networks.MLPDecoder lvm.networks.ConvDecoder lvm.networks.MLPEncoder lvm.networks.ConvEncoder
 lvm.networks.HigginsEncoder lvm.networks.HigginsDecoder lvm.networks.ResidualMLPEncoder lvm.networks.ResidualMLPDecoder
-lvm.networks.PythaeConvEncoder lvm.networks.PythaeConvDecoder lvm.networks.RBFPrecision lvm.networks.MeanPrecisionDecoder
-lvm.networks.GatedEncoder lvm.networks.GatedDecoder lvm.posteriors.DiagonalGaussianPosterior
+lvm.networks.PythaeConvEncoder lvm.networks.PythaeConvDecoder lvm.networks.RBFPrecision
+lvm.networks.MeanPrecisionDecoder lvm.networks.GatedEncoder lvm.networks.GatedDecoder
+lvm.posteriors.DiagonalGaussianPosterior
 lvm.posteriors.PointMassPosterior lvm.posteriors.BrownianStepPosterior lvm.priors.UnitCubePrior lvm.priors.TorusPrior
 lvm.priors.StandardNormalPrior lvm.priors.BrownianMotionPrior lvm.priors.LaplaceLatticePrior
 lvm.priors.GaussianProxyLatticePrior lvm.samplers.GaussianMixtureSampler lvm.model.LatentVariableModel
@@ -65,8 +66,8 @@ def test_an_old_checkpoint_loads_and_gives_the_old_codes_heldout_log_likelihood(
     reordering of the sums."""
     with pytest.warns(UserWarning, match=LEGACY_WARNING) as caught:
         model, datamodule = load_checkpoint(FIXTURES / name)
-    assert sum(LEGACY_WARNING in str(w.message) for w in caught) == 1
-    assert "python -m lvm.tools.upgrade_checkpoint" in str(next(w.message for w in caught if LEGACY_WARNING in str(w.message)))
+    (legacy,) = [str(w.message) for w in caught if LEGACY_WARNING in str(w.message)]  # one warning
+    assert "python -m lvm.tools.upgrade_checkpoint" in legacy
     assert type(model.objective).__module__.startswith("lvm.objectives.")
     assert type(model.objective).__name__ == OBJECTIVES[name]
     assert type(datamodule).__module__.startswith("lvm.datamodules.")
@@ -139,9 +140,10 @@ def test_paths_not_in_the_tables_are_left_alone():
 
 
 def test_nested_paths_in_lists_and_namespaces_are_upgraded():
+    inner = {"class_path": "datamodules.vocalizations.VocalizationsDataModule"}
     checkpoint = {"hyper_parameters": {"objective": Namespace(class_path="objectives.qmc.QMCObjective"),
-                                       "samplers": [{"class_path": "lvm.loggers.WandbLogger", "init_args": {
-                                           "inner": {"class_path": "datamodules.vocalizations.VocalizationsDataModule"}}}]}}
+                                       "samplers": [{"class_path": "lvm.loggers.WandbLogger",
+                                                     "init_args": {"inner": inner}}]}}
     assert upgrade_checkpoint(checkpoint) == [
         ("objectives.qmc.QMCObjective", "lvm.objectives.QMCObjective"),
         ("lvm.loggers.WandbLogger", "lvm.runs.loggers.WandbLogger"),

@@ -214,3 +214,17 @@ def test_a_class_path_of_the_old_layout_is_named_with_its_new_path(tmp_path):
     with pytest.raises(UsageError, match=r"old.yaml \(data\): class_path datamodules.DigitsDataModule is the old name "
                                          r"of lvm.datamodules.DigitsDataModule"):
         check_arguments(["--config", str(config)])
+
+
+def test_a_plugin_module_that_fails_on_import_is_not_called_missing(tmp_path, monkeypatch):
+    from lvm.runs.cli import check_arguments
+
+    (tmp_path / "broken_plugin.py").write_text("import a_dependency_that_is_not_installed\nclass Thing: pass\n")
+    (tmp_path / "raising_plugin.py").write_text("raise RuntimeError('bad module state')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UsageError, match="importing broken_plugin failed .*a_dependency_that_is_not_installed"):
+        check_arguments(["--config", QUICKSTART, "--model.objective", "broken_plugin.Thing"])
+    with pytest.raises(UsageError, match="importing raising_plugin failed \\(RuntimeError: bad module state\\)"):
+        check_arguments(["--config", QUICKSTART, "--model.objective", "raising_plugin.Thing"])
+    with pytest.raises(UsageError, match="class_path missing_plugin.Thing does not exist"):
+        check_arguments(["--config", QUICKSTART, "--model.objective", "missing_plugin.Thing"])

@@ -12,7 +12,7 @@ from lvm.tools import embed, trust
 from lvm.runs.cli import cli_main
 from lvm.tools.compare import main as compare_main
 from lvm.analysis.consistency import consistency
-from lvm.analysis.embedding import read_embedding
+from lvm.analysis.provenance import read_embedding
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "1",

@@ -1,7 +1,7 @@
-"""Export a trained model's embedding: one row per example of every split, with its provenance.
+"""A trained model's embedding as a table: one row per example of every split.
 
-``python -m lvm.tools.embed --ckpt CKPT --out FILE.{csv,parquet,npz}`` (:mod:`lvm.tools.embed`) and
-``embedding_table(model, datamodule)`` write or return the table of :func:`embedding_table`:
+:func:`embedding_table` (``table, fingerprints = embedding_table(model, datamodule)`` in a notebook; written to a file
+with its provenance by ``python -m lvm.tools.embed``, :mod:`lvm.analysis.provenance`) has the columns:
 
 * ``split`` (train/val/test), ``index`` (position in the split, the order of the datamodule's unshuffled loaders) and
   ``example`` (index into the datamodule's whole data set, which its ``metadata`` arrays follow);
@@ -14,69 +14,24 @@
 * ``label`` (and ``label_name`` where the datamodule names its categories; one column per factor for 2-D labels
   such as 3dShapes') and every per-example metadata field of the datamodule (e.g. audio file, onset, offset).
 
-The provenance -- the run's resolved config, the checkpoint's SHA-256, epoch and step, the git commit of the code,
-a SHA-256 fingerprint of the data of each split in the exported order, library versions -- is written beside the
-table as ``FILE.provenance.json``, and also inside Parquet (schema metadata ``lvm_provenance``) and NPZ (array
-``provenance``) files. :func:`read_embedding` loads both back.
+The fingerprints are a SHA-256 of each split's data in table order, which the provenance records.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import hashlib
-import importlib
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lvm.batches import batch_data, label_columns
-from lvm.model import LatentVariableModel
-from lvm.runs.files import UsageError, read_checkpoint, run_dir_of_checkpoint, write_atomically
 
-__all__ = ["SPLITS", "FORMATS", "load_checkpoint", "posterior_summary", "embedding_table", "provenance",
-           "write_embedding", "read_embedding", "dataset_indices", "data_overrides", "checkpoint_parser",
-           "checkpoint_embedding", "run_command", "embed_loader"]
+__all__ = ["SPLITS", "posterior_summary", "embedding_table", "dataset_indices", "embed_loader", "shared_embeddings"]
 
 SPLITS = ("train", "val", "test")
-FORMATS = (".csv", ".parquet", ".npz")
-PROVENANCE_KEY = "lvm_provenance"
-
-
-def load_checkpoint(ckpt: str | Path, data_overrides: dict | None = None):
-    """The model (on the CPU, in eval mode) and the datamodule of a training checkpoint.
-
-    The datamodule is rebuilt from the arguments the CLI stored in the checkpoint, with ``data_overrides``
-    (``init_args`` names -> values, e.g. ``{"root": "/new/place"}``; ``"class_path"`` replaces the class) applied.
-    """
-    checkpoint = read_checkpoint(str(ckpt), "--ckpt")
-    overrides = dict(data_overrides or {})
-    arguments = {key: value for key, value in checkpoint.get("datamodule_hyper_parameters", {}).items()
-                 if key not in ("_instantiator",)}
-    class_path = overrides.pop("class_path", None) or arguments.pop("_class_path", None)
-    arguments.pop("_class_path", None)
-    if class_path is None:
-        raise UsageError(f"{ckpt} does not name its datamodule (trained outside train.py?); pass "
-                         "--data.class_path (e.g. lvm.datamodules.DigitsDataModule) and its --data.init_args.*.")
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        datamodule_class = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError):
-        raise UsageError(f"--data.class_path {class_path} does not exist.") from None
-    try:
-        datamodule = datamodule_class(**{**arguments, **overrides})
-    except TypeError as error:
-        raise UsageError(f"{class_path} does not take these arguments ({error}); check --data.init_args.*.") from None
-    model = LatentVariableModel.load_from_checkpoint(str(ckpt), map_location="cpu")
-    return model.eval(), datamodule
 
 
 def dataset_indices(dataset: Dataset) -> np.ndarray:
@@ -212,174 +167,6 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
             columns.update(_metadata_columns(datamodule, examples, len(_root_dataset(dataset))))
         frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True), fingerprints
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _git_commit() -> dict | None:
-    """The commit of the code that made the export (and whether the tree had changes), if it is a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
-        if commit.returncode:
-            return None
-        status = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
-def _plain(value):
-    """Hyperparameters (Namespaces, tensors, paths) as YAML/JSON-friendly values."""
-    if hasattr(value, "as_dict"):  # jsonargparse's Namespace
-        value = value.as_dict()
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return str(value)
-
-
-def provenance(ckpt: str | Path, fingerprints: dict, settings: dict | None = None) -> dict:
-    """Where an export comes from: the run's config (``config.yaml`` of the run directory, else the checkpoint's
-    hyperparameters), the checkpoint's SHA-256, epoch and step, the code's git commit, the data fingerprints, versions
-    and the export's own settings."""
-    import lightning
-
-    ckpt = Path(ckpt).resolve()
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-    run_config = run_dir_of_checkpoint(ckpt) / "config.yaml"
-    config = (yaml.safe_load(run_config.read_text()) if run_config.is_file() else
-              {"model": _plain(checkpoint.get("hyper_parameters", {})),
-               "data": _plain(checkpoint.get("datamodule_hyper_parameters", {}))})
-    return {
-        "checkpoint": str(ckpt), "checkpoint_sha256": _sha256(ckpt),
-        "epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step"),
-        "config": config, "config_file": str(run_config) if run_config.is_file() else None,
-        "git": _git_commit(), "data_sha256": fingerprints, "settings": settings or {},
-        "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "lightning": lightning.__version__,
-                     "numpy": np.__version__, "pandas": pd.__version__},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".provenance.json")
-
-
-def write_embedding(table: pd.DataFrame, out: str | Path, record: dict) -> Path:
-    """Write ``table`` as CSV, Parquet or NPZ (by the suffix of ``out``) and ``out.provenance.json``; each file is
-    written under a temporary name and renamed, so an interrupted export leaves no partial file."""
-    out = Path(out)
-    if out.suffix not in FORMATS:
-        raise ValueError(f"--out {out}: the suffix picks the format; use one of {', '.join(FORMATS)}.")
-    text = json.dumps(record, indent=2, default=str)
-
-    def write_table(partial: Path) -> None:
-        if out.suffix == ".csv":
-            table.to_csv(partial, index=False)
-        elif out.suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            arrow = pa.Table.from_pandas(table, preserve_index=False)
-            arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), PROVENANCE_KEY.encode(): text.encode()})
-            pq.write_table(arrow, partial)
-        else:
-            arrays = {name: table[name].to_numpy() for name in table.columns}
-            arrays = {name: values if values.dtype.kind in "biuf" else values.astype(str) for name, values in arrays.items()}
-            with open(partial, "wb") as handle:
-                np.savez_compressed(handle, **arrays, provenance=np.array(text))
-
-    write_atomically(out, write_table)
-    write_atomically(_sidecar(out), lambda partial: partial.write_text(text))
-    return out
-
-
-def read_embedding(path: str | Path) -> tuple[pd.DataFrame, dict]:
-    """The table and provenance written by :func:`write_embedding`."""
-    path = Path(path)
-    if path.suffix == ".csv":
-        table = pd.read_csv(path)
-    elif path.suffix == ".parquet":
-        table = pd.read_parquet(path)
-    elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            table = pd.DataFrame({name: archive[name] for name in archive.files if name != "provenance"})
-            if "provenance" in archive.files:
-                return table, json.loads(str(archive["provenance"]))
-    else:
-        raise ValueError(f"{path}: not an embedding export ({', '.join(FORMATS)}).")
-    sidecar = _sidecar(path)
-    return table, json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-
-
-def data_overrides(arguments: list[str]) -> dict:
-    """``--data.init_args.root X`` / ``--data.root=X`` / ``--data.class_path C`` options -> ``{"root": X, ...}``
-    (values read as YAML), or a :class:`lvm.runs.cli.UsageError` naming an option that is not one of these."""
-    overrides, rest = {}, list(arguments)
-    while rest:
-        option = rest.pop(0)
-        name, equals, value = option.partition("=")
-        if not name.startswith("--data."):
-            raise UsageError(f"unknown option {option}; besides the listed ones only --data.* overrides are accepted "
-                             "(e.g. --data.init_args.root /path/to/data).")
-        if not equals:
-            if not rest:
-                raise UsageError(f"{name} needs a value.")
-            value = rest.pop(0)
-        key = name.removeprefix("--data.").removeprefix("init_args.")
-        overrides[key] = yaml.safe_load(value)
-    return overrides
-
-
-def _true(text: str) -> bool:
-    return text.lower() in ("1", "true", "yes")
-
-
-def checkpoint_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The options shared by the commands that read a checkpoint's embedding (``lvm.tools.embed``, ``lvm.tools.explore``):
-    ``--ckpt``, ``--splits``, ``--num_points``, ``--batch_size``, ``--log_likelihood``; ``--data.*`` overrides are
-    the unknown options (:func:`data_overrides`)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", required=True, help="a checkpoint of train.py (e.g. <run>/checkpoints/best-*.ckpt)")
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS, help="splits to include")
-    parser.add_argument("--num_points", type=int, default=None,
-                        help="lattice size of the posterior (default: the model's eval_num_points)")
-    parser.add_argument("--batch_size", type=int, default=None, help="examples per batch (default: the datamodule's)")
-    parser.add_argument("--log_likelihood", type=_true, default=True,
-                        help="add each example's held-out log-likelihood (true/false; one held-out evaluation)")
-    return parser
-
-
-def checkpoint_embedding(args: argparse.Namespace, rest: list[str]):
-    """The model, datamodule, embedding table and data fingerprints for the options of :func:`checkpoint_parser`."""
-    model, datamodule = load_checkpoint(args.ckpt, data_overrides(rest))
-    table, fingerprints = embedding_table(model, datamodule, tuple(args.splits), args.num_points, args.batch_size,
-                                          args.log_likelihood)
-    return model, datamodule, table, fingerprints
-
-
-def run_command(body) -> None:
-    """Run a command's ``body()``; a :class:`lvm.runs.cli.UsageError` becomes one line on stderr and exit status 2."""
-    try:
-        body()
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def shared_embeddings(tables: list[pd.DataFrame], dim: int) -> list[np.ndarray]:

@@ -96,8 +96,13 @@ def _check_class_path(class_path: str, where: str) -> None:
     module_name, _, name = class_path.rpartition(".")
     try:
         found = hasattr(import_module(module_name), name)
-    except ImportError:
-        found = False
+    except ModuleNotFoundError as error:
+        if error.name is None or not (module_name == error.name or module_name.startswith(error.name + ".")):
+            raise UsageError(f"{where}: class_path {class_path}: importing {module_name} failed ({error}).") from None
+        found = False  # the module itself (or its package) does not exist
+    except Exception as error:  # the module exists but fails on import: say so, not "does not exist"
+        raise UsageError(f"{where}: class_path {class_path}: importing {module_name} failed "
+                         f"({type(error).__name__}: {error}).") from None
     if not found:
         suggestions = _closest_classes(class_path)
         hint = f" Did you mean {' or '.join(suggestions)}?" if suggestions else ""

@@ -153,7 +153,8 @@ def seed_consistency(table: pd.DataFrame) -> pd.DataFrame:
     (:func:`lvm.analysis.consistency.consistency`; 1: the same embedding up to the latent space's symmetries). A config whose
     embeddings cannot be compared is left out with a warning saying why."""
     from lvm.analysis.consistency import consistency
-    from lvm.analysis.embedding import embedding_table, load_checkpoint, shared_embeddings
+    from lvm.analysis.embedding import embedding_table, shared_embeddings
+    from lvm.runs.files import load_checkpoint
 
     frames = []
     for config, runs in table.groupby("config", sort=False):

@@ -7,9 +7,9 @@ arguments (e.g. ``--data.init_args.root`` where the data have moved).
 
 from __future__ import annotations
 
-from lvm.analysis.embedding import (FORMATS, checkpoint_embedding, checkpoint_parser, data_overrides, provenance, run_command,
-                        write_embedding)
+from lvm.analysis.provenance import FORMATS, provenance, write_embedding
 from lvm.runs.files import UsageError
+from lvm.tools.arguments import checkpoint_embedding, checkpoint_parser, data_overrides, run_command
 
 __all__ = ["main"]
 

@@ -12,13 +12,12 @@ three linked 2-D projections, the third coordinate of each grid held at the data
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lvm.analysis.embedding import checkpoint_embedding, checkpoint_parser, run_command
+from lvm.tools.arguments import checkpoint_embedding, checkpoint_parser, run_command
 from lvm.plotting.explorer import LatentGrid, explorer_html
 from lvm.numerics.torus import circular_mean
 from lvm.runs.files import write_atomically

@@ -23,7 +23,9 @@ from lvm.analysis.arrays import json_ready
 from lvm.analysis.clusters import cluster_structure, lattice_modes
 from lvm.analysis.consistency import consistency, consistency_summary
 from lvm.analysis.decodability import knn_decodability
-from lvm.analysis.embedding import data_overrides, embedding_table, load_checkpoint, run_command, shared_embeddings
+from lvm.analysis.embedding import embedding_table, shared_embeddings
+from lvm.runs.files import load_checkpoint
+from lvm.tools.arguments import data_overrides, run_command
 from lvm.batches import factor_names
 from lvm.runs.files import UsageError
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from lvm.analysis.embedding import run_command
+from lvm.tools.arguments import run_command
 from lvm.legacy import upgrade_checkpoint
 from lvm.runs.files import UsageError, read_checkpoint, write_atomically
 
