@@ -20,10 +20,14 @@ name, so a current (or already upgraded) checkpoint is left as it is and the lis
 
 from __future__ import annotations
 
+import io
+import os
 from argparse import Namespace
 from collections.abc import MutableMapping
 
-__all__ = ["RENAMED_MODULES", "RENAMED_NAMES", "upgraded_path", "upgrade_checkpoint"]
+import torch
+
+__all__ = ["RENAMED_MODULES", "RENAMED_NAMES", "upgraded_path", "upgrade_checkpoint", "upgraded_source"]
 
 # Old module -> its new module. The plugin folders were top-level packages; the vocalization modules are one package.
 RENAMED_MODULES = {
@@ -185,3 +189,28 @@ def upgrade_checkpoint(checkpoint: dict) -> list[tuple[str, str]]:
         if key in checkpoint:
             _upgrade(checkpoint[key], changes)
     return changes
+
+
+def upgraded_source(checkpoint_path, weights_only: bool | None = None) -> tuple[object, list[tuple[str, str]]]:
+    """What Lightning's ``load_from_checkpoint`` should read for ``checkpoint_path`` (a path or a file-like object),
+    and the renames: the path or object itself for a current checkpoint (or a URL, which Lightning reads itself), else
+    an in-memory copy with the old class paths upgraded. Read with the caller's ``weights_only``, so no file is trusted
+    more than Lightning's own load would; a local file is memory-mapped for this first look (its tensors are not read
+    twice)."""
+    if isinstance(checkpoint_path, (str, os.PathLike)):
+        if not os.path.isfile(checkpoint_path):  # a URL or a remote filesystem
+            return checkpoint_path, []
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only, mmap=True)
+        start = None
+    else:
+        start = checkpoint_path.tell() if checkpoint_path.seekable() else None
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)
+    changes = upgrade_checkpoint(checkpoint) if isinstance(checkpoint, dict) else []
+    if not changes and (start is not None or isinstance(checkpoint_path, (str, os.PathLike))):
+        if start is not None:
+            checkpoint_path.seek(start)
+        return checkpoint_path, []
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    return buffer, changes

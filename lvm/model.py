@@ -16,6 +16,7 @@ from torch import nn
 from lvm.batches import batch_data
 from lvm.estimators.heldout import HeldOutEvaluation
 from lvm.estimators.qmc import qmc_log_likelihood, qmc_posterior
+from lvm.legacy import upgraded_source
 from lvm.likelihoods import Likelihood
 from lvm.numerics.geometry import Immersion
 from lvm.numerics.lattices import default_num_points, lattice_rule, random_shift
@@ -259,40 +260,17 @@ class LatentVariableModel(L.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
         """Lightning's ``load_from_checkpoint`` (a path or a file-like object), also for checkpoints written before
-        the layered core (f407916 and earlier): the old class paths they store (``objectives.QMCObjective``, ...) are
-        rewritten in memory by :func:`lvm.legacy.upgrade_checkpoint`, with one warning that names the command that
-        rewrites the file. A current checkpoint goes to Lightning as it is. The checkpoint is read with the caller's
-        ``weights_only`` (Lightning's and torch's default otherwise), so the trust asked for is the same as
-        Lightning's; a local file is memory-mapped for this first look, so its tensors are not read twice."""
-        import io
-        import os
-
-        from lvm.legacy import upgrade_checkpoint
-
-        weights_only = kwargs.get("weights_only", args[3] if len(args) > 3 else None)
-        if isinstance(checkpoint_path, (str, os.PathLike)):
-            if not os.path.isfile(checkpoint_path):  # a URL or a remote filesystem: Lightning's own reading
-                return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only, mmap=True)
-        else:
-            start = checkpoint_path.tell() if checkpoint_path.seekable() else None
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)
-        changes = upgrade_checkpoint(checkpoint) if isinstance(checkpoint, dict) else []
+        the layered core (f407916 and earlier): their old class paths (``objectives.QMCObjective``, ...) are upgraded
+        in memory (:func:`lvm.legacy.upgraded_source`), with a warning that names the command that rewrites the file."""
+        weights_only = kwargs.get("weights_only", args[3] if len(args) > 3 else None)  # (map_location, hparams_file,
+        source, changes = upgraded_source(checkpoint_path, weights_only)  # strict, weights_only) as Lightning's
         if changes:
-            where = checkpoint_path if isinstance(checkpoint_path, (str, os.PathLike)) else "OLD.ckpt"
+            where = checkpoint_path if isinstance(checkpoint_path, (str, Path)) else "OLD.ckpt"
             warnings.warn(
                 f"The checkpoint {where} names classes by their paths before lvm's layered core ("
                 + ", ".join(f"{old} -> {new}" for old, new in changes) + "); they were upgraded in memory. Rewrite "
                 f"the file once with: python -m lvm.tools.upgrade_checkpoint {where} NEW.ckpt", stacklevel=2)
-        elif isinstance(checkpoint_path, (str, os.PathLike)):
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        elif start is not None:
-            checkpoint_path.seek(start)
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        buffer.seek(0)
-        return super().load_from_checkpoint(buffer, *args, **kwargs)
+        return super().load_from_checkpoint(source, *args, **kwargs)
 
     # ----- Lightning hooks ---------------------------------------------------------------
 

@@ -214,3 +214,37 @@ def test_the_command_rewrites_in_place_only_when_asked(tmp_path, capsys):
     assert "objectives.ELBO -> lvm.objectives.ELBO" in capsys.readouterr().out
     assert upgrade_checkpoint(torch.load(old, map_location="cpu", weights_only=True)) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.ckpt"]
+
+
+OLD_RUN_CONFIG = """# an old run's config.yaml (the layout of f407916)
+model:
+  objective:
+    class_path: objectives.ELBO  # the plugin was a top-level package
+  prior:
+    class_path: lvm.priors.StandardNormalPrior
+trainer:
+  logger:
+    class_path: lvm.loggers.WandbLogger
+  callbacks:
+  - class_path: callbacks.LatentPlots
+data:
+  class_path: "datamodules.DigitsDataModule"
+"""
+
+
+def test_the_command_rewrites_an_old_config_keeping_its_comments(tmp_path, capsys):
+    from lvm.runs.cli import check_arguments
+
+    old, new = tmp_path / "config.yaml", tmp_path / "config-upgraded.yaml"
+    old.write_text(OLD_RUN_CONFIG)
+    upgrade_main([str(old), str(new)])
+    printed = capsys.readouterr().out
+    assert "objectives.ELBO -> lvm.objectives.ELBO" in printed and "lvm.loggers.WandbLogger -> lvm.runs.loggers.WandbLogger" in printed
+    text = new.read_text()
+    assert "# the plugin was a top-level package" in text and old.read_text() == OLD_RUN_CONFIG
+    tree = yaml.safe_load(text)
+    assert tree["model"]["objective"]["class_path"] == "lvm.objectives.ELBO"
+    assert tree["trainer"]["callbacks"][0]["class_path"] == "lvm.callbacks.LatentPlots"
+    assert tree["data"]["class_path"] == "lvm.datamodules.DigitsDataModule"
+    assert tree["model"]["prior"]["class_path"] == "lvm.priors.StandardNormalPrior"  # current paths stay
+    check_arguments(["--config", str(new)])  # every class path resolves

@@ -1,5 +1,7 @@
 """Rewrite a checkpoint written before the layered core (f407916 and earlier) with the current class paths:
-``python -m lvm.tools.upgrade_checkpoint OLD.ckpt NEW.ckpt`` (or ``OLD.ckpt --in_place``).
+``python -m lvm.tools.upgrade_checkpoint OLD.ckpt NEW.ckpt`` (or ``OLD.ckpt --in_place``); the same for a config
+(``OLD.yaml``, e.g. an old run's ``config.yaml``, to resume it with ``--config``): its ``class_path`` values are
+rewritten in the text, so comments and layout stay.
 
 Old checkpoints name their classes ``objectives.QMCObjective``, ``datamodules.DigitsDataModule``, ...; the plugins are
 now ``lvm.objectives``, ``lvm.datamodules`` and ``lvm.callbacks`` (the table is in :mod:`lvm.legacy`). Loading such a
@@ -11,15 +13,31 @@ training. Each renamed path is printed; a current checkpoint is copied unchanged
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import torch
 
 from lvm.tools.arguments import run_command
-from lvm.legacy import upgrade_checkpoint
+from lvm.legacy import upgrade_checkpoint, upgraded_path
 from lvm.runs.files import UsageError, read_checkpoint, write_atomically
 
-__all__ = ["main"]
+__all__ = ["main", "upgrade_config_text"]
+
+CLASS_PATH_VALUE = re.compile(r"(\b_?class_path:\s*['\"]?)([A-Za-z_][\w.]*)")
+
+
+def upgrade_config_text(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """A YAML config's text with every old ``class_path`` value replaced by its current path, and the renames."""
+    changes: list[tuple[str, str]] = []
+
+    def rename(match: re.Match) -> str:
+        new = upgraded_path(match.group(2))
+        if new != match.group(2):
+            changes.append((match.group(2), new))
+        return match.group(1) + new
+
+    return CLASS_PATH_VALUE.sub(rename, text), changes
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -45,16 +63,26 @@ def main(argv: list[str] | None = None) -> None:
             raise UsageError(f"NEW.ckpt {new} is OLD.ckpt; pass --in_place to rewrite it." if not args.in_place else
                              f"--in_place rewrites OLD.ckpt {old} itself; leave out NEW.ckpt {new} or --in_place.")
         out = new or old
-        checkpoint = read_checkpoint(old, "OLD.ckpt", upgrade=False)
-        changes = list(dict.fromkeys(upgrade_checkpoint(checkpoint)))  # each renaming once, in the order met
+        if old.suffix in (".yaml", ".yml"):
+            if not old.is_file():
+                raise UsageError(f"OLD {old} does not exist.")
+            text, changes = upgrade_config_text(old.read_text())
+            checkpoint = None
+        else:
+            checkpoint = read_checkpoint(old, "OLD.ckpt", upgrade=False)
+            changes = upgrade_checkpoint(checkpoint)
+        changes = list(dict.fromkeys(changes))  # each renaming once, in the order met
         for before, after in changes:
             print(f"{before} -> {after}")
         if not changes and _same_file(old, out):
             print(f"{old} already uses the current class paths; left as it is.")
             return
-        write_atomically(out, lambda partial: torch.save(checkpoint, partial))
+        if checkpoint is None:
+            write_atomically(out, lambda partial: partial.write_text(text))
+        else:
+            write_atomically(out, lambda partial: torch.save(checkpoint, partial))
         print(f"Wrote {out}" + (f" ({len(changes)} class paths renamed)." if changes
-                                 else ": a copy; the checkpoint already used the current class paths."))
+                                 else ": a copy; it already used the current class paths."))
 
     run_command(upgrade)
 
