@@ -153,3 +153,49 @@ def test_brownian_prior_integrates_to_one_within_its_stated_error(float64):
     with torch.no_grad():
         model.prior.log_time += 0.1  # a parameter changed in place (as an optimiser step): the normaliser is recomputed
     assert model.prior.log_normaliser(model.immersion()).item() != pytest.approx(log_normaliser.item(), abs=1e-9)
+
+
+def test_no_component_holds_a_reference_to_its_model():
+    """The data flow goes model -> component (the decoder's immersion is an argument), never component -> model."""
+    model = _rvae()
+    held = [(name, key) for name, module in model.named_modules() if module is not model
+            for key, value in vars(module).items() if value is model]
+    assert held == []
+    with pytest.raises(ValueError, match="pass the decoder's immersion"):
+        model.prior.log_prob(torch.zeros(3, 2))  # the density needs the decoder: it says so instead of reaching it
+    z = torch.zeros(3, 2)
+    torch.testing.assert_close(model.prior_log_prob(z), model.prior.log_prob(z, model.immersion()))
+
+
+def test_a_new_prior_type_registers_its_own_estimator_and_kl():
+    from lvm.divergences import _REGISTRY as KL_REGISTRY, has_analytic_kl, register_kl
+    from lvm.estimators.heldout import _REGISTRY as ESTIMATORS, HeldOutEstimator, register_estimator
+
+    class WidePrior(StandardNormalPrior):
+        """N(0, 4 I): a family the library does not know."""
+
+        def log_prob(self, z, immersion=None):
+            return torch.distributions.Normal(0.0, 2.0).log_prob(z).sum(-1)
+
+    class Marker(HeldOutEstimator):
+        pass
+
+    def kl_to_wide(posterior, prior, params):
+        mean, log_var = posterior.mean_and_log_var(params)
+        q, p = torch.distributions.Normal(mean, (0.5 * log_var).exp()), torch.distributions.Normal(0.0, 2.0)
+        return torch.distributions.kl_divergence(q, p)  # [b, d]
+
+    register_estimator(WidePrior, DiagonalGaussianPosterior)(lambda prior, posterior: Marker())
+    register_kl(DiagonalGaussianPosterior, WidePrior)(kl_to_wide)
+    try:
+        assert isinstance(held_out_estimator(WidePrior(2), DiagonalGaussianPosterior()), Marker)  # the most specific
+        assert type(held_out_estimator(WidePrior(2), PointMassPosterior())).__name__ == "DefensiveEstimator"  # inherited
+        params = torch.randn(4, 4)
+        mean, log_var = params.chunk(2, dim=1)
+        expected = 0.5 * ((mean.pow(2) + log_var.exp()) / 4 - 1 - log_var + math.log(4))
+        torch.testing.assert_close(kl_divergence(DiagonalGaussianPosterior(), WidePrior(2), params), expected)
+        assert has_analytic_kl(DiagonalGaussianPosterior(), StandardNormalPrior(2))
+        assert not has_analytic_kl(PointMassPosterior(), StandardNormalPrior(2))
+        assert not has_analytic_kl(BrownianStepPosterior(), BrownianMotionPrior(2))
+    finally:
+        del ESTIMATORS[WidePrior, DiagonalGaussianPosterior], KL_REGISTRY[DiagonalGaussianPosterior, WidePrior]
