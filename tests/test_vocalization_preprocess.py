@@ -204,3 +204,15 @@ def test_silent_recordings_blank_scales_and_nyquist_are_reported(calls, tmp_path
     with pytest.raises(FileExistsError, match="--overwrite true"):
         _preprocess(audio, table, tmp_path / "out")
     assert len(_preprocess(audio, table, tmp_path / "out", "--overwrite", "true")) == 2
+
+
+@pytest.mark.parametrize("command", ["preprocess", "segment"])
+def test_the_commands_run_without_runpys_already_imported_warning(command):
+    """Importing the package must not import the module ``python -m`` runs (runpy's RuntimeWarning on every run)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                             f"lvm.datamodules.vocalizations.{command}", "--help"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "RuntimeWarning" not in result.stderr, result.stderr[-2000:]

@@ -36,7 +36,7 @@ from lvm.plotting.axes import ImageAxes
 
 from ..base import SplitDataModule, seeded_split, split_fractions
 from ..hdf5 import H5Rows, require_dataset
-from .preprocess import frequency_axis
+from .frequencies import frequency_axis
 
 __all__ = ["VocalizationsDataModule", "grouped_split", "spectrogram_axes"]
 

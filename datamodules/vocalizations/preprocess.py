@@ -48,26 +48,13 @@ from rich.progress import track
 from scipy.interpolate import RegularGridInterpolator
 from scipy.signal import stft
 
-__all__ = ["SpectrogramParams", "frequency_axis", "log_spectrogram", "syllable_spectrogram", "calibrate", "preprocess", "main"]
+from .frequencies import frequency_axis
+
+__all__ = ["SpectrogramParams", "log_spectrogram", "syllable_spectrogram", "calibrate", "preprocess", "main"]
 
 EPSILON = 1e-12
 RESERVED = ("specs", "onsets", "offsets", "audio_filenames", "duration", "mean_freq")
 BLANK, SATURATED = 1e-6, 0.99  # a spectrogram whose maximum is below BLANK is blank; mean above SATURATED, saturated
-
-
-def _mel(hz: np.ndarray) -> np.ndarray:
-    return 1127.0 * np.log(1 + hz / 700.0)
-
-
-def _inverse_mel(mel: np.ndarray) -> np.ndarray:
-    return 700.0 * (np.exp(mel / 1127.0) - 1)
-
-
-def frequency_axis(min_freq: float, max_freq: float, bins: int, mel: bool) -> np.ndarray:
-    """The frequency (Hz) of each spectrogram row, ``[bins]``, increasing: mel- or linearly spaced."""
-    if mel:
-        return _inverse_mel(np.linspace(_mel(min_freq), _mel(max_freq), bins))
-    return np.linspace(min_freq, max_freq, bins)
 
 
 @dataclass
