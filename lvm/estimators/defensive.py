@@ -63,7 +63,7 @@ def _fit(z: torch.Tensor, log_weights: torch.Tensor, floor: torch.Tensor, period
     for samples ``z: [n, b, d]`` with log-weights ``[n, b]`` (circular means and nearest-image offsets on the torus)."""
     weights = torch.softmax(log_weights, dim=0).unsqueeze(-1)  # [n, b, 1]
     if periodic:
-        mean = circular_mean(z.transpose(0, 1), weights.permute(1, 2, 0)).squeeze(1)  # [b, n, d], [b, 1, n] -> [b, d]
+        mean = circular_mean(z, weights, dim=0)  # [n, b, d], [n, b, 1] -> [b, d]
         offset = nearest_image(z - mean)
     else:
         mean = (weights * z).sum(0)

@@ -19,7 +19,7 @@ from torch import nn
 
 from lvm.numerics.gaussian import standard_normal_icdf, standard_normal_log_prob
 from lvm.numerics.geometry import Immersion
-from lvm.numerics.torus import circular_mean
+from lvm.numerics.torus import weighted_circular_mean
 
 __all__ = ["Prior", "InvertiblePrior", "UnitCubePrior", "TorusPrior", "StandardNormalPrior"]
 
@@ -107,7 +107,7 @@ class TorusPrior(UnitCubePrior):
         return torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)  # z is read modulo 1
 
     def weighted_mean(self, z, weights):
-        return circular_mean(z, weights)  # [b, d]
+        return weighted_circular_mean(z, weights)  # [b, d]
 
 
 class StandardNormalPrior(InvertiblePrior):
