@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, TypeVar
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
@@ -60,7 +60,7 @@ class Figures(dict):
         """:func:`guarded` for this callback: the result, or ``None`` with a warning."""
         return guarded(self.owner, analysis, compute, *args, **kwargs)
 
-    def draw(self, name: str, draw: Callable[..., plt.Figure], *args, **kwargs) -> None:
+    def draw(self, name: str, draw: Callable[..., Figure], *args, **kwargs) -> None:
         """Add ``draw(*args, **kwargs)`` as figure ``name``, or warn and leave it out if drawing raises."""
         figure = self.run(name, draw, *args, **kwargs)
         if figure is not None:
@@ -71,20 +71,17 @@ class Figures(dict):
         warn_skipped(self.owner, name, reason)
 
 
-def save_and_log(trainer, figures: dict[str, plt.Figure]) -> None:
-    """Save each figure as ``plots/<name>.png``, log it to every W&B logger as ``plots/<name>``, close it.
+def save_and_log(trainer, figures: dict[str, Figure]) -> None:
+    """Save each figure as ``plots/<name>.png`` and log it to every W&B logger as ``plots/<name>``.
     A figure that cannot be written is skipped with a warning; the others are still written."""
     owner = getattr(figures, "owner", "save_and_log")
     out_dir = Path(trainer.default_root_dir) / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, figure in figures.items():
-        try:
-            guarded(owner, f"{name} (writing the figure)", _save_and_log_one, trainer, out_dir, name, figure)
-        finally:
-            plt.close(figure)
+        guarded(owner, f"{name} (writing the figure)", _save_and_log_one, trainer, out_dir, name, figure)
 
 
-def _save_and_log_one(trainer, out_dir: Path, name: str, figure: plt.Figure) -> None:
+def _save_and_log_one(trainer, out_dir: Path, name: str, figure: Figure) -> None:
     figure.savefig(out_dir / f"{name}.png", dpi=120, bbox_inches="tight")
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):

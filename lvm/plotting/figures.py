@@ -9,23 +9,30 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patheffects import withStroke
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.patheffects import withStroke  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+from lvm.plotting.axes import ImageAxes
+from lvm.priors import InvertiblePrior
 
-from lvm.plotting.axes import ImageAxes  # noqa: E402
-from lvm.priors import InvertiblePrior  # noqa: E402
-
-__all__ = ["ImageAxes", "coordinate_label", "plot_embedding", "plot_code_on_data", "latent_grid",
+__all__ = ["ImageAxes", "subplots", "coordinate_label", "plot_embedding", "plot_code_on_data", "latent_grid",
            "plot_image_grid", "plot_decoded_grid", "plot_reconstructions", "plot_decoded_modes", "plot_latent_field",
            "plot_posterior_comparison"]
 
 MAX_CATEGORIES = 20  # integer labels with at most this many values get a legend, not a colour bar
 RECONSTRUCTION_HEADER = ("original", "decoded")  # the column titles over each test image and its reconstruction
+
+
+def subplots(*grid, figsize: tuple[float, float], layout: str | None = None, **kwargs) -> tuple[Figure, object]:
+    """pyplot's ``subplots`` without pyplot: a figure on its own Agg canvas, so drawing never selects or depends on
+    matplotlib's backend (a notebook's inline backend stays) and no figure is left in pyplot's registry."""
+    figure = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(*grid, **kwargs)
 
 
 def coordinate_label(i: int, periodic: bool = False) -> str:
@@ -40,7 +47,7 @@ def _coordinates(z) -> str:
 
 def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, periodic: bool = False,
                    title: str = "Posterior-mean embedding", label_names: list[str] | None = None,
-                   label_title: str = "label") -> plt.Figure:
+                   label_title: str = "label") -> Figure:
     """Scatter an embedding ``[n, d]`` coloured by label: 2-D directly, 3-D as its three pairwise projections
     side by side, higher as its first two coordinates (the title says so: "(z1, z2 of d)"). A 1-D embedding
     is drawn against its labels: one strip per category, z1 against a real-valued label, or without labels
@@ -52,7 +59,7 @@ def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, peri
     if d == 1:
         return _plot_embedding_1d(embedding[:, 0], labels, categories, periodic, title, label_title)
     pairs = [(0, 1), (0, 2), (1, 2)] if d == 3 else [(0, 1)]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
+    fig, axes = subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
         if categories is None:
             points = ax.scatter(embedding[:, i], embedding[:, j], c=labels, cmap="viridis", s=6, alpha=0.8)
@@ -75,9 +82,9 @@ def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, peri
 
 
 def _plot_embedding_1d(z: np.ndarray, labels: np.ndarray | None, categories: list[tuple[int, str]] | None,
-                       periodic: bool, title: str, label_title: str) -> plt.Figure:
+                       periodic: bool, title: str, label_title: str) -> Figure:
     """A 1-D embedding ``[n]``: a strip of z1 per category, z1 against a real-valued label, or a histogram."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = subplots(figsize=(6, 4.5))
     if labels is None:
         ax.hist(z, bins=int(np.clip(np.sqrt(len(z)), 10, 50)), range=(0, 1) if periodic else None, color="tab:blue")
         ax.set_ylabel("number of examples")
@@ -110,15 +117,15 @@ def _categories(labels: np.ndarray | None, names: list[str] | None) -> list[tupl
 
 def _category_colours(count: int) -> list:
     """Distinct colours for ``count`` categories (tab10, or tab20 above ten, repeating beyond)."""
-    colours = plt.get_cmap("tab10" if count <= 10 else "tab20")
+    colours = matplotlib.colormaps["tab10" if count <= 10 else "tab20"]
     return [colours(k % colours.N) for k in range(count)]
 
 
 def plot_code_on_data(data: np.ndarray, code: np.ndarray, title: str = "Data coloured by their latent code",
-                      periodic: bool = False) -> plt.Figure:
+                      periodic: bool = False) -> Figure:
     """2-D data ``[n, 2]`` coloured by the first latent coordinate of each point (MLAE paper, Fig. 3):
     which direction of the data the code follows. On the torus the colour map is cyclic (0 and 1 alike)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = subplots(figsize=(5.5, 4.5))
     colours = {"cmap": "twilight", "vmin": 0, "vmax": 1} if periodic else {"cmap": "viridis"}
     points = ax.scatter(data[:, 0], data[:, 1], c=code[:, 0], s=6, **colours)
     fig.colorbar(points, ax=ax, label=f"latent code {coordinate_label(0, periodic)}")
@@ -167,13 +174,13 @@ def _mosaic(images: torch.Tensor, per_row: int) -> np.ndarray:
 
 
 def plot_image_grid(images: torch.Tensor, per_side: int, title: str = "Images", axes: ImageAxes | None = None,
-                    tile_titles: list[str] | None = None) -> plt.Figure:
+                    tile_titles: list[str] | None = None) -> Figure:
     """Tile images ``[n, C, H, W]`` (C = 1 or 3), ``per_side`` to a row, into one figure. With ``axes``
     (single-channel images such as spectrograms), each tile is drawn row 0 at the bottom with ticks in
     the axes' units on the outer tiles. ``tile_titles`` title the first ``len(tile_titles)`` tiles: one
     per tile, or a header over the first row."""
     if axes is None and not tile_titles:
-        fig, ax = plt.subplots(figsize=(6, 6))
+        fig, ax = subplots(figsize=(6, 6))
         ax.imshow(_mosaic(images, per_side))
         ax.set_axis_off()
         ax.set_title(title)
@@ -182,7 +189,7 @@ def plot_image_grid(images: torch.Tensor, per_side: int, title: str = "Images", 
 
 
 def _tile_grid(images: torch.Tensor, per_row: int, title: str, axes: ImageAxes | None, tile_titles: list[str],
-               top: float = 0.0, right: float = 0.0) -> tuple[plt.Figure, np.ndarray]:
+               top: float = 0.0, right: float = 0.0) -> tuple[Figure, np.ndarray]:
     """Images ``[n, C, H, W]`` as a grid of tiles, one subplot each, and the subplots ``[rows, per_row]``. With
     ``axes``: low rows at the bottom, ticks in the axes' units on the left and bottom tiles; else grey or colour
     tiles without ticks. The first tiles carry ``tile_titles``. ``top`` and ``right``: extra margins (inches)."""
@@ -198,7 +205,7 @@ def _tile_grid(images: torch.Tensor, per_row: int, title: str, axes: ImageAxes |
     top += 0.45 + title_height
     figure_width = 2 * margin + per_row * width + (per_row - 1) * 0.06 + right
     figure_height = top + margin + rows * height + (rows - 1) * gap
-    fig, grid = plt.subplots(rows, per_row, figsize=(figure_width, figure_height), squeeze=False)
+    fig, grid = subplots(rows, per_row, figsize=(figure_width, figure_height), squeeze=False)
     fig.subplots_adjust(left=margin / figure_width, right=1 - (margin + right) / figure_width,
                         bottom=margin / figure_height, top=1 - top / figure_height,
                         wspace=0.06 / width, hspace=gap / height)
@@ -223,7 +230,7 @@ def _tile_grid(images: torch.Tensor, per_row: int, title: str, axes: ImageAxes |
 
 
 def plot_decoded_grid(images: torch.Tensor, grid: np.ndarray, per_side: int, title: str = "Decoded latent grid",
-                      axes: ImageAxes | None = None, periodic: bool = False) -> plt.Figure:
+                      axes: ImageAxes | None = None, periodic: bool = False) -> Figure:
     """The images ``[n, C, H, W]`` decoded from the latent points ``grid`` ``[n, d]`` of :func:`latent_grid`,
     laid out on the latent plane: z1 along the columns, z2 up the rows, each axis ticked at the tile centres
     with their latent coordinates (a 1-D latent: one row along z1). Coordinates held fixed (z3 and above) are
@@ -249,7 +256,7 @@ def plot_decoded_grid(images: torch.Tensor, grid: np.ndarray, per_side: int, tit
         x_centres, y_centres = np.arange(per_side) + 0.5, len(z2) - 0.5 - np.arange(len(z2))
     else:
         height, width = images.shape[-2:]
-        fig, latent = plt.subplots(figsize=(6, 6))
+        fig, latent = subplots(figsize=(6, 6))
         latent.imshow(_mosaic(images, per_side))
         for spine in latent.spines.values():
             spine.set_visible(False)
@@ -267,7 +274,7 @@ def plot_decoded_grid(images: torch.Tensor, grid: np.ndarray, per_side: int, tit
 
 def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, pairs_per_row: int,
                          title: str = "Test images and their reconstructions",
-                         axes: ImageAxes | None = None) -> plt.Figure:
+                         axes: ImageAxes | None = None) -> Figure:
     """Each image of ``originals`` ``[n, C, H, W]`` beside its reconstruction, ``pairs_per_row`` pairs to a row,
     under a header naming the columns (``RECONSTRUCTION_HEADER``: "original", "decoded")."""
     pairs = torch.stack([originals.detach().cpu(), reconstructions.detach().cpu()], dim=1).flatten(0, 1)
@@ -275,7 +282,7 @@ def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor,
 
 
 def plot_decoded_modes(images: torch.Tensor, modes: np.ndarray, title: str = "Decoded modes",
-                       axes: ImageAxes | None = None) -> plt.Figure:
+                       axes: ImageAxes | None = None) -> Figure:
     """The images ``[K, C, H, W]`` decoded from the modes ``[K, d]`` in a near-square grid, each tile titled
     "mode k" (k = 1..K in the given order, as :func:`plot_latent_field` numbers its markers) and the mode's
     latent coordinates."""
@@ -286,7 +293,7 @@ def plot_decoded_modes(images: torch.Tensor, modes: np.ndarray, title: str = "De
 
 def plot_latent_field(points: np.ndarray, values: np.ndarray, title: str, markers: np.ndarray | None = None,
                       path: np.ndarray | None = None, periodic: bool = False, log: bool = False, *,
-                      value_label: str) -> plt.Figure:
+                      value_label: str) -> Figure:
     """A scalar field over latent points ``[m, d]`` (a density, a Jacobian norm), drawn as 2-D
     histograms weighted by ``values`` (averaged per cell; ``log``: their natural log): the plane for d = 2,
     the three coordinate pairs for d = 3, each panel's colour bar then naming the coordinate averaged out.
@@ -294,7 +301,7 @@ def plot_latent_field(points: np.ndarray, values: np.ndarray, title: str, marker
     ``markers`` (modes, densest first) as red dots numbered 1..K, ``path`` (a geodesic) as a white line."""
     d = points.shape[1]
     pairs = [(0, 1)] if d == 2 else [(0, 1), (0, 2), (1, 2)]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4.5), squeeze=False, layout="constrained")
+    fig, axes = subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4.5), squeeze=False, layout="constrained")
     for ax, (i, j) in zip(axes[0], pairs):
         bins = max(8, int(0.7 * np.sqrt(len(points))))  # coarse enough that every cell holds lattice points
         limits = [[0, 1], [0, 1]] if periodic else None
@@ -334,14 +341,14 @@ def _number(ax, markers: np.ndarray, x_range: np.ndarray) -> None:
 
 
 def plot_posterior_comparison(points: np.ndarray, weights: np.ndarray, means: np.ndarray, stds: np.ndarray,
-                              title: str = "Empirical posterior vs variational 3-sigma ellipse") -> plt.Figure:
+                              title: str = "Empirical posterior vs variational 3-sigma ellipse") -> Figure:
     """For each example: its posterior over lattice points ``points [m, 2]`` (``weights [b, m]``, the
     99 % most probable points shown, darker where more probable) against the variational Gaussian's mean
     and 3-sigma ellipse (``means``, ``stds``: ``[b, 2]``), as in the QLVM paper's Fig. 3B."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Ellipse
 
-    fig, axes = plt.subplots(1, len(weights), figsize=(3.2 * len(weights), 3.6), squeeze=False, layout="constrained")
+    fig, axes = subplots(1, len(weights), figsize=(3.2 * len(weights), 3.6), squeeze=False, layout="constrained")
     for k, (ax, w, mean, std) in enumerate(zip(axes[0], weights, means, stds)):
         order = np.argsort(w)[::-1]
         keep = order[: np.searchsorted(np.cumsum(w[order]), 0.99) + 1]

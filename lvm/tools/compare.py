@@ -34,12 +34,10 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-import matplotlib
+import pandas as pd
+import yaml
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+from lvm.plotting.figures import subplots
 
 __all__ = ["EpochTimer", "train_run", "compare", "seed_consistency", "main"]
 
@@ -116,7 +114,7 @@ def _report(table: pd.DataFrame, out: Path, seeds: int, overrides: list[str]) ->
         "test-set embeddings aligned up to the latent space's symmetries (torus translations, reflections and axis "
         "swaps; orthogonal maps for Gaussian latents), per pair in `consistency.csv`. Per-run values: "
         "`results.csv`.\n")
-    figure, axis = plt.subplots(figsize=(1.6 * len(summary) + 2, 4))
+    figure, axis = subplots(figsize=(1.6 * len(summary) + 2, 4))
     positions = range(len(summary))
     axis.errorbar(positions, summary["log_likelihood"], yerr=summary["log_likelihood_sd"], fmt="o", capsize=5,
                   color="tab:blue", label=f"mean ± sd over {seeds} seed(s)")
@@ -126,7 +124,6 @@ def _report(table: pd.DataFrame, out: Path, seeds: int, overrides: list[str]) ->
     axis.legend()
     figure.tight_layout()
     figure.savefig(out / "report.png", dpi=120)
-    plt.close(figure)
 
 
 def compare(configs: list[Path], out: Path, seeds: int = 1, overrides: list[str] | None = None) -> pd.DataFrame:
