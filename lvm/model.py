@@ -279,24 +279,29 @@ class LatentVariableModel(L.LightningModule):
             atexit.unregister(_destroy_process_group_at_exit)  # at most once per process
             atexit.register(_destroy_process_group_at_exit)
         data_shape = getattr(self.trainer.datamodule, "data_shape", None)
-        if data_shape is None:
-            return
-        with torch.no_grad():
-            produced = self.decode(torch.zeros(1, self.prior.dim, device=self.device)).shape[1:]
-            if math.prod(produced) != math.prod(data_shape):
+        if data_shape is not None:
+            self.check_data_shape(data_shape)
+
+    @torch.no_grad()
+    def check_data_shape(self, data_shape: tuple[int, ...]) -> None:
+        """Raise a ``ValueError`` that says what to set if the decoder (and encoder) do not fit examples of
+        ``data_shape``; fixes the input size of a lazy first encoder layer. The CLI calls it before anything of a run
+        is written, the ``setup`` hook for every fit or test."""
+        produced = self.decode(torch.zeros(1, self.prior.dim, device=self.device)).shape[1:]
+        if math.prod(produced) != math.prod(data_shape):
+            raise ValueError(
+                f"The decoder produces outputs of shape {list(produced)} but the data have shape "
+                f"{list(data_shape)}; set the decoder's output shape (e.g. decoder.init_args.data_shape)."
+            )
+        if self.encoder is not None:
+            outputs = self.encoder(torch.zeros(1, *data_shape, device=self.device)).shape[-1]
+            expected = self.posterior.output_size(self.prior.dim)
+            if outputs != expected:
                 raise ValueError(
-                    f"The decoder produces outputs of shape {list(produced)} but the data have shape "
-                    f"{list(data_shape)}; set the decoder's output shape (e.g. decoder.init_args.data_shape)."
+                    f"{type(self.posterior).__name__} reads {expected} encoder outputs for a {self.prior.dim}-D "
+                    f"latent; the encoder outputs {outputs}. Set encoder.init_args.out_features: {expected} "
+                    "(the CLI links it from the prior and the posterior)."
                 )
-            if self.encoder is not None:  # fixes the input size of a lazy first layer
-                outputs = self.encoder(torch.zeros(1, *data_shape, device=self.device)).shape[-1]
-                expected = self.posterior.output_size(self.prior.dim)
-                if outputs != expected:
-                    raise ValueError(
-                        f"{type(self.posterior).__name__} reads {expected} encoder outputs for a {self.prior.dim}-D "
-                        f"latent; the encoder outputs {outputs}. Set encoder.init_args.out_features: {expected} "
-                        "(the CLI links it from the prior and the posterior)."
-                    )
 
     def _log_objective(self, outputs: dict, stage: str, batch_size: int) -> None:
         self.log_dict(

@@ -149,6 +149,10 @@ def test_bad_input_gets_a_short_error_naming_it_and_writes_nothing(tmp_path):
         ("--config", QUICKSTART, "--model.prior", "lvm.priors.TorusPrio"): "Did you mean lvm.priors.TorusPrior",
         ("--config", QUICKSTART, "--ckpt_path", str(text)): "notes.ckpt is not a readable checkpoint",
         ("--config", QUICKSTART, "--ckpt_path", str(truncated)): "truncated.ckpt is not a readable checkpoint",
+        ("--config", QUICKSTART, "--model.decoder.init_args.data_shape", "[1, 7, 7]"):
+            r"decoder produces outputs of shape \[1, 7, 7\] but the data have shape \[1, 8, 8\]",
+        ("--config", QUICKSTART, "--model.objective", "lvm.objectives.ELBO"):
+            "ELBO needs model.prior: lvm.priors.StandardNormalPrior; got TorusPrior",
     }
     before = sorted(tmp_path.rglob("*"))
     for args, message in cases.items():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import inspect
+import os
 import re
 import sys
 from importlib import import_module
@@ -165,8 +166,28 @@ class LVMCLI(LightningCLI):
                               "callbacks": [MetricsFile(), RNGStateCheckpoint(), FreezeStartupHeap(), OptimizerResume()]},
             **kwargs,
         )
+        self._check_before_writing()
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: a mistake found above leaves nothing behind
         if fit_and_test:
             self.run()
+
+    def instantiate_classes(self) -> None:
+        """Lightning's, with the components' own checks of the configuration (an objective that needs another prior, a
+        posterior without an encoder, ...: their ``ValueError``) said as a :class:`UsageError`."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            raise UsageError(str(error).strip().splitlines()[0]) from error
+
+    def _check_before_writing(self) -> None:
+        """The checks of the data against the model that need both instantiated, run before the run directory, the
+        config file or the logger's files are written; a mismatch is a :class:`UsageError`."""
+        data_shape = getattr(self.datamodule, "data_shape", None)
+        if data_shape is not None:
+            try:
+                self.model.check_data_shape(tuple(data_shape))
+            except ValueError as error:
+                raise UsageError(str(error)) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--ckpt_path", type=str | None, default=None,
@@ -225,8 +246,7 @@ class LVMCLI(LightningCLI):
             config_files = config.get("config") or []
             name = config.run_name or (Path(str(config_files[0])).stem if config_files else "run")
             run_dir = new_run_dir(Path(config.trainer.default_root_dir or DEFAULT_ROOT), name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir = run_dir
+        self.run_dir = run_dir  # created once the instantiated model and data are checked
         config.trainer.default_root_dir = str(run_dir)
         config.checkpoint.dirpath = str(run_dir / "checkpoints")
         for logger in _loggers(config):
@@ -272,9 +292,12 @@ def cli_main(args: list[str] | None = None) -> LVMCLI:
 
 
 def main() -> None:
-    """``train.py``: :func:`cli_main`, with mistakes said in one short message and exit status 2."""
+    """``train.py``: :func:`cli_main`, with mistakes said in one short message and exit status 2 (the environment
+    variable ``LVM_DEBUG=1`` shows the traceback instead)."""
     try:
         cli_main()
     except UsageError as error:
+        if os.environ.get("LVM_DEBUG"):
+            raise
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
