@@ -232,3 +232,24 @@ def test_a_plugin_module_that_fails_on_import_is_not_called_missing(tmp_path, mo
         check_arguments(["--config", QUICKSTART, "--model.objective", "raising_plugin.Thing"])
     with pytest.raises(UsageError, match="class_path missing_plugin.Thing does not exist"):
         check_arguments(["--config", QUICKSTART, "--model.objective", "missing_plugin.Thing"])
+
+
+def test_data_that_cannot_be_read_is_one_line_before_anything_is_written(tmp_path):
+    """The datamodule's file checks (prepare_data) run before the run directory exists: a missing data root and an
+    HDF5 file whose array is not called ``specs`` are one error line naming the place, exit status 2, no files."""
+    from lvm.datamodules.miniatures import write_vocalizations
+
+    wrong_key = tmp_path / "wrong_key"
+    wrong_key.mkdir()
+    write_vocalizations(wrong_key / "bird.h5", 8, key="spectrograms")
+    vocalizations = str(ROOT / "configs" / "qlvm_vocalizations_cpu.yaml")
+    cases = {str(tmp_path / "absent"): r"No vocalization HDF5 files .* in .*absent",
+             str(wrong_key): r"bird.h5: no dataset 'specs' \(it has .*'spectrograms'"}
+    before = sorted(tmp_path.rglob("*"))
+    for root, message in cases.items():
+        result = _train_py("--config", vocalizations, "--data.init_args.root", root,
+                           "--trainer.default_root_dir", str(tmp_path / "runs"))
+        error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(error) == 1 and re.search(message, error[0]), result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+    assert sorted(tmp_path.rglob("*")) == before

@@ -124,7 +124,18 @@ class VocalizationsDataModule(SplitDataModule):
         return files
 
     def prepare_data(self) -> None:
-        self._files()
+        """Check the files before anything trains: they exist and each holds a 3-D ``specs`` array of one shape (the
+        HDF5 headers or the npz index only, no spectrogram is read)."""
+        files, shape = self._files(), None
+        for path in files:
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as archive:
+                    if "specs" not in archive:
+                        raise KeyError(f"{path}: no array 'specs' (it has {sorted(archive.keys())}).")
+                continue
+            with h5py.File(path, "r") as handle:
+                specs = require_dataset(handle, "specs", path, (None, *(shape or (None, None))), np.float32)
+                shape = shape or specs.shape[1:]
 
     @staticmethod
     def _read_metadata(handle, path: Path, n: int) -> dict[str, np.ndarray]:

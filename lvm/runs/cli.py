@@ -166,7 +166,7 @@ class LVMCLI(LightningCLI):
                               "callbacks": [MetricsFile(), RNGStateCheckpoint(), FreezeStartupHeap(), OptimizerResume()]},
             **kwargs,
         )
-        self._check_before_writing()
+        self._check_before_writing(read_data=fit_and_test)
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: a mistake found above leaves nothing behind
         if fit_and_test:
             self.run()
@@ -179,9 +179,18 @@ class LVMCLI(LightningCLI):
         except ValueError as error:
             raise UsageError(str(error).strip().splitlines()[0]) from error
 
-    def _check_before_writing(self) -> None:
-        """The checks of the data against the model that need both instantiated, run before the run directory, the
-        config file or the logger's files are written; a mismatch is a :class:`UsageError`."""
+    def _check_before_writing(self, read_data: bool = True) -> None:
+        """The checks of the data, and of the data against the model, run before the run directory, the config file or
+        the logger's files are written: the datamodule's ``prepare_data`` (our datamodules check their files there:
+        present, readable, the expected arrays and shapes; on the first process of a node only, as Lightning calls it)
+        and the model's :meth:`check_data_shape`. A failure is a :class:`UsageError` naming the file and what is
+        wrong. ``read_data=False`` (a CLI that only builds the model) skips the data's files."""
+        if read_data and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            try:
+                self.datamodule.prepare_data()
+            except (FileNotFoundError, KeyError, ValueError) as error:
+                message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+                raise UsageError(str(message).strip().splitlines()[0]) from error
         data_shape = getattr(self.datamodule, "data_shape", None)
         if data_shape is not None:
             try:
