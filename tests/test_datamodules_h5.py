@@ -144,3 +144,24 @@ data:
     plots = {p.name for p in (tmp_path / "runs").glob("*/plots/*.png")}
     assert {f"embedding_{name}.png" for name in ("floor_hue", "shape", "orientation")} <= plots
     assert cli.trainer.callback_metrics["test/log_likelihood"].isfinite()
+
+
+def test_an_npz_with_a_pandas_object_column_says_which_key_and_how_to_save_it(tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame({"species": ["zebra finch", "canary"] * 5, "onset": np.arange(10.0)})
+    path = tmp_path / "calls.npz"
+    np.savez(path, specs=np.random.default_rng(0).random((10, 16, 16)), species=table["species"].to_numpy(),
+             onset=table["onset"].to_numpy())  # object array: numpy pickles it
+    dm = VocalizationsDataModule(str(path), batch_size=5)
+    message = r"calls.npz: array 'species' holds Python objects .*species=np.asarray\(column, dtype=str\)"
+    with pytest.raises(ValueError, match=message):
+        dm.prepare_data()  # the check the CLI runs before anything is written
+    with pytest.raises(ValueError, match=message):
+        dm.setup("fit")
+    np.savez(path, specs=np.random.default_rng(0).random((10, 16, 16)),
+             species=np.asarray(table["species"], dtype=str), onset=table["onset"].to_numpy())  # as the message says
+    dm = VocalizationsDataModule(str(path), label_key="species", batch_size=5)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert sorted(dm.label_names) == ["canary", "zebra finch"]

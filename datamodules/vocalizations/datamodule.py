@@ -77,6 +77,19 @@ def spectrogram_axes(attrs, shape: tuple[int, int]) -> ImageAxes:
                      "frequency (kHz)", "time (ms, √-stretched)" if stretched else "time (ms)")
 
 
+def _npz_array(archive, key: str, path: Path) -> np.ndarray:
+    """``archive[key]``, or a ``ValueError`` that names the array and how to save it when it holds Python objects
+    (a pandas column of strings saved as is), which numpy reads only with pickle, unsafe for files from elsewhere."""
+    try:
+        return archive[key]
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise
+        raise ValueError(f"{path}: array {key!r} holds Python objects (e.g. a pandas column of strings saved as is), "
+                         "which is not read without pickle; save it as fixed-width strings or numbers, e.g. "
+                         f"np.savez(..., {key}=np.asarray(column, dtype=str)).") from None
+
+
 class VocalizationsDataModule(SplitDataModule):
     """Args:
         root: the directory of HDF5 files, or one ``.npz`` file.
@@ -132,6 +145,9 @@ class VocalizationsDataModule(SplitDataModule):
                 with np.load(path, allow_pickle=False) as archive:
                     if "specs" not in archive:
                         raise KeyError(f"{path}: no array 'specs' (it has {sorted(archive.keys())}).")
+                    for key in archive.files:
+                        if key != "specs":
+                            _npz_array(archive, key, path)
                 continue
             with h5py.File(path, "r") as handle:
                 specs = require_dataset(handle, "specs", path, (None, *(shape or (None, None))), np.float32)
@@ -142,7 +158,11 @@ class VocalizationsDataModule(SplitDataModule):
         """The 1-D fields of an HDF5 file or npz archive, strings decoded (UTF-8)."""
         fields = {}
         for key in handle:
-            if key == "specs" or len(handle[key].shape) != 1:
+            if key == "specs":
+                continue
+            if not isinstance(handle, h5py.File):
+                _npz_array(handle, key, path)  # an object array says how to save it instead
+            if len(handle[key].shape) != 1:
                 continue
             if isinstance(handle, h5py.File) and h5py.check_string_dtype(handle[key].dtype) is not None:
                 value = np.asarray(handle[key].asstr()[:], dtype=str)
