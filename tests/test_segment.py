@@ -313,3 +313,30 @@ def test_cli_imports_annotations_for_the_recordings(recordings, tmp_path, capsys
         warnings.simplefilter("error")  # and without audio_dir, names are taken as they are
         table = main(["--annotations", f"[{tmp_path / 'labels' / 'bird9.txt'}]", "--out", str(out)])
     assert table["file"].tolist() == ["bird9.wav"]
+
+
+def test_a_truncated_wav_is_read_with_a_warning_naming_both_lengths(tmp_path):
+    """A WAV file cut short (a partial copy) is segmented as what could be read, with a warning that names the file,
+    the header's length and the length read; an intact file gives none."""
+    import warnings
+
+    import soundfile
+
+    from lvm.datamodules.vocalizations.audio import declared_frames, read_recording
+
+    rate = 22_050
+    for subtype, frame_bytes in (("PCM_16", 2), ("FLOAT", 4)):
+        whole = tmp_path / f"whole_{subtype}.wav"
+        soundfile.write(whole, np.random.default_rng(0).uniform(-0.5, 0.5, 2 * rate), rate, subtype=subtype)
+        assert declared_frames(whole) == 2 * rate
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert len(read_recording(whole)[0]) == 2 * rate
+        cut = tmp_path / f"cut_{subtype}.wav"
+        cut.write_bytes(whole.read_bytes()[:20_000])
+        with pytest.warns(UserWarning, match=rf"cut_{subtype}.wav is truncated: its header declares 2.000 s .* only "):
+            audio, _ = read_recording(cut)
+        assert len(audio) < 20_000 // frame_bytes + 1
+    flac = tmp_path / "call.flac"
+    soundfile.write(flac, np.zeros(100), rate)
+    assert declared_frames(flac) is None

@@ -181,7 +181,7 @@ def test_a_failure_mid_run_leaves_no_output(calls, tmp_path):
     table = tables["float"].drop(columns="rate")
     broken = sorted(table.file.unique())[-1]  # the last file: the others are processed before it fails
     (audio / broken).write_text("not audio")
-    with pytest.raises(ValueError, match=f"{broken}: not a readable audio file"):  # a given scale: no calibration pass
+    with pytest.raises(ValueError, match=f"{broken}: cannot be read as audio"):  # a given scale: no calibration pass
         _preprocess(audio, table, tmp_path / "out", "--params.spec_min_val", "-9", "--params.spec_max_val", "-3")
     assert list((tmp_path / "out").iterdir()) == []  # not the two files processed before, nor the hidden folder
 

@@ -42,12 +42,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-import soundfile
 import yaml
 from rich.progress import track
 from scipy.interpolate import RegularGridInterpolator
 from scipy.signal import stft
 
+from .audio import read_recording
 from .frequencies import frequency_axis
 
 __all__ = ["SpectrogramParams", "log_spectrogram", "syllable_spectrogram", "calibrate", "preprocess", "main"]
@@ -181,11 +181,7 @@ class _Recordings:
         path = self.audio_dir / name
         if not path.is_file():
             raise FileNotFoundError(f"{self.segments} lists {name}, but {path.resolve()} does not exist.")
-        try:
-            audio, rate = soundfile.read(path, dtype="float64", always_2d=True)  # [samples, channels] in [-1, 1]
-        except (RuntimeError, soundfile.LibsndfileError) as error:
-            raise ValueError(f"{path}: not a readable audio file ({error}).") from error
-        audio = audio.mean(axis=1)  # mono
+        audio, rate = read_recording(path)
         if not np.any(audio):
             raise ValueError(f"{path} is silent (every sample is 0); remove its rows from {self.segments}.")
         if self.params.max_freq > rate / 2:

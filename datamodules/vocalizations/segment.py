@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile
 from numpy.lib.stride_tricks import sliding_window_view
 from rich.progress import track
 from scipy.fft import rfft
@@ -56,6 +55,7 @@ from scipy.signal import get_window
 from lvm.runs.files import write_atomically
 
 from .annotations import COLUMNS, annotation_files, match_audio, read_annotations
+from .audio import read_recording
 
 __all__ = ["SegmentParams", "segment_audio", "segment_files", "segment", "main"]
 
@@ -254,16 +254,6 @@ def _audio_files(audio_dir: Path) -> list[Path]:
     return files
 
 
-def _read_audio(path: Path) -> tuple[np.ndarray, float]:
-    """``([samples] float64 mono, rate)``."""
-    try:
-        audio, rate = soundfile.read(path, dtype="float64", always_2d=True)
-    except (soundfile.SoundFileError, RuntimeError) as error:
-        raise ValueError(f"{path}: cannot be read as audio ({error}); convert it to WAV or FLAC or move it out "
-                         "of the audio folder.") from error
-    return audio.mean(axis=1), float(rate)  # [samples, channels] -> [samples]
-
-
 def _segment_all(audio_dir: str, params: SegmentParams, plot: str | None = None):
     """Segment every recording: ``(table, seconds of audio, files without segments, dropped Counter)``."""
     root = Path(audio_dir)
@@ -271,7 +261,7 @@ def _segment_all(audio_dir: str, params: SegmentParams, plot: str | None = None)
     rows, seconds, silent, dropped = [], 0.0, [], Counter()
     for path in track(files, description="Segmenting"):
         name = path.relative_to(root).as_posix()
-        audio, rate = _read_audio(path)
+        audio, rate = read_recording(path)
         analysis = _analyse(audio, rate, params, name)
         rows += [(name, onset, offset) for onset, offset in analysis.segments]
         seconds += len(audio) / rate
