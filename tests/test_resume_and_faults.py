@@ -243,8 +243,13 @@ def test_data_that_cannot_be_read_is_one_line_before_anything_is_written(tmp_pat
     wrong_key.mkdir()
     write_vocalizations(wrong_key / "bird.h5", 8, key="spectrograms")
     vocalizations = str(ROOT / "configs" / "qlvm_vocalizations_cpu.yaml")
+    default_size = tmp_path / "default_size"  # the preprocessing's default 128 x 128 against the CPU config's 64 x 64
+    default_size.mkdir()
+    write_vocalizations(default_size / "bird.h5", 8)
     cases = {str(tmp_path / "absent"): r"No vocalization HDF5 files .* in .*absent",
-             str(wrong_key): r"bird.h5: no dataset 'specs' \(it has .*'spectrograms'"}
+             str(wrong_key): r"bird.h5: no dataset 'specs' \(it has .*'spectrograms'",
+             str(default_size): r"outputs of shape \[1, 64, 64\] but the data have shape \[1, 128, 128\].*"
+                                r"--params.num_freq_bins F --params.num_time_bins T\); the files in .* hold 128 x 128"}
     before = sorted(tmp_path.rglob("*"))
     for root, message in cases.items():
         result = _train_py("--config", vocalizations, "--data.init_args.root", root,

@@ -110,6 +110,13 @@ class VocalizationsDataModule(SplitDataModule):
         self.image_axes: ImageAxes | None = None
 
     @property
+    def shape_hint(self) -> str:
+        """How to give the spectrograms another size (the CLI adds it to a decoder-shape mismatch)."""
+        return (f"preprocess the recordings again to the decoder's size (python -m lvm.datamodules.vocalizations."
+                f"preprocess ... --params.num_freq_bins F --params.num_time_bins T); the files in {self.root} hold "
+                f"{' x '.join(map(str, (self.data_shape or ())[1:])) or 'no'} spectrograms.")
+
+    @property
     def data_shape(self) -> tuple[int, ...] | None:
         """``(1, F, T)`` from the first file's ``specs`` (``None`` while there is none)."""
         try:

@@ -195,8 +195,9 @@ class LVMCLI(LightningCLI):
         if data_shape is not None:
             try:
                 self.model.check_data_shape(tuple(data_shape))
-            except ValueError as error:
-                raise UsageError(str(error)) from None
+            except ValueError as error:  # a datamodule may say how its data could take another shape
+                hint = getattr(self.datamodule, "shape_hint", None)
+                raise UsageError(f"{error}" + (f" Or: {hint}" if hint else "")) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--ckpt_path", type=str | None, default=None,
