@@ -80,7 +80,7 @@ def test_held_out_evaluation_uses_it_and_is_never_below_the_iwae_bound(float64):
     torch.manual_seed(0)
     model, x, exact = _ppca(ELBO(), {"shift": 0.3, "variance_scale": 25.0})
     model.eval_num_points = 2584
-    estimate = model.evaluation.estimator(model, x)["log_likelihood"]
+    estimate = model.evaluation.log_likelihood(model, x)["log_likelihood"]
     from lvm.estimators.variational import proposal_log_likelihood
 
     iwae = proposal_log_likelihood(lambda z: model.log_prob(x, z), model.posterior.proposal(model.encode(x)),

@@ -51,7 +51,7 @@ def test_export_of_the_quickstart_checkpoint_has_every_example_values_and_proven
     np.testing.assert_allclose(test[["mode1", "mode2"]].to_numpy(), model.embed(x, "mode").double().numpy(), atol=1e-6)
     np.testing.assert_array_equal(test["label"].to_numpy(), labels.numpy())
     with torch.no_grad():
-        expected = model.evaluation.estimator(model, x[:64])["log_likelihood"].double().numpy()
+        expected = model.evaluation.log_likelihood(model, x[:64])["log_likelihood"].double().numpy()
     np.testing.assert_allclose(test["log_likelihood"].to_numpy()[:64], expected, rtol=1e-5)
 
     assert record["checkpoint_sha256"] == hashlib.sha256(quickstart_checkpoint.read_bytes()).hexdigest()

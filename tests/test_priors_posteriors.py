@@ -119,7 +119,7 @@ def test_held_out_estimator_follows_the_components_not_the_objective():
     estimates = []
     for model in built:
         torch.manual_seed(1)
-        estimates.append(model.evaluation.estimator(model, x)["log_likelihood"])
+        estimates.append(model.evaluation.log_likelihood(model, x)["log_likelihood"])
     assert torch.equal(estimates[0], estimates[1]) and torch.equal(estimates[0], estimates[2])
 
 

@@ -146,7 +146,7 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
             x = x.to(device)
             summary = posterior_summary(model, x, num_points)
             if log_likelihood:
-                summary["log_likelihood"] = model.evaluation.estimator(model, x)["log_likelihood"]
+                summary["log_likelihood"] = model.evaluation.log_likelihood(model, x)["log_likelihood"]
             for key, value in summary.items():
                 parts[key].append(value.cpu())
             if isinstance(batch, (list, tuple)) and len(batch) > 1:

@@ -61,22 +61,23 @@ def _samples_per_chunk(model, x: torch.Tensor) -> int:
 
 
 class HeldOutEstimator:
-    """A held-out estimate of ``log p(x)`` for one (prior, posterior) pair: ``estimator(model, x)`` returns
-    ``{"log_likelihood": [b], ...}`` plus the per-example diagnostics named in :attr:`diagnostics`."""
+    """A held-out estimate of ``log p(x)`` for one (prior, posterior) pair: ``estimator(model, x, num_samples)``
+    returns ``{"log_likelihood": [b], ...}`` plus the per-example diagnostics named in :attr:`diagnostics`
+    (``num_samples``: K importance samples, dithers or draws per stage)."""
 
     lattice_posterior = False  # embeddings come from the posterior on the evaluation lattice
     diagnostics: tuple[str, ...] = ()  # further per-example values it returns (logged as {stage}/<name>)
 
-    def __call__(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, model, x: torch.Tensor, num_samples: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
 
 class DitheredEstimator(HeldOutEstimator):
     """K dithers of a lattice code (:func:`lvm.estimators.variational.dithered_log_likelihood`)."""
 
-    def __call__(self, model, x):
+    def __call__(self, model, x, num_samples):
         value = dithered_log_likelihood(lambda z: model.log_prob(x, z), model.prior, model.latent_code(x),
-                                        model.evaluation.num_samples, _samples_per_chunk(model, x))
+                                        num_samples, _samples_per_chunk(model, x))
         return {"log_likelihood": value}
 
 
@@ -90,7 +91,7 @@ class DefensiveEstimator(HeldOutEstimator):
     def __init__(self, with_q: bool = False):
         self.with_q = with_q
 
-    def __call__(self, model, x):
+    def __call__(self, model, x, num_samples):
         x_flat = model.flatten(x)
         cube = model.shifted_lattice(shift_seed=model.eval_shift_seed)  # [m, d]
         q = model.posterior.mean_and_log_var(model.encode(x)) if self.with_q else None
@@ -98,7 +99,7 @@ class DefensiveEstimator(HeldOutEstimator):
         # in any batch and process (DDP), and the training RNG stream is untouched
         value, ess = defensive_log_likelihood(lambda z_: model.log_prob(x, z_),
                                               lambda z_: model.pairwise_log_likelihood(x_flat, z_), model.prior,
-                                              x_flat, cube, model.evaluation.num_samples,
+                                              x_flat, cube, num_samples,
                                               chunk_size=model.eval_chunk_size, seed=model.eval_shift_seed, q=q)
         return {"log_likelihood": value, "log_likelihood_ess": ess}
 
@@ -110,9 +111,9 @@ class ProposalEstimator(HeldOutEstimator):
     def proposal(self, model, params: torch.Tensor):
         return model.posterior.proposal(params, model.immersion())
 
-    def __call__(self, model, x):
+    def __call__(self, model, x, num_samples):
         value = proposal_log_likelihood(lambda z: model.log_prob(x, z), self.proposal(model, model.encode(x)),
-                                        model.prior_log_prob, model.evaluation.num_samples,
+                                        model.prior_log_prob, num_samples,
                                         _samples_per_chunk(model, x))
         return {"log_likelihood": value}
 
@@ -211,6 +212,12 @@ class HeldOutEvaluation(nn.Module):
             self.collapse = nn.ModuleDict({stage: PosteriorCollapse(prior.dim) for stage in STAGES})
 
     @torch.no_grad()
+    def log_likelihood(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The held-out estimate of ``log p(x)`` per example, ``{"log_likelihood": [b], ...}`` with the estimator's
+        diagnostics (e.g. ``log_likelihood_ess``)."""
+        return self.estimator(model, x, self.num_samples)
+
+    @torch.no_grad()
     def update(self, model, x: torch.Tensor, stage: str) -> None:
         """Update the ``stage`` metrics with a batch and log them through ``model.log``."""
         values = {}
@@ -226,7 +233,7 @@ class HeldOutEvaluation(nn.Module):
         if self.variational and type(self.estimator) is ProposalEstimator:  # the same estimate: computed once
             values["log_likelihood"] = values["importance_log_likelihood"]
         else:
-            values.update(self.estimator(model, x))
+            values.update(self.log_likelihood(model, x))
             ess = values.get("log_likelihood_ess")
             if ess is not None and ess.mean() < MIN_ESS:
                 rank_zero_warn(f"The held-out log-likelihood has not converged: effective sample size {ess.mean():.1f} "
