@@ -1,8 +1,8 @@
 """Analytic KL divergences KL(q(z | x) || p(z)) between a posterior family and a prior, chosen by their types.
 
 As ``torch.distributions.register_kl``: :func:`register_kl` adds the closed form for a (posterior, prior) pair and
-:func:`kl_divergence` finds the most specific registered pair (by the classes' method resolution orders), so a new
-family adds its KL here without touching the objectives or the held-out metrics that use it. Pairs without a closed
+:func:`kl_divergence` finds the most specific registered pair (:func:`lvm.dispatch.matches_by_specificity`), so a
+new family adds its KL here without touching the objectives or the held-out metrics that use it. Pairs without a closed
 form (the R-VAE's Brownian step against the Brownian-motion prior) have none: :func:`has_analytic_kl` says so, and
 their objectives estimate the KL by sampling.
 """
@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from lvm.dispatch import matches_by_specificity
 from lvm.posteriors import DiagonalGaussianPosterior, Posterior
 from lvm.priors import Prior, StandardNormalPrior
 
@@ -33,9 +34,8 @@ def register_kl(posterior_type: type, prior_type: type) -> Callable[[KL], KL]:
 
 
 def _lookup(posterior: Posterior | None, prior: Prior) -> KL | None:
-    matches = [(type(posterior).__mro__.index(q), type(prior).__mro__.index(p), fn)
-               for (q, p), fn in _REGISTRY.items() if isinstance(posterior, q) and isinstance(prior, p)]
-    return min(matches, key=lambda match: match[:2])[2] if matches else None
+    matches = matches_by_specificity(_REGISTRY, posterior, prior)
+    return matches[0] if matches else None
 
 
 def has_analytic_kl(posterior: Posterior | None, prior: Prior) -> bool:

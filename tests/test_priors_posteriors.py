@@ -199,3 +199,13 @@ def test_a_new_prior_type_registers_its_own_estimator_and_kl():
         assert not has_analytic_kl(BrownianStepPosterior(), BrownianMotionPrior(2))
     finally:
         del ESTIMATORS[WidePrior, DiagonalGaussianPosterior], KL_REGISTRY[DiagonalGaussianPosterior, WidePrior]
+
+
+def test_type_pair_lookup_orders_the_most_specific_first_and_object_matches_none():
+    from lvm.dispatch import matches_by_specificity
+
+    registry = {(StandardNormalPrior, object): "normal, any", (StandardNormalPrior, DiagonalGaussianPosterior): "both",
+                (BrownianMotionPrior, object): "other prior", (nn.Module, nn.Module): "modules"}
+    assert matches_by_specificity(registry, StandardNormalPrior(2), DiagonalGaussianPosterior()) == [
+        "both", "normal, any", "modules"]
+    assert matches_by_specificity(registry, StandardNormalPrior(2), None) == ["normal, any"]

@@ -41,6 +41,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
+from lvm.dispatch import matches_by_specificity
 from lvm.divergences import has_analytic_kl, kl_divergence
 from lvm.estimators.defensive import defensive_log_likelihood
 from lvm.estimators.metrics import PosteriorCollapse
@@ -146,9 +147,7 @@ def register_estimator(prior_type: type, posterior_type: type = object) -> Calla
 
 def held_out_estimator(prior: Prior, posterior: Posterior | None) -> HeldOutEstimator:
     """The registered estimator for these components: the most specific prior type first, then posterior type."""
-    matches = sorted(((type(prior).__mro__.index(p), type(posterior).__mro__.index(q)), factory)
-                     for (p, q), factory in _REGISTRY.items() if isinstance(prior, p) and isinstance(posterior, q))
-    for _, factory in matches:
+    for factory in matches_by_specificity(_REGISTRY, prior, posterior):
         estimator = factory(prior, posterior)
         if estimator is not None:
             return estimator
