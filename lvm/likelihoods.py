@@ -2,9 +2,14 @@
 
 Every likelihood takes flattened data ``x: [b, D]`` and decoder outputs ``params: [m, D]``.
 ``pairwise_log_prob`` returns ``log p(x_i | z_j)`` for every pair as a ``[b, m]`` matrix
-*without* materialising a ``[b, m, D]`` tensor: both families are exponential families whose
-log-density is linear in ``x`` given the parameters, so the pairwise table is one matrix
-product plus a row term and a column term. This is the inner loop of eq. 5.
+*without* materialising a ``[b, m, D]`` tensor: every family here is an exponential family (given its
+per-feature scale or dispersion) whose log-density is linear in ``x``, or in ``x`` and ``x^2``, given the
+parameters, so the pairwise table is one or two matrix products plus a row term (``x`` only) and a column term
+(parameters only). This is the inner loop of eq. 5 of "Quasi-Monte Carlo latent variable models" (the QLVM paper).
+
+Which to choose: binary or [0, 1] images -> :class:`BernoulliLikelihood`; real values -> :class:`GaussianLikelihood`
+(``learn_variance`` when the noise level is unknown); counts (spikes, reads) -> :class:`PoissonLikelihood`, or
+:class:`NegativeBinomialLikelihood` when they are over-dispersed (variance above the mean, as single-cell counts).
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from torch import nn
 
 from lvm.numerics.gaussian import LOG_2PI, diagonal_gaussian_log_prob
 
-__all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "HeteroscedasticGaussianLikelihood"]
+__all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "HeteroscedasticGaussianLikelihood",
+           "PoissonLikelihood", "NegativeBinomialLikelihood", "SUPPORTS"]
+
+# What values of x a likelihood has a density for (datamodules check their data against it before a run starts).
+SUPPORTS = ("real", "unit_interval", "counts")
 
 
 class Likelihood(nn.Module):
@@ -29,6 +38,11 @@ class Likelihood(nn.Module):
     """
 
     params_per_dim = 1
+    support = "real"
+
+    def attach(self, num_features: int) -> None:
+        """Called by the model once the data size ``D`` is known (from the decoder's output): likelihoods with a
+        learned scale per feature create their parameters here."""
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """``log p(x | params)`` summed over dimensions; ``x`` and ``params`` broadcast ``[..., D]``."""
@@ -60,6 +74,8 @@ class BernoulliLikelihood(Likelihood):
     For grey-level ``x`` in [0, 1] (as in the paper's MNIST runs) this is the binary cross-entropy.
     """
 
+    support = "unit_interval"
+
     def log_prob(self, x, params):
         return (x * params - F.softplus(params)).sum(-1)
 
@@ -77,50 +93,91 @@ class BernoulliLikelihood(Likelihood):
 
 
 class GaussianLikelihood(Likelihood):
-    """Isotropic Gaussian with fixed variance ``s2`` (0.1 in the paper, appendix B):
+    """Gaussian with a decoded mean and a variance ``s2`` that is fixed (0.1 in the QLVM paper, appendix B) or
+    learned, one for all features or one per feature:
 
-    ``log p(x | mu) = -(|x|^2 - 2 x.mu + |mu|^2) / (2 s2) - D/2 log(2 pi s2)``, hence pairwise
-    a ``[b, m]`` matmul plus the row term ``|x_i|^2`` and the column term ``|mu_j|^2``.
+    ``log p(x | mu) = -sum_k (x_k^2 - 2 x_k mu_k + mu_k^2) / (2 s2_k) - 1/2 sum_k log(2 pi s2_k)``, hence pairwise
+    one ``[b, m]`` matmul ``(x / s2) @ mu^T`` plus the row term ``sum x^2 / s2`` and the column term
+    ``sum mu^2 / s2``. The maximum-likelihood variance given the means is the mean squared residual (per feature, or
+    over all of them), which a learned variance approaches.
 
     Args:
-        variance: the fixed observation variance ``s2``.
+        variance: the fixed observation variance ``s2``, or the starting value of a learned one.
         mean_activation: ``"sigmoid"`` maps the decoder output into (0, 1) (images, as in the
             paper's decoders whose last layer is a sigmoid); ``"identity"`` for unbounded data.
+        learn_variance: ``"none"`` (fixed), ``"shared"`` (one learned variance) or ``"per_feature"``.
+        min_variance: a floor of a learned variance, ``s2 = min_variance + exp(parameter)``, so that a feature the
+            decoder predicts exactly (a constant pixel) cannot send the likelihood to infinity.
     """
 
-    def __init__(self, variance: float = 0.1, mean_activation: str = "sigmoid"):
+    LEARN = ("none", "shared", "per_feature")
+
+    def __init__(self, variance: float = 0.1, mean_activation: str = "sigmoid", learn_variance: str = "none",
+                 min_variance: float = 1e-4):
         super().__init__()
         if variance <= 0:
             raise ValueError(f"GaussianLikelihood needs a positive variance; got {variance}.")
         if mean_activation not in ("sigmoid", "identity"):
             raise ValueError(f"mean_activation must be 'sigmoid' or 'identity'; got {mean_activation!r}.")
-        self.variance = variance
-        self.mean_activation = mean_activation
+        if learn_variance not in self.LEARN:
+            raise ValueError(f"learn_variance must be one of {list(self.LEARN)}; got {learn_variance!r}.")
+        if learn_variance != "none" and not 0 <= min_variance < variance:
+            raise ValueError(f"min_variance ({min_variance}) must be >= 0 and below the starting variance ({variance}).")
+        self.mean_activation, self.learn_variance, self.min_variance = mean_activation, learn_variance, min_variance
+        self.initial_variance = variance
+        if learn_variance == "shared":
+            self.log_excess_variance = nn.Parameter(torch.tensor([math.log(variance - min_variance)]))
+        else:
+            self.register_parameter("log_excess_variance", None)  # per feature: created by attach
+
+    def attach(self, num_features: int) -> None:
+        if self.learn_variance == "per_feature" and self.log_excess_variance is None:
+            start = math.log(self.initial_variance - self.min_variance)
+            self.log_excess_variance = nn.Parameter(torch.full((num_features,), start))
+
+    @property
+    def learned(self) -> bool:
+        return self.learn_variance != "none"
+
+    @property
+    def variance(self) -> float | torch.Tensor:
+        """``s2``: the fixed float, or the learned variance (a ``[1]`` or ``[D]`` tensor)."""
+        if not self.learned:
+            return self.initial_variance
+        if self.log_excess_variance is None:
+            raise RuntimeError("A per-feature variance is created when the model attaches the likelihood to its data "
+                               "size (Likelihood.attach).")
+        return self.min_variance + self.log_excess_variance.exp()
 
     def mean(self, params):
         return torch.sigmoid(params) if self.mean_activation == "sigmoid" else params
 
-    def _normalizer(self, num_dims: int) -> float:
-        return -0.5 * num_dims * math.log(2 * math.pi * self.variance)
+    def _log_normalizer(self, num_dims: int) -> float | torch.Tensor:
+        """``-1/2 sum_k log(2 pi s2_k)`` over the ``num_dims`` features."""
+        if not self.learned:
+            return -0.5 * num_dims * math.log(2 * math.pi * self.initial_variance)
+        log_var = self.variance.log().expand(num_dims)  # [D]
+        return -0.5 * (num_dims * LOG_2PI + log_var.sum())
 
     def log_prob(self, x, params):
-        squared_error = (x - self.mean(params)).pow(2).sum(-1)
-        return -0.5 * squared_error / self.variance + self._normalizer(x.shape[-1])
+        squared_error = ((x - self.mean(params)).pow(2) / self.variance).sum(-1)
+        return -0.5 * squared_error + self._log_normalizer(x.shape[-1])
 
     def pairwise_log_prob(self, x, params):
         mu = self.mean(params)  # [m, D]
+        precision = 1.0 / self.variance  # float, [1] or [D]
+        weighted = x * precision  # [b, D]
         squared_distance = (
-            x.pow(2).sum(-1)[:, None] - 2 * x @ mu.T + mu.pow(2).sum(-1)[None, :]
+            (weighted * x).sum(-1)[:, None] - 2 * weighted @ mu.T + (mu.pow(2) * precision).sum(-1)[None, :]
         ).clamp_min(0.0)  # [b, m]; clamp float round-off of the expansion
-        return -0.5 * squared_distance / self.variance + self._normalizer(x.shape[-1])
+        return -0.5 * squared_distance + self._log_normalizer(x.shape[-1])
 
     def sample(self, params):
         mu = self.mean(params)
-        return mu + math.sqrt(self.variance) * torch.randn_like(mu)
+        return mu + torch.as_tensor(self.variance, dtype=mu.dtype, device=mu.device).sqrt() * torch.randn_like(mu)
 
     def mean_fisher_information(self, mean):
-        return torch.full_like(mean, 1.0 / self.variance)
-
+        return (1.0 / torch.as_tensor(self.variance, dtype=mean.dtype, device=mean.device)).expand_as(mean).clone()
 
 
 class HeteroscedasticGaussianLikelihood(Likelihood):
@@ -176,3 +233,109 @@ class HeteroscedasticGaussianLikelihood(Likelihood):
 
     def mean_fisher_information(self, mean):
         raise NotImplementedError("The Fisher information of a heteroscedastic Gaussian depends on the variance.")
+
+
+class PoissonLikelihood(Likelihood):
+    """Independent Poisson counts with a decoded log-rate ``eta`` (spike counts, reads):
+
+    ``log p(x | eta) = sum_k x_k eta_k - exp(eta_k) - log Gamma(x_k + 1)``, hence pairwise one ``[b, m]`` matmul
+    ``x @ eta^T`` plus the row term ``-sum log x!`` and the column term ``-sum exp(eta)``. The decoded mean is
+    ``exp(eta)``; its Fisher information is ``1 / mean``.
+    """
+
+    support = "counts"
+
+    def log_prob(self, x, params):
+        return (x * params - params.exp() - torch.lgamma(x + 1)).sum(-1)
+
+    def pairwise_log_prob(self, x, params):
+        row = torch.lgamma(x + 1).sum(-1)  # [b]
+        return x @ params.T - params.exp().sum(-1)[None, :] - row[:, None]  # [b, m]
+
+    def mean(self, params):
+        return params.exp()
+
+    def sample(self, params):
+        return torch.poisson(params.exp())
+
+    def mean_fisher_information(self, mean):
+        return 1.0 / mean.clamp_min(1e-6)
+
+
+class NegativeBinomialLikelihood(Likelihood):
+    """Over-dispersed counts (single-cell expression, overdispersed spike counts): a negative binomial with a decoded
+    log-mean ``eta`` and a learned dispersion ``r_k`` per feature (or one shared), variance ``mu + mu^2 / r``
+    (the parameterisation of "Deep generative modeling for single-cell transcriptomics", Lopez et al. 2018):
+
+    ``log p(x | eta) = sum_k log Gamma(x_k + r_k) - log Gamma(r_k) - log Gamma(x_k + 1)
+    + x_k log(mu_k / (mu_k + r_k)) + r_k log(r_k / (mu_k + r_k))`` with ``mu = exp(eta)``.
+
+    Since ``r`` depends on the feature only, the Gamma terms are a row term, and pairwise the table is one ``[b, m]``
+    matmul ``x @ log(mu / (mu + r))^T`` plus the column term ``sum r log(r / (mu + r))``. The Fisher information of
+    the mean is ``r / (mu (mu + r))``.
+
+    Args:
+        dispersion: the starting value of ``r`` (large ``r``: close to Poisson).
+        learn_dispersion: ``"per_feature"`` (default), ``"shared"`` or ``"none"`` (``r`` fixed).
+    """
+
+    support = "counts"
+    LEARN = ("none", "shared", "per_feature")
+
+    def __init__(self, dispersion: float = 1.0, learn_dispersion: str = "per_feature"):
+        super().__init__()
+        if dispersion <= 0:
+            raise ValueError(f"NegativeBinomialLikelihood needs a positive dispersion; got {dispersion}.")
+        if learn_dispersion not in self.LEARN:
+            raise ValueError(f"learn_dispersion must be one of {list(self.LEARN)}; got {learn_dispersion!r}.")
+        self.initial_dispersion, self.learn_dispersion = dispersion, learn_dispersion
+        start = torch.tensor([math.log(dispersion)])
+        if learn_dispersion == "shared":
+            self.log_dispersion = nn.Parameter(start)
+        elif learn_dispersion == "none":
+            self.register_buffer("log_dispersion", start)
+        else:
+            self.register_parameter("log_dispersion", None)  # per feature: created by attach
+
+    def attach(self, num_features: int) -> None:
+        if self.learn_dispersion == "per_feature" and self.log_dispersion is None:
+            self.log_dispersion = nn.Parameter(torch.full((num_features,), math.log(self.initial_dispersion)))
+
+    @property
+    def dispersion(self) -> torch.Tensor:
+        """``r``, a ``[1]`` or ``[D]`` tensor."""
+        if self.log_dispersion is None:
+            raise RuntimeError("A per-feature dispersion is created when the model attaches the likelihood to its data "
+                               "size (Likelihood.attach).")
+        return self.log_dispersion.exp()
+
+    def _log_odds(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log(mu / (mu + r))`` and ``log(r / (mu + r))`` from ``eta = log mu``, each ``[..., D]``, computed from
+        the logit ``eta - log r`` so neither overflows."""
+        logit = params - self.log_dispersion
+        return F.logsigmoid(logit), F.logsigmoid(-logit)
+
+    def _row(self, x: torch.Tensor) -> torch.Tensor:
+        """The terms of ``x`` and ``r`` only, summed over features: ``[..., D] -> [...]``."""
+        r = self.dispersion
+        return (torch.lgamma(x + r) - torch.lgamma(r) - torch.lgamma(x + 1)).sum(-1)
+
+    def log_prob(self, x, params):
+        log_p, log_q = self._log_odds(params)
+        return self._row(x) + (x * log_p + self.dispersion * log_q).sum(-1)
+
+    def pairwise_log_prob(self, x, params):
+        log_p, log_q = self._log_odds(params)  # [m, D] each
+        column = (self.dispersion * log_q).sum(-1)  # [m]
+        return x @ log_p.T + column[None, :] + self._row(x)[:, None]  # [b, m]
+
+    def mean(self, params):
+        return params.exp()
+
+    def sample(self, params):
+        r = self.dispersion.expand_as(params)
+        return torch.distributions.NegativeBinomial(total_count=r, logits=params - self.log_dispersion).sample()
+
+    def mean_fisher_information(self, mean):
+        r = self.dispersion
+        return r / (mean.clamp_min(1e-6) * (mean + r))

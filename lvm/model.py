@@ -120,6 +120,7 @@ class LatentVariableModel(L.LightningModule):
         with torch.no_grad():  # fixes the input size of lazy first layers
             produced = self.decoder(self.prior.features(torch.zeros(1, prior.dim)))
         self.data_size = produced[0].numel() // likelihood.params_per_dim  # D, the values of one example
+        likelihood.attach(self.data_size)  # learned per-feature scales (variance, dispersion) get their size
         objective.validate(self)
 
     # ----- the public API a scientist uses on a trained model -----------------------------

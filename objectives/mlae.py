@@ -58,6 +58,9 @@ class MLAEObjective(Objective):
 
     def validate(self, model):
         self.require(model, prior=StandardNormalPrior, posterior=PointMassPosterior, likelihood=GaussianLikelihood)
+        if model.likelihood.learned:
+            raise ValueError("MLAEObjective derives from a Gaussian likelihood of fixed variance c; set "
+                             "model.likelihood.init_args.learn_variance: none.")
         if not 1 <= self.num_hutchinson <= model.prior.dim:
             raise ValueError(
                 f"num_hutchinson must lie between 1 and the latent dimension {model.prior.dim}; got {self.num_hutchinson}."

@@ -45,6 +45,9 @@ class TaylorELBO(Objective):
     def validate(self, model):
         # the linearised Gaussian observation model N(f(z), c I)
         self.require(model, prior=StandardNormalPrior, posterior=DiagonalGaussianPosterior, likelihood=GaussianLikelihood)
+        if model.likelihood.learned:
+            raise ValueError("TaylorELBO derives from a Gaussian likelihood of fixed variance c; set "
+                             "model.likelihood.init_args.learn_variance: none.")
 
     def forward(self, model, x):
         params = model.encode(x)
