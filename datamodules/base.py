@@ -1,13 +1,16 @@
-"""Pieces shared by the datamodules: seeded splits and the three DataLoaders."""
+"""Pieces shared by the datamodules: seeded and grouped splits, safe ``.npz`` reads and the three DataLoaders."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["split_fractions", "seeded_split", "SplitDataModule", "TensorBatches", "batched"]
+__all__ = ["split_fractions", "seeded_split", "grouped_split", "npz_array", "SplitDataModule", "TensorBatches", "batched"]
 
 
 def split_fractions(test_fraction: float, val_fraction: float) -> list[float]:
@@ -31,6 +34,40 @@ def seeded_split(dataset: Dataset, fractions: list[float], seed: int) -> list[Su
         parts.append(Subset(dataset, order[start:start + size]))
         start += size
     return parts
+
+
+def grouped_split(dataset, groups: np.ndarray, fractions: list[float], seed: int) -> list[Subset]:
+    """Split ``dataset`` so that each value of ``groups`` (one per item) lies in one part. The groups, in a
+    seeded random order, are laid end to end; a group goes to the part whose share of the items its
+    midpoint falls in. A part with a positive fraction that gets no group takes one from the part with
+    the most groups."""
+    names, codes = np.unique(groups, return_inverse=True)
+    wanted = [i for i, f in enumerate(fractions) if f > 0]
+    if len(names) < len(wanted):
+        raise ValueError(f"group_key gives {len(names)} group(s), fewer than the {len(wanted)} splits with a positive "
+                         "fraction; set the other splits' fractions to 0 or group by a finer key.")
+    order = np.random.default_rng(seed).permutation(len(names))
+    sizes = np.bincount(codes, minlength=len(names))[order]
+    midpoints = np.cumsum(sizes) - 0.5 * sizes
+    part = np.empty(len(names), dtype=int)
+    part[order] = np.searchsorted(np.cumsum(fractions)[:-1] * len(groups), midpoints, side="right")
+    for empty in [i for i in wanted if not np.any(part == i)]:
+        donor = np.bincount(part, minlength=len(fractions)).argmax()
+        part[np.flatnonzero(part == donor)[0]] = empty
+    return [Subset(dataset, np.flatnonzero(part[codes] == i).tolist()) for i in range(len(fractions))]
+
+
+def npz_array(archive, key: str, path: Path) -> np.ndarray:
+    """``archive[key]``, or a ``ValueError`` that names the array and how to save it when it holds Python objects
+    (a pandas column of strings saved as is), which numpy reads only with pickle, unsafe for files from elsewhere."""
+    try:
+        return archive[key]
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise
+        raise ValueError(f"{path}: array {key!r} holds Python objects (e.g. a pandas column of strings saved as is), "
+                         "which is not read without pickle; save it as fixed-width strings or numbers, e.g. "
+                         f"np.savez(..., {key}=np.asarray(column, dtype=str)).") from None
 
 
 class _Batch(tuple):

@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 from lvm.datamodules import VocalizationsDataModule
 from lvm.datamodules.miniatures import CALL_KINDS, write_recordings
 from lvm.datamodules.vocalizations.preprocess import SpectrogramParams, main
-from lvm.datamodules.vocalizations.datamodule import grouped_split
+from lvm.datamodules.base import grouped_split
 
 RATE = 32_000
 ONSETS = (0.2, 0.6, 1.0)

@@ -30,38 +30,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import TensorDataset
 
 from lvm.plotting.axes import ImageAxes
 
-from ..base import SplitDataModule, seeded_split, split_fractions
+from ..base import SplitDataModule, grouped_split, npz_array, seeded_split, split_fractions
 from ..hdf5 import H5Rows, require_dataset
 from .frequencies import frequency_axis
 
-__all__ = ["VocalizationsDataModule", "grouped_split", "spectrogram_axes"]
+__all__ = ["VocalizationsDataModule", "spectrogram_axes"]
 
 CHUNK = 1024  # spectrograms read at once when scanning a file
-
-
-def grouped_split(dataset, groups: np.ndarray, fractions: list[float], seed: int) -> list[Subset]:
-    """Split ``dataset`` so that each value of ``groups`` (one per item) lies in one part. The groups, in a
-    seeded random order, are laid end to end; a group goes to the part whose share of the items its
-    midpoint falls in. A part with a positive fraction that gets no group takes one from the part with
-    the most groups."""
-    names, codes = np.unique(groups, return_inverse=True)
-    wanted = [i for i, f in enumerate(fractions) if f > 0]
-    if len(names) < len(wanted):
-        raise ValueError(f"group_key gives {len(names)} group(s), fewer than the {len(wanted)} splits with a positive "
-                         "fraction; set the other splits' fractions to 0 or group by a finer key.")
-    order = np.random.default_rng(seed).permutation(len(names))
-    sizes = np.bincount(codes, minlength=len(names))[order]
-    midpoints = np.cumsum(sizes) - 0.5 * sizes
-    part = np.empty(len(names), dtype=int)
-    part[order] = np.searchsorted(np.cumsum(fractions)[:-1] * len(groups), midpoints, side="right")
-    for empty in [i for i in wanted if not np.any(part == i)]:
-        donor = np.bincount(part, minlength=len(fractions)).argmax()
-        part[np.flatnonzero(part == donor)[0]] = empty
-    return [Subset(dataset, np.flatnonzero(part[codes] == i).tolist()) for i in range(len(fractions))]
 
 
 def spectrogram_axes(attrs, shape: tuple[int, int]) -> ImageAxes:
@@ -75,19 +54,6 @@ def spectrogram_axes(attrs, shape: tuple[int, int]) -> ImageAxes:
     stretched = bool(attrs.get("time_stretch", False))
     return ImageAxes(frequencies / 1000.0, np.linspace(0.0, 1000.0 * float(attrs["max_dur"]), columns),
                      "frequency (kHz)", "time (ms, √-stretched)" if stretched else "time (ms)")
-
-
-def _npz_array(archive, key: str, path: Path) -> np.ndarray:
-    """``archive[key]``, or a ``ValueError`` that names the array and how to save it when it holds Python objects
-    (a pandas column of strings saved as is), which numpy reads only with pickle, unsafe for files from elsewhere."""
-    try:
-        return archive[key]
-    except ValueError as error:
-        if "allow_pickle" not in str(error):
-            raise
-        raise ValueError(f"{path}: array {key!r} holds Python objects (e.g. a pandas column of strings saved as is), "
-                         "which is not read without pickle; save it as fixed-width strings or numbers, e.g. "
-                         f"np.savez(..., {key}=np.asarray(column, dtype=str)).") from None
 
 
 class VocalizationsDataModule(SplitDataModule):
@@ -154,7 +120,7 @@ class VocalizationsDataModule(SplitDataModule):
                         raise KeyError(f"{path}: no array 'specs' (it has {sorted(archive.keys())}).")
                     for key in archive.files:
                         if key != "specs":
-                            _npz_array(archive, key, path)
+                            npz_array(archive, key, path)
                 continue
             with h5py.File(path, "r") as handle:
                 specs = require_dataset(handle, "specs", path, (None, *(shape or (None, None))), np.float32)
@@ -168,7 +134,7 @@ class VocalizationsDataModule(SplitDataModule):
             if key == "specs":
                 continue
             if not isinstance(handle, h5py.File):
-                _npz_array(handle, key, path)  # an object array says how to save it instead
+                npz_array(handle, key, path)  # an object array says how to save it instead
             if len(handle[key].shape) != 1:
                 continue
             if isinstance(handle, h5py.File) and h5py.check_string_dtype(handle[key].dtype) is not None:
