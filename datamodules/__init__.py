@@ -1,5 +1,6 @@
 """LightningDataModules; batches are ``(x, label)`` with ``x: [b, *data_shape]``."""
 
+from .arrays import ArrayDataModule
 from .celeba import CelebADataModule
 from .digits import DigitsDataModule
 from .mocap import MocapDataModule
@@ -10,5 +11,5 @@ from .sinusoid import NoisySinusoidDataModule
 from .tabular import GasDataModule, HepmassDataModule, MinibooneDataModule, PowerDataModule
 from .vocalizations import VocalizationsDataModule
 
-__all__ = ["CelebADataModule", "DigitsDataModule", "MNISTDataModule", "FashionMNISTDataModule", "BinarizedMNISTDataModule", "NoisySinusoidDataModule",
+__all__ = ["ArrayDataModule", "CelebADataModule", "DigitsDataModule", "MNISTDataModule", "FashionMNISTDataModule", "BinarizedMNISTDataModule", "NoisySinusoidDataModule",
            "Shapes3DDataModule", "VocalizationsDataModule", "MocapDataModule", "OmniglotDataModule", "PowerDataModule", "GasDataModule", "HepmassDataModule", "MinibooneDataModule"]

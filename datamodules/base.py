@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["split_fractions", "seeded_split", "grouped_split", "npz_array", "SplitDataModule", "TensorBatches", "batched"]
+__all__ = ["split_fractions", "seeded_split", "grouped_split", "npz_array", "encode_labels", "SplitDataModule", "TensorBatches", "batched"]
 
 
 def split_fractions(test_fraction: float, val_fraction: float) -> list[float]:
@@ -70,6 +70,17 @@ def npz_array(archive, key: str, path: Path) -> np.ndarray:
                          f"np.savez(..., {key}=np.asarray(column, dtype=str)).") from None
 
 
+def encode_labels(values: np.ndarray | None, n: int) -> tuple[torch.Tensor, list[str] | None]:
+    """The labels of ``n`` examples from a metadata field: numbers as float32; text as category codes (int64) with
+    the category names, sorted; no field (``None``): the example's index."""
+    if values is None:
+        return torch.arange(n), None
+    if values.dtype.kind not in "biuf":
+        names, codes = np.unique(values, return_inverse=True)  # categories (species, cell types) as integers
+        return torch.from_numpy(codes.astype(np.int64)), names.tolist()
+    return torch.from_numpy(values.astype(np.float32)), None
+
+
 class _Batch(tuple):
     """A batch that a dataset assembled itself (:meth:`TensorBatches.__getitems__`): the collate step passes it on."""
 
@@ -79,35 +90,41 @@ def _collate(samples):
 
 
 class TensorBatches(Dataset):
-    """The examples of a :class:`~torch.utils.data.TensorDataset`, or of a chain of
-    :class:`~torch.utils.data.Subset` s of one, fetched a batch at a time: the DataLoader's ``__getitems__`` path
-    gathers each tensor once per batch (one indexing op) instead of indexing every example and stacking them
-    (64 ``select`` s and a ``stack`` per tensor), a tenth of the digits' epoch. Same examples, same order."""
+    """The examples of a :class:`~torch.utils.data.TensorDataset` (or of a dataset with a ``fetch_rows(rows)``
+    method), or of a chain of :class:`~torch.utils.data.Subset` s of one, fetched a batch at a time: the
+    DataLoader's ``__getitems__`` path gathers each tensor once per batch (one indexing op) instead of indexing every
+    example and stacking them (64 ``select`` s and a ``stack`` per tensor), a tenth of the digits' epoch. Same
+    examples, same order."""
 
     def __init__(self, dataset: Dataset):
         self.indices = torch.arange(len(dataset))
         while isinstance(dataset, Subset):
             self.indices = torch.as_tensor(dataset.indices)[self.indices]
             dataset = dataset.dataset
-        self.tensors = dataset.tensors
+        self.dataset = dataset
+
+    def _fetch(self, rows: torch.Tensor) -> tuple:
+        if hasattr(self.dataset, "fetch_rows"):
+            return tuple(self.dataset.fetch_rows(rows))
+        return tuple(tensor[rows] for tensor in self.dataset.tensors)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, index: int):
-        return tuple(tensor[self.indices[index]] for tensor in self.tensors)
+        return tuple(part[0] for part in self._fetch(self.indices[index:index + 1]))
 
     def __getitems__(self, indices: list[int]) -> _Batch:
-        rows = self.indices[torch.as_tensor(indices)]  # [b]
-        return _Batch(tensor[rows] for tensor in self.tensors)
+        return _Batch(self._fetch(self.indices[torch.as_tensor(indices)]))  # rows [b]
 
 
 def batched(dataset: Dataset) -> Dataset:
-    """``dataset`` as :class:`TensorBatches` when it is a plain TensorDataset (possibly inside Subsets), else itself."""
+    """``dataset`` as :class:`TensorBatches` when it is a plain TensorDataset or has ``fetch_rows`` (possibly inside
+    Subsets), else itself."""
     inner = dataset
     while isinstance(inner, Subset):
         inner = inner.dataset
-    return TensorBatches(dataset) if type(inner) is TensorDataset else dataset
+    return TensorBatches(dataset) if type(inner) is TensorDataset or hasattr(inner, "fetch_rows") else dataset
 
 
 class SplitDataModule(L.LightningDataModule):

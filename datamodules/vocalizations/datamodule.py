@@ -34,7 +34,7 @@ from torch.utils.data import TensorDataset
 
 from lvm.plotting.axes import ImageAxes
 
-from ..base import SplitDataModule, grouped_split, npz_array, seeded_split, split_fractions
+from ..base import SplitDataModule, encode_labels, grouped_split, npz_array, seeded_split, split_fractions
 from ..hdf5 import H5Rows, require_dataset
 from .frequencies import frequency_axis
 
@@ -205,11 +205,6 @@ class VocalizationsDataModule(SplitDataModule):
         return self.metadata[key]
 
     def _labels(self, n: int) -> torch.Tensor:
-        if self.label_key is None:
-            return torch.arange(n)
-        values = self._field(self.label_key, "label_key")
-        if values.dtype.kind not in "biuf":
-            names, codes = np.unique(values, return_inverse=True)  # categories (species, call types) as integers
-            self.label_names = names.tolist()
-            return torch.from_numpy(codes)
-        return torch.from_numpy(values.astype(np.float32))
+        values = None if self.label_key is None else self._field(self.label_key, "label_key")
+        labels, self.label_names = encode_labels(values, n)
+        return labels

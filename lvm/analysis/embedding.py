@@ -12,7 +12,8 @@ with its provenance by ``python -m lvm.tools.embed``, :mod:`lvm.analysis.provena
 * ``log_likelihood``: the held-out estimate of :mod:`lvm.estimators.heldout` (nats per example; the estimator of
   ``test/log_likelihood``);
 * ``label`` (and ``label_name`` where the datamodule names its categories; one column per factor for 2-D labels
-  such as 3dShapes') and every per-example metadata field of the datamodule (e.g. audio file, onset, offset).
+  such as 3dShapes') and every per-example metadata field of the datamodule (e.g. audio file, onset, offset); a field
+  named like one of the columns above (``z1``, ``label``) is written as ``meta_<name>``.
 
 The fingerprints are a SHA-256 of each split's data in table order, which the provenance records.
 """
@@ -164,7 +165,8 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
                 columns["log_likelihood"] = torch.cat(parts["log_likelihood"]).double().numpy()
             if labels:
                 columns.update(label_columns(torch.cat(labels).numpy(), datamodule))
-            columns.update(_metadata_columns(datamodule, examples, len(_root_dataset(dataset))))
+            for name, values in _metadata_columns(datamodule, examples, len(_root_dataset(dataset))).items():
+                columns[f"meta_{name}" if name in columns else name] = values  # never over an embedding column
         frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True), fingerprints
 

@@ -9,6 +9,8 @@ import math
 import torch
 from torch import nn
 
+from lvm.networks.layers import require_data_shape
+
 
 class GatedEncoder(nn.Module):
     """The gated nonlinear encoder of the lattice paper (section 4.1, after Tomczak & Welling):
@@ -28,9 +30,9 @@ class GatedEncoder(nn.Module):
 class GatedDecoder(nn.Module):
     """The decoder mirroring :class:`GatedEncoder` (``hidden=0``: linear), ``[n, *data_shape]``."""
 
-    def __init__(self, data_shape: list[int], hidden: int = 300):
+    def __init__(self, data_shape: list[int] | None = None, hidden: int = 300):
         super().__init__()
-        self.data_shape = tuple(data_shape)
+        self.data_shape = tuple(require_data_shape(data_shape, type(self).__name__))
         self.gate = GatedLayer(hidden) if hidden else None
         self.out = nn.LazyLinear(math.prod(data_shape))
 

@@ -1,4 +1,5 @@
-"""Layer helpers shared by the networks of several papers: activations by name and a lazy MLP stack."""
+"""Layer helpers shared by the networks of several papers: activations by name, a lazy MLP stack and the data
+shape a decoder produces."""
 
 from __future__ import annotations
 
@@ -19,3 +20,11 @@ def _mlp(widths: list[int], activation: type[nn.Module]) -> list[nn.Module]:
     for i, width in enumerate(widths):
         layers += [nn.LazyLinear(width) if i == 0 else nn.Linear(widths[i - 1], width), activation()]
     return layers
+
+
+def require_data_shape(data_shape, decoder: str) -> list[int]:
+    """A decoder's output shape, or a ``ValueError`` saying where it comes from when it is not set."""
+    if data_shape is None:
+        raise ValueError(f"{decoder}: data_shape is not set; give decoder.init_args.data_shape, or train with a "
+                         "datamodule that knows its data's shape (train.py fills it in from data.init_args).")
+    return list(data_shape)

@@ -11,7 +11,7 @@ import math
 
 from torch import nn
 
-from lvm.networks.layers import _activation, _mlp
+from lvm.networks.layers import _activation, _mlp, require_data_shape
 
 
 class ResidualMLP(nn.Module):
@@ -53,10 +53,10 @@ class ResidualMLPDecoder(nn.Module):
     """The inverse of :class:`ResidualMLPEncoder`: residual blocks in the ``latent_dim``-dimensional
     latent space, then an MLP (``hidden``, ReLU) to the data."""
 
-    def __init__(self, data_shape: list[int], latent_dim: int, hidden: list[int] = (256, 256), num_blocks: int = 2,
+    def __init__(self, data_shape: list[int] | None, latent_dim: int, hidden: list[int] = (256, 256), num_blocks: int = 2,
                  block_hidden: list[int] = (256, 256), activation: str = "relu"):
         super().__init__()
-        self.data_shape = tuple(data_shape)
+        self.data_shape = tuple(require_data_shape(data_shape, type(self).__name__))
         self.net = nn.Sequential(ResidualMLP(latent_dim, block_hidden, num_blocks, activation),
                                  *_mlp(list(hidden), _activation(activation)),
                                  nn.Linear(hidden[-1], math.prod(data_shape)))

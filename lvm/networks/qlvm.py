@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from lvm.networks.layers import _activation, _mlp
+from lvm.networks.layers import _activation, _mlp, require_data_shape
 
 
 def _num_stages(image_size: int, channels: list[int]) -> int:
@@ -37,11 +37,12 @@ def _num_stages(image_size: int, channels: list[int]) -> int:
 
 class MLPDecoder(nn.Module):
     """Fully connected decoder for vectors or small images (digits, MNIST MLP of Fig. A2).
+    ``data_shape``: the shape of one example (left out in a config, ``train.py`` takes it from the datamodule);
     ``activation``: ``"relu"`` (default), ``"tanh"`` or ``"elu"``."""
 
-    def __init__(self, data_shape: list[int], hidden: list[int] = (256, 512), activation: str = "relu"):
+    def __init__(self, data_shape: list[int] | None = None, hidden: list[int] = (256, 512), activation: str = "relu"):
         super().__init__()
-        self.data_shape = tuple(data_shape)
+        self.data_shape = tuple(require_data_shape(data_shape, type(self).__name__))
         self.net = nn.Sequential(*_mlp(list(hidden), _activation(activation)),
                                  nn.Linear(hidden[-1], math.prod(data_shape)))
 

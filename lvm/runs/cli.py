@@ -144,6 +144,18 @@ def check_arguments(args: list[str]) -> None:
             _check_class_path(args[i + 1], arg)  # a class given on the command line (not a constructor value)
 
 
+def _keys(node, prefix: str) -> list[str]:
+    """The dotted keys of every leaf of a (nested) Namespace."""
+    if not isinstance(node, Namespace):
+        return [prefix]
+    return [key for name, value in vars(node).items() for key in _keys(value, f"{prefix}.{name}")]
+
+
+def _plain(node) -> dict:
+    """A Namespace of constructor arguments as a plain dict."""
+    return node.as_dict() if isinstance(node, Namespace) else dict(node or {})
+
+
 def _loggers(config: Namespace) -> list[Namespace]:
     logger = config.trainer.logger
     loggers = logger if isinstance(logger, list) else [logger]
@@ -179,6 +191,28 @@ class LVMCLI(LightningCLI):
         except ValueError as error:
             raise UsageError(str(error).strip().splitlines()[0]) from error
 
+    def _fill_data_shape(self, config: Namespace) -> None:
+        """Decoders whose ``data_shape`` the config leaves out (``null``) get the datamodule's ``data_shape``, so a
+        config states the data's shape once, where the data are named. A datamodule is built here to read it (ours
+        read only the file's header, and cache what they open for the run's own instance)."""
+        targets = [key for key in _keys(config.model.get("decoder"), "model.decoder") if key.endswith(".data_shape")
+                   and config[key] is None]
+        if not targets:
+            return
+        data = config.data
+        module_name, _, class_name = data.class_path.rpartition(".")
+        try:
+            datamodule = getattr(import_module(module_name), class_name)(**_plain(data.get("init_args")))
+            data_shape = getattr(datamodule, "data_shape", None)
+        except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+            raise UsageError(str(message).strip().splitlines()[0]) from error
+        if data_shape is None:
+            raise UsageError(f"{targets[0]} is not set and {class_name} does not say its data's shape; set "
+                             f"{targets[0]}.")
+        for key in targets:
+            config[key] = [int(size) for size in data_shape]
+
     def _check_before_writing(self, read_data: bool = True) -> None:
         """The checks of the data, and of the data against the model, run before the run directory, the config file or
         the logger's files are written: the datamodule's ``prepare_data`` (our datamodules check their files there:
@@ -198,6 +232,11 @@ class LVMCLI(LightningCLI):
             except ValueError as error:  # a datamodule may say how its data could take another shape
                 hint = getattr(self.datamodule, "shape_hint", None)
                 raise UsageError(f"{error}" + (f" Or: {hint}" if hint else "")) from None
+        if read_data and hasattr(self.datamodule, "check_support"):  # counts for a count likelihood, ...
+            try:
+                self.datamodule.check_support(getattr(self.model.likelihood, "support", "real"))
+            except ValueError as error:
+                raise UsageError(str(error).strip().splitlines()[0]) from error
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--ckpt_path", type=str | None, default=None,
@@ -238,6 +277,7 @@ class LVMCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config
+        self._fill_data_shape(config)
         if config.ckpt_path:
             checkpoint = read_checkpoint(config.ckpt_path)  # before anything is written into the run
             done, max_epochs = completed_epochs(checkpoint), config.trainer.max_epochs

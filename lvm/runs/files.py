@@ -92,5 +92,9 @@ def load_checkpoint(ckpt: str | Path, data_overrides: dict | None = None):
         datamodule = datamodule_class(**{**arguments, **overrides})
     except TypeError as error:
         raise UsageError(f"{class_path} does not take these arguments ({error}); check --data.init_args.*.") from None
+    trained_with = checkpoint.get("datamodule_hyper_parameters", {}).get("_class_path")
+    state = checkpoint.get(type(datamodule).__qualname__)  # Lightning's key for the datamodule's state_dict
+    if state and class_path == trained_with:
+        datamodule.load_state_dict(state)  # e.g. the data transform fitted on the training split
     model = LatentVariableModel.load_from_checkpoint(str(ckpt), map_location="cpu")
     return model.eval(), datamodule
