@@ -35,9 +35,10 @@ def test_the_paper_configs_exist():
     assert "qlvm_omniglot" in names
 
 
-def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
-    """Parse the configs as train.py would (links included) and build the model, without training."""
-    args = [item for config in configs for item in ("--config", str(config))]
+def _build_model(*configs: Path | str) -> tuple[dict, LatentVariableModel]:
+    """Parse the configs (and ``--option value`` pairs after them) as train.py would (links included) and build the
+    model, without training."""
+    args = [item for config in configs for item in (("--config", str(config)) if isinstance(config, Path) else (config,))]
     with tempfile.TemporaryDirectory() as root:
         cli = LVMCLI([*args, "--trainer.default_root_dir", root, "--trainer.logger", "false"], fit_and_test=False)
     resolved, model, datamodule = cli.config.as_dict(), cli.model, cli.datamodule  # reads no data until setup
@@ -49,9 +50,28 @@ def _build_model(*configs: Path) -> tuple[dict, LatentVariableModel]:
     return resolved, model
 
 
+def _own_data(config: Path, folder: Path) -> list[str]:
+    """For a config of the user's own data (ArrayDataModule: the shape comes from the file), a small file of the
+    kind it names: counts or a table of real values."""
+    text = config.read_text()
+    if "lvm.datamodules.ArrayDataModule" not in text:
+        return []
+    import numpy as np
+    import pandas as pd
+    values = np.random.default_rng(0).poisson(2.0, size=(20, 7))
+    if "counts.npy" in text:
+        np.save(folder / "counts.npy", values)
+        return ["--data.init_args.path", str(folder / "counts.npy")]
+    pd.DataFrame(values + 0.5, columns=[f"f{k}" for k in range(7)]).to_csv(folder / "features.csv", index=False)
+    return ["--data.init_args.path", str(folder / "features.csv")]
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
-def test_config_parses_and_builds_its_model(config):
-    _build_model(config)
+def test_config_parses_and_builds_its_model(config, tmp_path):
+    data = _own_data(config, tmp_path)
+    _, model = _build_model(config, *data)
+    if data:
+        assert model.decoder.data_shape == (7,)  # stated once: taken from the data file
 
 
 def test_ablation_overlays_change_only_what_they_name():
@@ -108,14 +128,17 @@ def test_every_config_trains_briefly(config, tmp_path):
 
 
 def _train_briefly(configs: list[Path], tmp_path: Path) -> None:
-    """Train the configs (layered) for a few steps on random data of their shape; the losses are finite."""
+    """Train the configs (layered) for a few steps on random data of their shape (the user's-own-data configs: on a
+    small file of their kind, through their own datamodule); the losses are finite."""
     args = [item for config in configs for item in ("--config", str(config))]
+    own_data = _own_data(configs[0], tmp_path)
     with tempfile.TemporaryDirectory() as root:
-        cli = LVMCLI([*args, "--trainer.default_root_dir", root, "--trainer.logger", "false"], fit_and_test=False)
+        cli = LVMCLI([*args, *own_data, "--trainer.default_root_dir", root, "--trainer.logger", "false"],
+                     fit_and_test=False)
     shape = cli.datamodule.data_shape or cli.model.decoder.data_shape
     fewer_points = ["--model.objective.init_args.num_points", "55"] if hasattr(cli.model.objective, "num_points") else []
-    run = cli_main([*args, "--trainer.default_root_dir", str(tmp_path), *SHORT_RUN, *fewer_points,
-                    "--data", f"{__name__}.RandomData", "--data.init_args.data_shape", str(list(shape))])
+    data = own_data or ["--data", f"{__name__}.RandomData", "--data.init_args.data_shape", str(list(shape))]
+    run = cli_main([*args, "--trainer.default_root_dir", str(tmp_path / "runs"), *SHORT_RUN, *fewer_points, *data])
     metrics = json.loads((Path(run.trainer.default_root_dir) / "metrics.json").read_text())
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["test/log_likelihood"])
 
