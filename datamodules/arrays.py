@@ -96,6 +96,16 @@ class FeatureTransform:
             return x
         return x * self.scale + self.offset
 
+    def log_abs_det_jacobian(self, x: np.ndarray) -> np.ndarray:
+        """``log |det d t(x) / dx|`` per example ``[n]`` for raw ``x [n, ...]``: a density of the transformed values
+        plus this is the density of the raw ones (change of variables), so likelihoods compare across transforms."""
+        n = len(x)
+        if self.kind == "none":
+            return np.zeros(n)
+        if self.kind == "log1p":
+            return -np.log1p(x.reshape(n, -1).astype(np.float64)).sum(1)  # d log(1 + x) / dx = 1 / (1 + x)
+        return np.full(n, -np.log(self.scale.astype(np.float64)).sum())
+
     def state_dict(self) -> dict:
         """Tensors (a checkpoint loads with ``weights_only``), ``None`` for a transform without fitted values."""
         as_tensor = lambda values: None if values is None else torch.from_numpy(values)  # noqa: E731
@@ -163,6 +173,7 @@ class ArrayDataModule(SplitDataModule):
         self.label_names: list[str] | None = None
         self._source: Source | None = None
         self._summary: dict | None = None
+        self._kept_layout: tuple[tuple[int, ...], list[str] | None] | None = None  # from a checkpoint's state
 
     # ----- the data --------------------------------------------------------------------------
 
@@ -316,29 +327,47 @@ class ArrayDataModule(SplitDataModule):
         """New data (an array ``[n, *data_shape]``, a table with the feature columns, or a sparse matrix) as the
         model's input: checked and transformed as the training data were. Raises a ``ValueError`` saying what is
         wrong."""
-        if hasattr(x, "columns") and getattr(self.source, "columns", None) is not None:
-            missing = [c for c in self.source.columns if c not in x.columns]
-            if missing:
-                raise ValueError(f"the table lacks the feature column(s) {missing[:5]} the model was trained on.")
-            x = x[self.source.columns]
-        x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
-        if x.shape[1:] != tuple(self.data_shape):
-            raise ValueError(f"the data have shape {list(x.shape)}; the model was trained on examples of shape "
-                             f"{list(self.data_shape)} (pass [n, {', '.join(map(str, self.data_shape))}]).")
-        if not np.isfinite(x).all():
-            raise ValueError(f"the data hold {int((~np.isfinite(x)).sum())} NaN or infinite value(s).")
+        x = self.raw_array(x)
+        return torch.from_numpy(np.ascontiguousarray(self.transform.apply(x), dtype=np.float32))
+
+    def raw_array(self, x) -> np.ndarray:
+        """New data as a float32 array ``[n, *data_shape]`` in the training data's column order, checked (shape,
+        finite values); a ``ValueError`` says what is wrong. Uses the shape and columns kept with the transform, so a
+        checkpoint's datamodule needs no access to the training file."""
         if not self.transform.fitted:
             self.setup("fit")
-        return torch.from_numpy(np.ascontiguousarray(self.transform.apply(x), dtype=np.float32))
+        shape, columns = self._layout()
+        if hasattr(x, "columns") and columns is not None:
+            missing = [c for c in columns if c not in x.columns]
+            if missing:
+                raise ValueError(f"the table lacks the feature column(s) {missing[:5]} the model was trained on.")
+            x = x[columns]
+        x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+        if x.shape[1:] != shape:
+            raise ValueError(f"the data have shape {list(x.shape)}; the model was trained on examples of shape "
+                             f"{list(shape)} (pass [n, {', '.join(map(str, shape))}]).")
+        if not np.isfinite(x).all():
+            raise ValueError(f"the data hold {int((~np.isfinite(x)).sum())} NaN or infinite value(s).")
+        return x
+
+    def _layout(self) -> tuple[tuple[int, ...], list[str] | None]:
+        """One example's shape and a table's feature columns: kept from the checkpoint, or read from the data."""
+        if self._kept_layout is not None:
+            return self._kept_layout
+        return tuple(self.data_shape), getattr(self.source, "columns", None)
 
     def inverse_transform_array(self, x: torch.Tensor) -> np.ndarray:
         """Model-space values (decoded means, samples) in the data's own units."""
         return self.transform.inverse(x.detach().cpu().numpy())
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "transform": self.transform.state_dict()}
+        shape, columns = self._layout()
+        return {**super().state_dict(), "transform": self.transform.state_dict(), "data_shape": list(shape),
+                "columns": columns}
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         if "transform" in state_dict:
             self.transform.load_state_dict(state_dict["transform"])
+        if "data_shape" in state_dict:
+            self._kept_layout = tuple(state_dict["data_shape"]), state_dict.get("columns")

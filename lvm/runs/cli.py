@@ -165,7 +165,8 @@ def _loggers(config: Namespace) -> list[Namespace]:
 class LVMCLI(LightningCLI):
     """Fits, then tests the best checkpoint, inside one run directory."""
 
-    def __init__(self, args=None, fit_and_test: bool = True, **kwargs):
+    def __init__(self, args=None, fit_and_test: bool = True, test: bool = True, **kwargs):
+        self.test_after_fit = test  # False: fit only (the scikit-learn estimator, whose every row may train)
         super().__init__(
             LatentVariableModel,
             L.LightningDataModule,
@@ -323,7 +324,8 @@ class LVMCLI(LightningCLI):
             self._log_config_to_wandb()
             self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.config.ckpt_path)
             best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+            if self.test_after_fit:
+                self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
         except SIGTERMException:
             last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
             print(f"Stopped by SIGTERM at epoch {self.trainer.current_epoch}, step {self.trainer.global_step}; "
