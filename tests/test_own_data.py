@@ -259,3 +259,17 @@ def test_a_memory_mapped_npy_larger_than_the_memory_limit_trains_an_epoch(tmp_pa
     assert control.returncode != 0 and "MemoryError" in control.stderr, control.stderr[-1500:]
     result = subprocess.run([sys.executable, "-c", script, "mmap"], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and "TRAINED" in result.stdout, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("kind", ["none", "standardize", "minmax", "log1p"])
+def test_the_transforms_jacobian_is_the_log_derivative_of_each_feature(tmp_path, kind):
+    """Scores of new data are in the data's own units: log p(x) = log p(t(x)) + sum_k log |t'(x_k)|."""
+    x = _array(30) * np.arange(1, 7, dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    datamodule = ArrayDataModule(str(tmp_path / "x.npy"), transform=kind)
+    datamodule.setup("fit")
+    t = datamodule.transform
+    step = 1e-3
+    raw = x[:5].astype(np.float64)
+    derivative = (t.apply(raw + step) - t.apply(raw - step)) / (2 * step)  # [5, 6], per feature
+    np.testing.assert_allclose(t.log_abs_det_jacobian(raw), np.log(np.abs(derivative)).sum(1), rtol=1e-5, atol=1e-6)

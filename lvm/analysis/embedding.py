@@ -38,7 +38,7 @@ SPLITS = ("train", "val", "test")
 def dataset_indices(dataset: Dataset) -> np.ndarray:
     """The index of every item of ``dataset`` in the data set beneath its (possibly nested) ``Subset`` s."""
     if isinstance(dataset, Subset):
-        return dataset_indices(dataset.dataset)[np.asarray(dataset.indices)]
+        return dataset_indices(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]  # an empty split too
     return np.arange(len(dataset))
 
 
