@@ -176,8 +176,9 @@ class GaussianLikelihood(Likelihood):
         mu = self.mean(params)  # [m, D]
         precision = 1.0 / self.variance  # float, [1] or [D]
         weighted = x * precision  # [b, D]
+        column = mu.pow(2) @ precision.expand(mu.shape[-1]) if torch.is_tensor(precision) else mu.pow(2).sum(-1) * precision
         squared_distance = (
-            (weighted * x).sum(-1)[:, None] - 2 * weighted @ mu.T + (mu.pow(2) * precision).sum(-1)[None, :]
+            (weighted * x).sum(-1)[:, None] - 2 * weighted @ mu.T + column[None, :]
         ).clamp_min(0.0)  # [b, m]; clamp float round-off of the expansion
         return -0.5 * squared_distance + self._log_normalizer(x.shape[-1])
 
@@ -280,7 +281,8 @@ class NegativeBinomialLikelihood(Likelihood):
     + x_k log(mu_k / (mu_k + r_k)) + r_k log(r_k / (mu_k + r_k))`` with ``mu = exp(eta)``.
 
     Since ``r`` depends on the feature only, the Gamma terms are a row term, and pairwise the table is one ``[b, m]``
-    matmul ``x @ log(mu / (mu + r))^T`` plus the column term ``sum r log(r / (mu + r))``. The Fisher information of
+    matmul ``(x + r) @ log(mu / (mu + r))^T`` (the ``r`` folds in the column term ``sum r log(r / (mu + r))`` but for
+    ``r . (log r - eta)``, a matrix-vector product) plus the row term. The Fisher information of
     the mean is ``r / (mu (mu + r))``.
 
     Args:
@@ -318,25 +320,23 @@ class NegativeBinomialLikelihood(Likelihood):
                                "size (Likelihood.attach).")
         return self.log_dispersion.exp()
 
-    def _log_odds(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``log(mu / (mu + r))`` and ``log(r / (mu + r))`` from ``eta = log mu``, each ``[..., D]``, computed from
-        the logit ``eta - log r`` so neither overflows."""
-        logit = params - self.log_dispersion
-        return F.logsigmoid(logit), F.logsigmoid(-logit)
-
     def _row(self, x: torch.Tensor) -> torch.Tensor:
         """The terms of ``x`` and ``r`` only, summed over features: ``[..., D] -> [...]``."""
         r = self.dispersion
         return (torch.lgamma(x + r) - torch.lgamma(r) - torch.lgamma(x + 1)).sum(-1)
 
     def log_prob(self, x, params):
-        log_p, log_q = self._log_odds(params)
-        return self._row(x) + (x * log_p + self.dispersion * log_q).sum(-1)
+        logit = params - self.log_dispersion  # log(mu / r)
+        log_p = F.logsigmoid(logit)  # log(mu / (mu + r)); log(r / (mu + r)) = log_p - logit, neither overflows
+        return self._row(x) + (x * log_p + self.dispersion * (log_p - logit)).sum(-1)
 
     def pairwise_log_prob(self, x, params):
-        log_p, log_q = self._log_odds(params)  # [m, D] each
-        column = (self.dispersion * log_q).sum(-1)  # [m]
-        return x @ log_p.T + column[None, :] + self._row(x)[:, None]  # [b, m]
+        r = self.dispersion.expand(params.shape[-1])  # [D]
+        log_p = F.logsigmoid(params - self.log_dispersion)  # [m, D]
+        # x_i . log_p_j + sum_k r_k log(r_k / (mu_jk + r_k)), with log(r / (mu + r)) = log_p - eta + log r:
+        # (x_i + r) . log_p_j - r . eta_j + r . log r, one matmul and one matrix-vector product
+        column = (r * r.log()).sum() - params @ r  # [m]
+        return (x + r) @ log_p.T + column[None, :] + self._row(x)[:, None]  # [b, m]
 
     def mean(self, params):
         return params.exp()
