@@ -11,7 +11,8 @@
   ``metadata`` and arrives in ``lvm.tools.embed``'s export.
 * **Labels and splits**: ``label_key`` (a field: numbers as values, text as categories) colours the plots;
   ``split_key`` (a field of ``train``/``val``/``test``) fixes the splits, else ``group_key`` keeps each group (animal,
-  session, donor) in one split, else ``test_fraction``/``val_fraction`` of the rows drawn by ``seed``.
+  session, donor) in one split (stratified by a categorical ``label_key``: each label spread over the splits as evenly
+  as its groups allow, with a warning where that fails), else ``test_fraction``/``val_fraction`` of the rows drawn by ``seed``.
 * **Transform** (``none``, ``standardize`` per feature, ``log1p``, ``minmax`` per feature to [0, 1]): fitted on the
   training split only, saved in checkpoints (the datamodule's state) and applied again by every tool that reads
   the run's data or new data (:meth:`ArrayDataModule.transform_array`).
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .base import SplitDataModule, encode_labels, grouped_split, seeded_split, split_fractions
+from .base import SplitDataModule, categorical, encode_labels, grouped_split, seeded_split, split_fractions
 from .sources import TABLE_SUFFIXES, Source, metadata_array, open_source, read_table
 
 __all__ = ["ArrayDataModule", "FeatureTransform", "TRANSFORMS"]
@@ -314,7 +315,9 @@ class ArrayDataModule(SplitDataModule):
             codes = self._split_codes()
             parts = [Subset(dataset, np.flatnonzero(codes == i).tolist()) for i in range(3)]
         elif self.group_key is not None:
-            parts = grouped_split(dataset, self._field(self.group_key, "group_key"), self.fractions, self.seed)
+            strata = categorical(None if self.label_key is None else self._field(self.label_key, "label_key"))
+            parts = grouped_split(dataset, self._field(self.group_key, "group_key"), self.fractions, self.seed, strata,
+                                  self.label_key)
         else:
             parts = seeded_split(dataset, self.fractions, self.seed)
         if not self.transform.fitted:  # a checkpoint's transform (load_state_dict) is kept

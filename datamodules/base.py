@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["split_fractions", "seeded_split", "grouped_split", "npz_array", "encode_labels", "SplitDataModule", "TensorBatches", "batched"]
+__all__ = ["split_fractions", "seeded_split", "grouped_split", "categorical", "npz_array", "encode_labels", "SplitDataModule", "TensorBatches", "batched"]
 
 
 def split_fractions(test_fraction: float, val_fraction: float) -> list[float]:
@@ -36,25 +36,86 @@ def seeded_split(dataset: Dataset, fractions: list[float], seed: int) -> list[Su
     return parts
 
 
-def grouped_split(dataset, groups: np.ndarray, fractions: list[float], seed: int) -> list[Subset]:
-    """Split ``dataset`` so that each value of ``groups`` (one per item) lies in one part. The groups, in a
-    seeded random order, are laid end to end; a group goes to the part whose share of the items its
-    midpoint falls in. A part with a positive fraction that gets no group takes one from the part with
-    the most groups."""
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def grouped_split(dataset, groups: np.ndarray, fractions: list[float], seed: int, labels: np.ndarray | None = None,
+                  label_key: str = "label") -> list[Subset]:
+    """Split ``dataset`` so that each value of ``groups`` (one per item) lies in one part.
+
+    Without ``labels``: the groups, in a seeded random order, are laid end to end; a group goes to the part whose
+    share of the items its midpoint falls in. With categorical ``labels`` (one per item: species, cell type), the
+    split is stratified as scikit-learn's ``StratifiedGroupKFold`` is: groups, largest first (ties in a seeded
+    random order), each go to the part where they bring the label counts closest to ``fraction x total`` per label
+    (the smallest increase of sum_k ((count_k - target_k) / total_k)^2), so every label's examples are spread as
+    evenly as its groups allow. A warning names each label with fewer groups than the splits, or with no example in
+    the training part; the examples per label and split are reported (``rank_zero_info``).
+
+    Either way, a part with a positive fraction that gets no group takes one from the part with the most groups."""
     names, codes = np.unique(groups, return_inverse=True)
     wanted = [i for i, f in enumerate(fractions) if f > 0]
     if len(names) < len(wanted):
         raise ValueError(f"group_key gives {len(names)} group(s), fewer than the {len(wanted)} splits with a positive "
                          "fraction; set the other splits' fractions to 0 or group by a finer key.")
-    order = np.random.default_rng(seed).permutation(len(names))
-    sizes = np.bincount(codes, minlength=len(names))[order]
-    midpoints = np.cumsum(sizes) - 0.5 * sizes
+    rng = np.random.default_rng(seed)
     part = np.empty(len(names), dtype=int)
-    part[order] = np.searchsorted(np.cumsum(fractions)[:-1] * len(groups), midpoints, side="right")
+    if labels is None:
+        order = rng.permutation(len(names))
+        sizes = np.bincount(codes, minlength=len(names))[order]
+        midpoints = np.cumsum(sizes) - 0.5 * sizes
+        part[order] = np.searchsorted(np.cumsum(fractions)[:-1] * len(groups), midpoints, side="right")
+    else:
+        label_names, label_codes = np.unique(labels, return_inverse=True)
+        counts = np.zeros((len(names), len(label_names)))  # [groups, labels]
+        np.add.at(counts, (codes, label_codes), 1.0)
+        totals = counts.sum(0)  # [labels]
+        targets = np.asarray(fractions)[:, None] * totals[None, :]  # [parts, labels]
+        filled = np.zeros_like(targets)
+        shuffled = rng.permutation(len(names))
+        for g in shuffled[np.argsort(-counts[shuffled].sum(1), kind="stable")]:  # largest first
+            increase = (((filled + counts[g] - targets) ** 2 - (filled - targets) ** 2) / totals**2).sum(1)  # [parts]
+            increase[[i for i in range(len(fractions)) if i not in wanted]] = np.inf
+            part[g] = int(np.argmin(increase))
+            filled[part[g]] += counts[g]
     for empty in [i for i in wanted if not np.any(part == i)]:
         donor = np.bincount(part, minlength=len(fractions)).argmax()
         part[np.flatnonzero(part == donor)[0]] = empty
+    if labels is not None:
+        _report_label_spread(part[codes], labels, codes, len(fractions), len(wanted), label_key)
     return [Subset(dataset, np.flatnonzero(part[codes] == i).tolist()) for i in range(len(fractions))]
+
+
+def _report_label_spread(item_part: np.ndarray, labels: np.ndarray, group_codes: np.ndarray, num_parts: int,
+                         num_wanted: int, label_key: str) -> None:
+    """Warn about labels the grouped split cannot spread, and report the examples of each label per split."""
+    import warnings
+
+    from lightning.pytorch.utilities import rank_zero_info
+
+    label_names = np.unique(labels)
+    few = [str(name) for name in label_names if len(np.unique(group_codes[labels == name])) < num_wanted]
+    if few:
+        warnings.warn(f"{label_key} {few} occur(s) in fewer groups than the {num_wanted} splits, so not in every split; "
+                      "group by a finer key to spread them.", stacklevel=3)
+    untrained = [str(name) for name in label_names if not np.any(item_part[labels == name] == 0)]
+    if untrained:
+        warnings.warn(f"{label_key} {untrained} has/have no example in the training split: the model never sees "
+                      "them; group by a finer key or change the fractions.", stacklevel=3)
+    rows = [f"{SPLIT_NAMES[i] if i < len(SPLIT_NAMES) else i}: " + ", ".join(
+        f"{name} {int(np.sum((item_part == i) & (labels == name)))}" for name in label_names) for i in range(num_parts)]
+    rank_zero_info(f"Examples per {label_key} and split: " + "; ".join(rows))
+
+
+def categorical(values: np.ndarray | None) -> np.ndarray | None:
+    """``values`` when they name categories (text, or integers with few distinct values), else ``None``: labels a
+    grouped split can stratify by."""
+    if values is None:
+        return None
+    if values.dtype.kind in "US":
+        return values
+    if values.dtype.kind in "biu" and len(np.unique(values)) <= max(2, len(values) // 2):
+        return values
+    return None
 
 
 def npz_array(archive, key: str, path: Path) -> np.ndarray:

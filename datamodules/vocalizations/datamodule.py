@@ -20,7 +20,9 @@ syllable index; all metadata is on ``metadata`` (dict of arrays in the dataset's
 
 Splits: ``test_fraction`` and ``val_fraction`` of the syllables, drawn by ``seed``; with ``group_key``
 (e.g. ``audio_filenames``, ``individual``) whole groups go to one split each, so no recording or animal
-is in two of them (the fractions then hold approximately).
+is in two of them (the fractions then hold approximately); with a categorical ``label_key`` (species, call type) the
+groups are assigned so that each label is spread over the splits as evenly as its groups allow, with a warning for
+a label that cannot reach every split or the training split, and the examples per label and split are reported.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torch.utils.data import TensorDataset
 
 from lvm.plotting.axes import ImageAxes
 
-from ..base import SplitDataModule, encode_labels, grouped_split, npz_array, seeded_split, split_fractions
+from ..base import SplitDataModule, categorical, encode_labels, grouped_split, npz_array, seeded_split, split_fractions
 from ..hdf5 import H5Rows, require_dataset
 from .frequencies import frequency_axis
 
@@ -184,7 +186,9 @@ class VocalizationsDataModule(SplitDataModule):
             dataset = H5Rows(files, "specs", rows, item)
         if self.group_key is None:
             return tuple(seeded_split(dataset, self.fractions, self.seed))
-        return tuple(grouped_split(dataset, self._field(self.group_key, "group_key"), self.fractions, self.seed))
+        strata = categorical(None if self.label_key is None else self._field(self.label_key, "label_key"))
+        return tuple(grouped_split(dataset, self._field(self.group_key, "group_key"), self.fractions, self.seed, strata,
+                                   self.label_key))
 
     @staticmethod
     def _range(specs, path: Path) -> tuple[float, float]:
