@@ -9,9 +9,10 @@ import pytest
 from lvm.tools.compare import main
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
+
+@pytest.mark.slow
 def test_compare_writes_one_row_per_run_and_the_report(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     configs = [str(ROOT / "configs" / f"{name}.yaml") for name in ("quickstart", "digits_vae", "digits_iwae")]
@@ -29,3 +30,17 @@ def test_compare_writes_one_row_per_run_and_the_report(tmp_path, monkeypatch):
     report = (tmp_path / "report.md").read_text()
     assert all(name in report for name in ("quickstart", "digits_vae", "digits_iwae"))
     assert (tmp_path / "report.png").stat().st_size > 0
+
+
+def test_one_seed_leaves_the_spread_empty_and_the_figure_says_so(tmp_path):
+    """With one seed the standard deviation over seeds is undefined: not 0 in the table, not '± sd over 1 seed(s)'."""
+    from lvm.tools.compare import _report
+
+    runs = pd.DataFrame({"config": ["a", "b"], "objective": ["QMCObjective", "ELBO"], "latent_dim": [2, 2],
+                         "log_likelihood": [-30.0, -32.0], "bits_per_dim": [1.0, 1.1], "iwae_bound": [math.nan, -33.0],
+                         "seconds_per_epoch": [0.1, 0.1], "peak_memory_mb": [500.0, 510.0]})
+    summary = _report(runs, tmp_path, 1, [])
+    assert summary["log_likelihood_sd"].isna().all()
+    assert "| a | QMCObjective | 2 | -30 |  |" in (tmp_path / "report.md").read_text()
+    two = _report(pd.concat([runs, runs.assign(log_likelihood=[-31.0, -34.0])]), tmp_path, 2, [])
+    assert list(two["log_likelihood_sd"].round(3)) == [0.707, 1.414]

@@ -93,37 +93,44 @@ def _row(config: Path, seed: int, run_dir: Path) -> dict:
     return row
 
 
-def _report(table: pd.DataFrame, out: Path, seeds: int, overrides: list[str]) -> None:
+def _report(table: pd.DataFrame, out: Path, seeds: int, overrides: list[str]) -> pd.DataFrame:
+    """Write ``report.md`` and ``report.png``; return the per-config summary. With one seed the spread over seeds is
+    undefined: ``log_likelihood_sd`` stays empty and the figure says so instead of drawing zero-width bars."""
     summary = table.groupby("config", sort=False).agg(
         objective=("objective", "first"), latent_dim=("latent_dim", "first"),
         log_likelihood=("log_likelihood", "mean"), log_likelihood_sd=("log_likelihood", "std"),
         bits_per_dim=("bits_per_dim", "mean"), iwae_bound=("iwae_bound", "mean"),
         seconds_per_epoch=("seconds_per_epoch", "mean"), peak_memory_mb=("peak_memory_mb", "max"),
         **({"consistency_r2": ("consistency_r2", "first")} if "consistency_r2" in table else {})).reset_index()
-    summary["log_likelihood_sd"] = summary["log_likelihood_sd"].fillna(0.0)
     header = "| " + " | ".join(summary.columns) + " |\n|" + "---|" * len(summary.columns) + "\n"
-    rows = "".join("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in record) + " |\n"
-                   for record in summary.itertuples(index=False))
+    rows = "".join("| " + " | ".join(("" if math.isnan(v) else f"{v:.4g}") if isinstance(v, float) else str(v)
+                                     for v in record) + " |\n" for record in summary.itertuples(index=False))
     (out / "report.md").write_text(
         "# Objectives compared\n\n" + header + rows +
         f"\nEach config trained with seeds 0..{seeds - 1} and the options `{' '.join(overrides) or '(none)'}`, then "
         "tested on its best checkpoint. `log_likelihood` is the held-out estimate of `lvm.estimators.heldout` (the same "
         "estimator for every model with the same prior and posterior types), in nats per example, mean and standard "
-        "deviation over seeds; seconds per epoch include validation; peak memory is the resident set of each run's "
+        "deviation over seeds (empty with one seed); seconds per epoch include validation; peak memory is the resident set of each run's "
         "process. `consistency_r2` (with 2 or more seeds): the mean over pairs of seeds of the R² between their "
         "test-set embeddings aligned up to the latent space's symmetries (torus translations, reflections and axis "
         "swaps; orthogonal maps for Gaussian latents), per pair in `consistency.csv`. Per-run values: "
         "`results.csv`.\n")
     figure, axis = subplots(figsize=(1.6 * len(summary) + 2, 4))
     positions = range(len(summary))
-    axis.errorbar(positions, summary["log_likelihood"], yerr=summary["log_likelihood_sd"], fmt="o", capsize=5,
-                  color="tab:blue", label=f"mean ± sd over {seeds} seed(s)")
+    if seeds >= 2:
+        axis.errorbar(positions, summary["log_likelihood"], yerr=summary["log_likelihood_sd"], fmt="o", capsize=6,
+                      elinewidth=1.5, color="tab:blue", label=f"mean ± sd over {seeds} seeds")
+    else:
+        axis.plot(positions, summary["log_likelihood"], "o", color="tab:blue",
+                  label="one seed (no spread: run --seeds 2 or more)")
+    axis.set_title("Held-out log-likelihood per config (higher is better)")
     axis.set_ylabel("held-out log-likelihood (nats per example)")
     axis.set_xlabel("config (objective)")
     axis.set_xticks(positions, [f"{c}\n({o})" for c, o in zip(summary["config"], summary["objective"])])
     axis.legend()
     figure.tight_layout()
     figure.savefig(out / "report.png", dpi=120)
+    return summary
 
 
 def compare(configs: list[Path], out: Path, seeds: int = 1, overrides: list[str] | None = None) -> pd.DataFrame:
