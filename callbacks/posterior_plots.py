@@ -24,7 +24,7 @@ from .figures import Figures, save_and_log, write_metrics_first
 __all__ = ["PosteriorPlots"]
 
 DENSITY_LABEL = "density of E_x p(z | x)\n(per unit latent volume)"
-JACOBIAN_LABEL = "log |df/dz|_F\n(f in data units, z in latent units)"
+JACOBIAN_LABEL = "ln |df/dz|_F (natural log)\n(f in data units, z in latent units)"
 
 
 class PosteriorPlots(L.Callback):
@@ -86,8 +86,13 @@ class PosteriorPlots(L.Callback):
         axes = getattr(trainer.datamodule, "image_axes", None)  # spectrograms: kHz and ms, low rows at the bottom
         if images:
             x = x[: self.per_side**2].to(pl_module.device)
-            figures.draw("samples", lambda: plot_image_grid(pl_module.sample(self.per_side**2), self.per_side,
-                                                            "Samples", axes))
+            sampler = pl_module.latent_sampler
+            source = (f"the fitted {type(sampler).__name__}" if sampler is not None and sampler.fitted
+                      else f"the prior ({type(pl_module.prior).__name__})")
+            figures.draw("samples", lambda: plot_image_grid(
+                pl_module.sample(self.per_side**2), self.per_side,
+                f"Samples: decoded means E[x | z] (not draws of x) of {self.per_side**2} latent draws from {source}",
+                axes))
             figures.draw("reconstructions", lambda: plot_reconstructions(
                 x, pl_module.decode(pl_module.embed(x)), self.per_side,
                 "Test images beside their reconstructions, decoded from the posterior-mean code", axes))
@@ -144,7 +149,8 @@ class PosteriorPlots(L.Callback):
                      f"Decoded modes, numbered as on aggregated_posterior.png{which}", axes)
         if path is not None:
             along = path[torch.linspace(0, len(path) - 1, self.geodesic_points).round().long()]
-            ends = ["mode 1", *[""] * (self.geodesic_points - 2), "mode 2"]
+            ends = [f"{'mode 1' if i == 0 else 'mode 2' if i == len(along) - 1 else f'step {i}'}\n"
+                    f"{', '.join(f'{v:.2f}' for v in point.tolist())}" for i, point in enumerate(along)]
             figures.draw("geodesic_reconstructions", lambda: plot_image_grid(
                 pl_module.decode(along.to(pl_module.device, pl_module.dtype)), self.geodesic_points,
                 "Decoded along the geodesic from mode 1 to mode 2", axes, ends))

@@ -165,3 +165,31 @@ def test_interrupts_are_not_swallowed(tmp_path, monkeypatch):
     monkeypatch.setattr(lvm.callbacks.latent_plots, "plot_embedding", interrupt)
     with pytest.raises(KeyboardInterrupt):
         LatentPlots(per_side=4).on_test_end(trainer, model)
+
+
+def test_posterior_figures_say_what_they_show(tmp_path, monkeypatch):
+    """samples.png says decoded means and where the latents came from; every panel along the geodesic is labelled
+    (not only its ends); the Jacobian colour bar names its logarithm's base (issue 31)."""
+    import lvm.callbacks.posterior_plots as module
+
+    model, trainer = _model_trainer_and_batches(tmp_path)
+    titles, fields = {}, []
+    real_grid, real_field = module.plot_image_grid, module.plot_latent_field
+
+    def grid(images, per_side, title="Images", axes=None, tile_titles=None):
+        titles[title] = tile_titles
+        return real_grid(images, per_side, title, axes, tile_titles)
+
+    def field(*args, **kwargs):
+        fields.append(kwargs.get("value_label"))
+        return real_field(*args, **kwargs)
+
+    monkeypatch.setattr(module, "plot_image_grid", grid)
+    monkeypatch.setattr(module, "plot_latent_field", field)
+    PosteriorPlots(bandwidth=0.2).on_test_end(trainer, model)
+    samples = [t for t in titles if t.startswith("Samples")]
+    assert samples and "decoded means E[x | z]" in samples[0] and "from the prior (TorusPrior)" in samples[0]
+    geodesic = [labels for t, labels in titles.items() if "geodesic" in t]
+    if geodesic:  # drawn when the aggregated posterior has two modes
+        assert all(label.strip() for label in geodesic[0]) and geodesic[0][1].startswith("step 1\n")
+    assert any(label and "ln |df/dz|_F (natural log)" in label for label in fields), fields

@@ -197,7 +197,7 @@ def test_a_quick_start_run_numbers_its_modes_alike_and_labels_its_figures(tmp_pa
               "false", "--trainer.enable_model_summary", "false", "--model.eval_num_points", "233"])
     field = figures["aggregated_posterior"].axes[0]
     assert "per unit latent volume" in field.images[0].colorbar.ax.get_ylabel()
-    assert "log |df/dz|_F" in figures["jacobian_norm"].axes[0].images[0].colorbar.ax.get_ylabel()
+    assert "ln |df/dz|_F (natural log)" in figures["jacobian_norm"].axes[0].images[0].colorbar.ax.get_ylabel()
     numbers, tiles = _numbers(field), _mode_tiles(figures["mode_reconstructions"])
     assert numbers and [n for n, _ in numbers] == [n for n, _ in tiles] == [str(k + 1) for k in range(len(tiles))]
     np.testing.assert_allclose([xy for _, xy in numbers], [c for _, c in tiles], atol=0.005)

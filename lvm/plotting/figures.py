@@ -261,6 +261,9 @@ def plot_decoded_grid(images: torch.Tensor, grid: np.ndarray, per_side: int, tit
         for spine in latent.spines.values():
             spine.set_visible(False)
         latent.set_title(title)
+        if images.shape[1] == 1:  # grey tiles: the scale of the decoded values
+            scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, 1.0), cmap="gray")
+            fig.colorbar(scale, ax=latent, fraction=0.04, pad=0.02).set_label("decoded mean E[x | z] (clamped to 0-1)")
         x_centres = 1 + np.arange(per_side) * (width + 1) + (width - 1) / 2  # pixel columns of the tile centres
         y_centres = 1 + np.arange(len(z2)) * (height + 1) + (height - 1) / 2
     latent.set_xticks(x_centres, [f"{v:.2f}" for v in z1], rotation=90 if per_side > 12 else 0)
