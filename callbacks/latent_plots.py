@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from lvm.batches import batch_data, label_columns
+from lvm.batches import batch_data, label_columns, label_title
 from lvm.analysis.embedding import embed_loader
 from lvm.plotting.figures import latent_grid, plot_code_on_data, plot_decoded_grid, plot_embedding
 
@@ -56,7 +56,7 @@ class LatentPlots(L.Callback):
         else:
             figures.draw("embedding", plot_embedding, embedding, labels, periodic=periodic, title=title,
                          label_names=getattr(datamodule, "label_names", None),
-                         label_title=getattr(datamodule, "label_key", None) or "label")
+                         label_title=label_title(datamodule))
         if data.ndim == 2 and data.shape[1] == 2:  # 2-D vector data: the data coloured by the code (MLAE Fig. 3)
             figures.draw("code_on_data", plot_code_on_data, data, embedding, periodic=periodic)
         if data.ndim == 4:  # images [n, C, H, W]; vector data has no picture grid

@@ -25,6 +25,7 @@ class DigitsDataModule(SplitDataModule):
     """
 
     data_shape = (1, 8, 8)
+    label_title = "digit"
 
     def __init__(self, batch_size: int = 64, test_fraction: float = 0.2, val_fraction: float = 0.1,
                  seed: int = 0, num_workers: int = 0):

@@ -33,6 +33,7 @@ class MNISTDataModule(SplitDataModule):
     """
 
     data_shape = (1, 28, 28)
+    label_title = "digit"
     dataset_class = MNIST
     source = "https://ossci-datasets.s3.amazonaws.com/mnist/ (or http://yann.lecun.com/exdb/mnist/)"
 
@@ -83,6 +84,7 @@ class FashionMNISTDataModule(MNISTDataModule):
 
     dataset_class = FashionMNIST
     source = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    label_title = "clothing class"
 
 
 class BinarizedMNISTDataModule(MNISTDataModule):

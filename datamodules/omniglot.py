@@ -50,6 +50,8 @@ class OmniglotDataModule(SplitDataModule):
         batch_size, seed, num_workers: as usual.
     """
 
+    label_title = "alphabet"
+
     def __init__(self, root: str = "data", image_size: int = 28, val_fraction: float = 0.1, binarize_seed: int = 0,
                  train_binarization: str = "dynamic", download: bool = False, batch_size: int = 100, seed: int = 0,
                  num_workers: int = 0):

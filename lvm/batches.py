@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["batch_data", "factor_names", "label_columns"]
+__all__ = ["batch_data", "factor_names", "label_columns", "label_title"]
 
 
 def batch_data(batch) -> torch.Tensor:
@@ -35,3 +35,9 @@ def label_columns(labels: np.ndarray, datamodule) -> dict[str, np.ndarray]:
     if names:
         columns["label_name"] = np.asarray(names, dtype=object)[labels.astype(np.int64)]
     return columns
+
+
+def label_title(datamodule) -> str:
+    """What a datamodule's labels are, for legends and reports: its ``label_title`` (``"digit"``), else the metadata
+    field they come from (``label_key``, e.g. ``"species"``), else ``"label"``."""
+    return getattr(datamodule, "label_title", None) or getattr(datamodule, "label_key", None) or "label"

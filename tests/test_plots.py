@@ -205,3 +205,15 @@ def test_a_quick_start_run_numbers_its_modes_alike_and_labels_its_figures(tmp_pa
     grid = figures["decoded_grid"].axes[0]
     assert (grid.get_xlabel(), grid.get_ylabel()) == ("z1 (period 1)", "z2 (period 1)")
     assert len(grid.get_xticklabels()) == 12  # the quick start's per_side
+
+
+def test_the_embedding_legend_names_what_the_labels_are():
+    """embedding.png's legend is titled by what the datamodule's labels are ("digit"), not "label" (issue 31)."""
+    from types import SimpleNamespace
+
+    from lvm.batches import label_title
+    from lvm.datamodules import DigitsDataModule, MNISTDataModule
+
+    assert label_title(DigitsDataModule()) == "digit" and label_title(MNISTDataModule()) == "digit"
+    assert label_title(SimpleNamespace(label_key="species")) == "species"
+    assert label_title(SimpleNamespace()) == "label"
