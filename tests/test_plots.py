@@ -217,3 +217,23 @@ def test_the_embedding_legend_names_what_the_labels_are():
     assert label_title(DigitsDataModule()) == "digit" and label_title(MNISTDataModule()) == "digit"
     assert label_title(SimpleNamespace(label_key="species")) == "species"
     assert label_title(SimpleNamespace()) == "label"
+
+
+def test_torus_plots_draw_the_identification_of_the_square_s_edges():
+    """A cluster cut by an edge of the square looks like two: the torus plots mark which edges are glued (one arrow
+    on the left and right edges, two on the bottom and top) and say so under the axis (issue 31)."""
+    import numpy as np
+    from matplotlib.patches import FancyArrowPatch
+
+    from lvm.plotting.figures import plot_embedding, plot_latent_field
+
+    rng = np.random.default_rng(0)
+    for figure in (plot_embedding(rng.uniform(size=(50, 2)), periodic=True),
+                   plot_latent_field(rng.uniform(size=(200, 2)), rng.uniform(size=200), "f", periodic=True,
+                                     value_label="v")):
+        arrows = [patch for patch in figure.axes[0].patches if isinstance(patch, FancyArrowPatch)]
+        assert len(arrows) == 6
+        assert ["edges with matching arrows are glued" in text.get_text() for text in figure.texts].count(True) == 1
+    flat = plot_embedding(rng.normal(size=(50, 2)), periodic=False)
+    assert not [patch for patch in flat.axes[0].patches if isinstance(patch, FancyArrowPatch)]
+    assert not any("glued" in text.get_text() for text in flat.texts)

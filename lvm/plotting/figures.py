@@ -40,6 +40,30 @@ def coordinate_label(i: int, periodic: bool = False) -> str:
     return f"z{i + 1} (period 1)" if periodic else f"z{i + 1}"
 
 
+TORUS_NOTE = "torus: edges with matching arrows are glued\n(a cluster cut by an edge is one cluster)"
+
+
+def mark_torus_seams(ax) -> None:
+    """Draw the identification of the fundamental square's edges, as topology texts draw a torus: one arrowhead up
+    on the left and right edges, two to the right on the bottom and top edges (patches in axes coordinates, on the
+    frame), and say under the figure what they mean."""
+    from matplotlib.patches import FancyArrowPatch
+
+    def arrow(start, end):
+        ax.add_patch(FancyArrowPatch(start, end, transform=ax.transAxes, clip_on=False, arrowstyle="-|>",
+                                     color="tab:red", lw=1.5, mutation_scale=12, zorder=5))
+
+    for x in (0.0, 1.0):  # left and right: one arrow up
+        arrow((x, 0.44), (x, 0.56))
+    for y in (0.0, 1.0):  # bottom and top: two arrows to the right
+        for offset in (0.0, 0.06):
+            arrow((0.43 + offset, y), (0.53 + offset, y))
+    figure = ax.get_figure()
+    if not getattr(figure, "_torus_note", False):  # once per figure, below everything (saved with a tight box)
+        figure.text(0.5, -0.04, TORUS_NOTE.replace("\n", " "), ha="center", va="top", fontsize=8, color="tab:red")
+        figure._torus_note = True
+
+
 def _coordinates(z) -> str:
     """A latent point as ``"(0.33, 0.16)"``."""
     return "(" + ", ".join(f"{float(c):.2f}" for c in z) + ")"
@@ -73,6 +97,7 @@ def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, peri
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
             ax.set_aspect("equal")
+            mark_torus_seams(ax)
     if categories is not None:
         axes[0, -1].legend(title=label_title, loc="upper left", bbox_to_anchor=(1.02, 1), markerscale=2, fontsize=8)
     elif labels is not None:
@@ -328,6 +353,8 @@ def plot_latent_field(points: np.ndarray, values: np.ndarray, title: str, marker
             ax.plot(xs, ys, "w-", lw=1.5)
         ax.set_xlabel(coordinate_label(i, periodic))
         ax.set_ylabel(coordinate_label(j, periodic))
+        if periodic:
+            mark_torus_seams(ax)
     fig.suptitle(title)
     return fig
 
