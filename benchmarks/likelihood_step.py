@@ -15,7 +15,6 @@ object with all figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import median_seconds  # noqa: E402
+from benchmarks.measure import benchmark_parser, median_seconds  # noqa: E402
 from lvm.likelihoods import (BernoulliLikelihood, GaussianLikelihood, NegativeBinomialLikelihood,  # noqa: E402
                              PoissonLikelihood)
 from lvm.model import LatentVariableModel  # noqa: E402
@@ -64,10 +63,7 @@ def build_steps(device: torch.device, b: int, m: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=128)
+    parser = benchmark_parser(__doc__, repeats=5, batch=128)
     parser.add_argument("--points", type=int, default=2584)
     args = parser.parse_args()
     device, b, m = torch.device(args.device), args.batch, args.points

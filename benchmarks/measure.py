@@ -1,7 +1,8 @@
-"""Measurement helpers for the benchmarks: median step time and peak memory."""
+"""Measurement helpers for the benchmarks: their shared command-line options, median step time and peak memory."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import threading
@@ -10,9 +11,20 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["PeakMemory", "median_seconds"]
+__all__ = ["PeakMemory", "benchmark_parser", "median_seconds"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def benchmark_parser(description: str, repeats: int | None, batch: int | None, repeats_help: str | None = None,
+                     batch_help: str | None = None) -> argparse.ArgumentParser:
+    """The options every step benchmark takes: ``--device`` (CUDA when there is one), ``--repeats`` and ``--batch``
+    with the script's defaults; a script adds its own."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
+    parser.add_argument("--batch", type=int, default=batch, help=batch_help)
+    return parser
 
 
 def _rss_bytes() -> int:

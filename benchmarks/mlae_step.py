@@ -15,7 +15,6 @@ The last output line is one JSON object with all figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import median_seconds  # noqa: E402
+from benchmarks.measure import benchmark_parser, median_seconds  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder, PythaeConvDecoder, PythaeConvEncoder  # noqa: E402
@@ -73,11 +72,9 @@ def time_network(network: str, device: torch.device, batch: int, repeats: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, repeats=None, batch=None, repeats_help="default: 3 for convnet on a CPU, else 21",
+                              batch_help="default: 100, or 32 for convnet on a CPU")
     parser.add_argument("--networks", nargs="+", choices=("convnet", "mlp"), default=["convnet", "mlp"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=None, help="default: 3 for convnet on a CPU, else 21")
-    parser.add_argument("--batch", type=int, default=None, help="default: 100, or 32 for convnet on a CPU")
     args = parser.parse_args()
     device = torch.device(args.device)
     figures = {"device": str(device), "data_dim": 784, "networks": {}}

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import PeakMemory, median_seconds  # noqa: E402
+from benchmarks.measure import PeakMemory, benchmark_parser, median_seconds  # noqa: E402
 from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
 from lvm.networks import ConvDecoder  # noqa: E402
@@ -60,10 +60,7 @@ def peak_mb_in_fresh_process(num_points: int, chunked: bool) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=32)
+    parser = benchmark_parser(__doc__, repeats=3, batch=32)
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: "m:chunked" -> one step's peak MB
     args = parser.parse_args()
     device = torch.device(args.device)

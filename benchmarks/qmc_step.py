@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import PeakMemory, median_seconds  # noqa: E402
+from benchmarks.measure import PeakMemory, benchmark_parser, median_seconds  # noqa: E402
 from lvm.numerics.lattices import PointSet  # noqa: E402
 from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
@@ -85,10 +85,7 @@ def build_steps(device: torch.device, b: int, m: int) -> tuple[dict, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=128)
+    parser = benchmark_parser(__doc__, repeats=5, batch=128)
     parser.add_argument("--points", type=int, default=2584)
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: one step's peak memory
     args = parser.parse_args()

@@ -17,7 +17,6 @@ The last output line is one JSON object with all figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -27,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import median_seconds  # noqa: E402
+from benchmarks.measure import benchmark_parser, median_seconds  # noqa: E402
 from lvm.numerics.geometry import geodesic  # noqa: E402
 from lvm.likelihoods import HeteroscedasticGaussianLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
@@ -50,10 +49,7 @@ def build(objective, prior, posterior, device: torch.device) -> LatentVariableMo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--batch", type=int, default=100)
+    parser = benchmark_parser(__doc__, repeats=11, batch=100)
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--curve-points", type=int, default=BrownianMotionPrior().curve_points,
                         help="points on each prior curve (the prior's curve_points)")

@@ -16,7 +16,6 @@ The last output line is one JSON object with all figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -26,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import median_seconds  # noqa: E402
+from benchmarks.measure import benchmark_parser, median_seconds  # noqa: E402
 from lvm.divergences import kl_divergence  # noqa: E402
 from lvm.numerics.jacobians import forward_jacobian  # noqa: E402
 from lvm.likelihoods import GaussianLikelihood  # noqa: E402
@@ -63,10 +62,7 @@ def build(latent_dim: int, objective, device):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=64)
+    parser = benchmark_parser(__doc__, repeats=5, batch=64)
     args = parser.parse_args()
     device = torch.device(args.device)
     x = torch.rand(args.batch, 1, 28, 28, device=device)
