@@ -156,6 +156,13 @@ def _plain(node) -> dict:
     return node.as_dict() if isinstance(node, Namespace) else dict(node or {})
 
 
+def _usage_error(error: Exception) -> UsageError:
+    """A component's or datamodule's ``ValueError``/``KeyError``/... as a one-line :class:`UsageError` (a ``KeyError``
+    by its message, not its quoted repr)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return UsageError(str(message).strip().splitlines()[0])
+
+
 def _loggers(config: Namespace) -> list[Namespace]:
     logger = config.trainer.logger
     loggers = logger if isinstance(logger, list) else [logger]
@@ -190,7 +197,7 @@ class LVMCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except ValueError as error:
-            raise UsageError(str(error).strip().splitlines()[0]) from error
+            raise _usage_error(error) from error
 
     def _fill_data_shape(self, config: Namespace) -> None:
         """Decoders whose ``data_shape`` the config leaves out (``null``) get the datamodule's ``data_shape``, so a
@@ -206,8 +213,7 @@ class LVMCLI(LightningCLI):
             datamodule = getattr(import_module(module_name), class_name)(**_plain(data.get("init_args")))
             data_shape = getattr(datamodule, "data_shape", None)
         except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
-            message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-            raise UsageError(str(message).strip().splitlines()[0]) from error
+            raise _usage_error(error) from error
         if data_shape is None:
             raise UsageError(f"{targets[0]} is not set and {class_name} does not say its data's shape; set "
                              f"{targets[0]}.")
@@ -224,8 +230,7 @@ class LVMCLI(LightningCLI):
             try:
                 self.datamodule.prepare_data()
             except (FileNotFoundError, KeyError, ValueError) as error:
-                message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-                raise UsageError(str(message).strip().splitlines()[0]) from error
+                raise _usage_error(error) from error
         data_shape = getattr(self.datamodule, "data_shape", None)
         if data_shape is not None:
             try:
@@ -237,7 +242,7 @@ class LVMCLI(LightningCLI):
             try:
                 self.datamodule.check_support(getattr(self.model.likelihood, "support", "real"))
             except ValueError as error:
-                raise UsageError(str(error).strip().splitlines()[0]) from error
+                raise _usage_error(error) from error
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--ckpt_path", type=str | None, default=None,

@@ -78,8 +78,8 @@ def load_checkpoint(ckpt: str | Path, data_overrides: dict | None = None):
     overrides = dict(data_overrides or {})
     arguments = {key: value for key, value in checkpoint.get("datamodule_hyper_parameters", {}).items()
                  if key not in ("_instantiator",)}
-    class_path = overrides.pop("class_path", None) or arguments.pop("_class_path", None)
-    arguments.pop("_class_path", None)
+    trained_with = arguments.pop("_class_path", None)
+    class_path = overrides.pop("class_path", None) or trained_with
     if class_path is None:
         raise UsageError(f"{ckpt} does not name its datamodule (trained outside train.py?); pass "
                          "--data.class_path (e.g. lvm.datamodules.DigitsDataModule) and its --data.init_args.*.")
@@ -92,7 +92,6 @@ def load_checkpoint(ckpt: str | Path, data_overrides: dict | None = None):
         datamodule = datamodule_class(**{**arguments, **overrides})
     except TypeError as error:
         raise UsageError(f"{class_path} does not take these arguments ({error}); check --data.init_args.*.") from None
-    trained_with = checkpoint.get("datamodule_hyper_parameters", {}).get("_class_path")
     state = checkpoint.get(type(datamodule).__qualname__)  # Lightning's key for the datamodule's state_dict
     if state and class_path == trained_with:
         datamodule.load_state_dict(state)  # e.g. the data transform fitted on the training split
