@@ -38,7 +38,7 @@ FORMATS = ".npy, .npz, .csv, .tsv, .parquet, .h5/.hdf5, .h5ad or a folder of ima
 def metadata_array(values) -> np.ndarray:
     """A column as a 1-D NumPy array: numbers stay numbers; text, categories and mixed objects become str."""
     array = np.asarray(values)
-    if array.dtype.kind in "biufb":
+    if array.dtype.kind in "biuf":
         return array
     if array.dtype.kind == "S":
         return np.char.decode(array, "utf-8")
@@ -184,23 +184,18 @@ def _image_array(image, channels: int, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack(resized), 0.0, 1.0)  # [channels, H, W]
 
 
-@functools.lru_cache(maxsize=2)
-def _read_table(path: str, stamp: tuple[int, int]):
-    """The whole table (cached for the file's modification time and size: the CLI and the datamodule read it once)."""
+def read_table(path: Path):
+    """The whole table (``.csv``, ``.tsv`` or ``.parquet``), or a ``ValueError`` naming the file. Not cached: a data
+    table is read once through the cached :func:`open_source`, a metadata table once by the datamodule."""
     import pandas as pd
 
-    suffix = Path(path).suffix.lower()
+    suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
             return pd.read_parquet(path)
         return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise ValueError(f"{path}: not a readable {suffix[1:]} table ({str(error).splitlines()[0]}).") from None
-
-
-def read_table(path: Path):
-    stat = path.stat()
-    return _read_table(str(path), (stat.st_mtime_ns, stat.st_size))
 
 
 def _table_source(path: Path, features, id_column: str | None) -> ArraySource:
@@ -220,7 +215,7 @@ def _table_source(path: Path, features, id_column: str | None) -> ArraySource:
         columns = [c for c in table.columns if table[c].dtype.kind in "biuf" and c != id_column]
         if not columns:
             raise ValueError(f"{path}: no numeric column to use as features; name them with data.init_args.features.")
-    text = [str(c) for c in columns if table[c].dtype.kind not in "biufb"]
+    text = [str(c) for c in columns if table[c].dtype.kind not in "biuf"]
     if text:
         examples = {c: next((v for v in table[c] if isinstance(v, str)), table[c].iloc[0]) for c in text[:3]}
         raise ValueError(f"{path}: feature column(s) {text} are not numeric (e.g. {examples}); list only numeric "
