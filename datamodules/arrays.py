@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from .base import SplitDataModule, categorical, encode_labels, grouped_split, seeded_split, split_fractions
+from .base import (SplitDataModule, categorical, encode_labels, grouped_split, metadata_field, seeded_split,
+                   split_fractions)
 from .sources import TABLE_SUFFIXES, Source, metadata_array, open_source, read_table
 
 __all__ = ["ArrayDataModule", "FeatureTransform", "TRANSFORMS"]
@@ -88,6 +89,10 @@ class FeatureTransform:
             return x
         return (x - self.offset) / self.scale
 
+    def tensor(self, x: np.ndarray) -> torch.Tensor:
+        """Raw values as the model's input: transformed, float32, contiguous."""
+        return torch.from_numpy(np.ascontiguousarray(self.apply(x), dtype=np.float32))
+
     def inverse(self, x: np.ndarray) -> np.ndarray:
         """Values in the data's own units from transformed ones (for ``log1p``: ``expm1``, which maps a decoded mean
         of ``log1p(x)`` to the data's scale but is not the mean of ``x``)."""
@@ -128,7 +133,7 @@ class ArrayRows(Dataset):
         return self.source.n
 
     def _x(self, rows) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.transform.apply(self.source.read(rows)), dtype=np.float32))
+        return self.transform.tensor(self.source.read(rows))
 
     def __getitem__(self, index: int):
         return self._x([index])[0], self.labels[index]
@@ -230,10 +235,8 @@ class ArrayDataModule(SplitDataModule):
         return fields
 
     def _field(self, key: str, argument: str) -> np.ndarray:
-        if key not in self.metadata:
-            raise KeyError(f"{argument} {key!r} is not a metadata field of {self.path}; choose one of "
-                           f"{sorted(self.metadata) or 'none (give a metadata table)'}.")
-        return self.metadata[key]
+        return metadata_field(self.metadata, key, argument, self.path,
+                              "" if self.metadata else " (give a metadata table: data.init_args.metadata)")
 
     def _scan(self) -> dict:
         """One pass over every value: NaN/infinite, negative and non-integer counts with the first one's place, the
@@ -330,8 +333,7 @@ class ArrayDataModule(SplitDataModule):
         """New data (an array ``[n, *data_shape]``, a table with the feature columns, or a sparse matrix) as the
         model's input: checked and transformed as the training data were. Raises a ``ValueError`` saying what is
         wrong."""
-        x = self.raw_array(x)
-        return torch.from_numpy(np.ascontiguousarray(self.transform.apply(x), dtype=np.float32))
+        return self.transform.tensor(self.raw_array(x))
 
     def raw_array(self, x) -> np.ndarray:
         """New data as a float32 array ``[n, *data_shape]`` in the training data's column order, checked (shape,

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["split_fractions", "seeded_split", "grouped_split", "categorical", "npz_array", "encode_labels", "SplitDataModule", "TensorBatches", "batched"]
+__all__ = ["split_fractions", "seeded_split", "grouped_split", "categorical", "metadata_field", "npz_array", "encode_labels", "SplitDataModule", "TensorBatches", "batched"]
 
 
 def split_fractions(test_fraction: float, val_fraction: float) -> list[float]:
@@ -104,6 +104,15 @@ def _report_label_spread(item_part: np.ndarray, labels: np.ndarray, group_codes:
     rows = [f"{SPLIT_NAMES[i] if i < len(SPLIT_NAMES) else i}: " + ", ".join(
         f"{name} {int(np.sum((item_part == i) & (labels == name)))}" for name in label_names) for i in range(num_parts)]
     rank_zero_info(f"Examples per {label_key} and split: " + "; ".join(rows))
+
+
+def metadata_field(metadata: dict[str, np.ndarray], key: str, argument: str, where, note: str = "") -> np.ndarray:
+    """``metadata[key]``, or a ``KeyError`` naming the argument that asked for it, the data (``where``) and the fields
+    there are (with ``note`` after them)."""
+    if key not in metadata:
+        raise KeyError(f"{argument} {key!r} is not a metadata field of {where}; choose one of "
+                       f"{sorted(metadata) or 'none'}{note}.")
+    return metadata[key]
 
 
 def categorical(values: np.ndarray | None) -> np.ndarray | None:

@@ -36,7 +36,8 @@ from torch.utils.data import TensorDataset
 
 from lvm.plotting.axes import ImageAxes
 
-from ..base import SplitDataModule, categorical, encode_labels, grouped_split, npz_array, seeded_split, split_fractions
+from ..base import (SplitDataModule, categorical, encode_labels, grouped_split, metadata_field, npz_array,
+                    seeded_split, split_fractions)
 from ..hdf5 import H5Rows, require_dataset
 from .frequencies import frequency_axis
 
@@ -203,10 +204,7 @@ class VocalizationsDataModule(SplitDataModule):
         return (0.0, 1.0) if low >= 0 and high <= 1 else (low, high if high > low else low + 1.0)
 
     def _field(self, key: str, argument: str) -> np.ndarray:
-        if key not in self.metadata:
-            raise KeyError(f"{argument} {key!r} is not a metadata field of {self.root}; "
-                           f"choose one of {sorted(self.metadata)} (fields present in every file).")
-        return self.metadata[key]
+        return metadata_field(self.metadata, key, argument, self.root, " (fields present in every file)")
 
     def _labels(self, n: int) -> torch.Tensor:
         values = None if self.label_key is None else self._field(self.label_key, "label_key")

@@ -165,13 +165,11 @@ class Embedding(TransformerMixin, BaseEstimator):
             arguments["metadata"] = str(meta_path)
         return arguments
 
-    def _input(self, X) -> torch.Tensor:
-        """New data as the model's input (checked and transformed as the training data were)."""
+    def _raw(self, X) -> np.ndarray:
+        """New data as a checked float32 array in the training data's layout (before the transform)."""
         self._check_fitted()
-        if _is_anndata(X):
-            X = X.X
         try:
-            return self.datamodule_.transform_array(X)
+            return self.datamodule_.raw_array(X.X if _is_anndata(X) else X)
         except ValueError as error:
             raise ValueError(f"{type(self).__name__}: {error}") from None
 
@@ -208,7 +206,8 @@ class Embedding(TransformerMixin, BaseEstimator):
     @torch.no_grad()
     def transform(self, X) -> np.ndarray:
         """The posterior mean of each row, ``[n, latent_dim]`` (circular on the torus of ``qmc``)."""
-        x = self._input(X)
+        raw = self._raw(X)  # first: an unfitted estimator says so
+        x = self.datamodule_.transform.tensor(raw)
         return torch.cat([self.model_.embed(part) for part in x.split(self._chunk)]).double().numpy()
 
     def fit_transform(self, X, y=None, **fit_params):
@@ -228,8 +227,8 @@ class Embedding(TransformerMixin, BaseEstimator):
     def score_samples(self, X) -> np.ndarray:
         """The held-out estimate of ``log p(x)`` of each row in nats (the estimator of the model's held-out
         evaluation: QMC on the lattice, or defensive importance sampling), in the data's own units."""
-        x = self._input(X)
-        raw = self.datamodule_.raw_array(X.X if _is_anndata(X) else X)
+        raw = self._raw(X)
+        x = self.datamodule_.transform.tensor(raw)
         values = torch.cat([self.model_.evaluation.log_likelihood(self.model_, part)["log_likelihood"]
                             for part in x.split(self._chunk)]).double().numpy()
         return values + self.datamodule_.transform.log_abs_det_jacobian(raw)
