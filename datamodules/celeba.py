@@ -38,6 +38,8 @@ class CelebADataModule(SplitDataModule):
         download: ask torchvision to fetch the files from Google Drive (often over quota; see README).
     """
 
+    quantization_step = 1 / 255  # PIL resizes the 8-bit images; ToTensor scales the levels to [0, 1]
+
     def __init__(self, root: str = "data", image_size: int = 64, crop_size: int = 148, grayscale: bool = False,
                  label_attribute: str = "Smiling", download: bool = False, batch_size: int = 64, seed: int = 0,
                  num_workers: int = 4):

@@ -26,6 +26,7 @@ class DigitsDataModule(SplitDataModule):
 
     data_shape = (1, 8, 8)
     label_title = "digit"
+    quantization_step = 1 / 16  # 17 grey levels (0..16) scaled to [0, 1]: bits/dim of the quantised data
 
     def __init__(self, batch_size: int = 64, test_fraction: float = 0.2, val_fraction: float = 0.1,
                  seed: int = 0, num_workers: int = 0):

@@ -34,6 +34,7 @@ class MNISTDataModule(SplitDataModule):
 
     data_shape = (1, 28, 28)
     label_title = "digit"
+    quantization_step = 1 / 255  # 8-bit grey levels scaled to [0, 1]
     dataset_class = MNIST
     source = "https://ossci-datasets.s3.amazonaws.com/mnist/ (or http://yann.lecun.com/exdb/mnist/)"
 
@@ -96,6 +97,8 @@ class BinarizedMNISTDataModule(MNISTDataModule):
     ``binarize_seed`` (the validation images are the last 10 000 training images by ``seed``).
     Images are ``[1, 28, 28]`` float32 in {0, 1}; batches are ``(x,)`` from the files and
     ``(x, label)`` when binarized from MNIST."""
+
+    quantization_step = 1.0  # two levels, 0 and 1
 
     splits = ("train", "valid", "test")
 

@@ -34,6 +34,7 @@ class Shapes3DDataModule(SplitDataModule):
     """
 
     data_shape = (3, 64, 64)
+    quantization_step = 1 / 255  # 8-bit colour levels scaled to [0, 1]
     factor_names = FACTORS
 
     def __init__(self, path: str = "data/3dshapes.h5", subset: int | None = None, in_memory: bool = False,

@@ -39,6 +39,9 @@ class Likelihood(nn.Module):
 
     params_per_dim = 1
     support = "real"
+    # log_prob is a density in x (per unit of x), not a probability mass: bits/dim of quantised data then add the
+    # log-volume of a quantisation bin (lvm.estimators.heldout.bits_per_dim).
+    density = True
 
     def attach(self, num_features: int) -> None:
         """Called by the model once the data size ``D`` is known (from the decoder's output): likelihoods with a
@@ -75,6 +78,7 @@ class BernoulliLikelihood(Likelihood):
     """
 
     support = "unit_interval"
+    density = False  # a probability mass on binary x (a cross-entropy on grey levels)
 
     def log_prob(self, x, params):
         return (x * params - F.softplus(params)).sum(-1)
@@ -254,6 +258,7 @@ class PoissonLikelihood(Likelihood):
     """
 
     support = "counts"
+    density = False  # a probability mass on the integers
 
     def log_prob(self, x, params):
         return (x * params - params.exp() - torch.lgamma(x + 1)).sum(-1)
@@ -291,6 +296,7 @@ class NegativeBinomialLikelihood(Likelihood):
     """
 
     support = "counts"
+    density = False  # a probability mass on the integers
     LEARN = ("none", "shared", "per_feature")
 
     def __init__(self, dispersion: float = 1.0, learn_dispersion: str = "per_feature"):

@@ -71,6 +71,10 @@ class LatentVariableModel(L.LightningModule):
         latent_sampler: an optional sampler fitted to the training codes (e.g.
             :class:`lvm.samplers.GaussianMixtureSampler`, fitted by :class:`lvm.callbacks.FitLatentSampler`);
             once fitted, :meth:`sample` draws latents from it instead of the prior.
+        quantization_step: the spacing of the levels that quantised data take, in the model's units (1/16 for the
+            digits' 17 grey levels scaled to [0, 1], 1/255 for 8-bit images); ``None`` for continuous data. With a
+            density likelihood, ``bits_per_dim`` is then that of the quantised data (uniform dequantisation;
+            :func:`lvm.estimators.heldout.bits_per_dim`). ``train.py`` takes it from the datamodule when unset.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class LatentVariableModel(L.LightningModule):
         latent_sampler: nn.Module | None = None,
         eval_shift_seed: int | None = 0,
         eval_every_n_epochs: int = 10,
+        quantization_step: float | None = None,
     ):
         super().__init__()
         with warnings.catch_warnings():
@@ -111,6 +116,10 @@ class LatentVariableModel(L.LightningModule):
         if eval_every_n_epochs < 0:
             raise ValueError(f"eval_every_n_epochs must be >= 0 (0: only the last epoch); got {eval_every_n_epochs}.")
         self.eval_every_n_epochs = eval_every_n_epochs
+        if quantization_step is not None and not quantization_step > 0:
+            raise ValueError(f"quantization_step must be > 0 (the spacing of the data's levels) or null; got "
+                             f"{quantization_step}.")
+        self.quantization_step = quantization_step
         self.latent_sampler = latent_sampler
         if latent_sampler is not None:
             latent_sampler.attach(prior.dim)

@@ -52,11 +52,14 @@ def test_quickstart_writes_checkpoints_metrics_plots_config_and_wandb_files(tmp_
     assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/log_likelihood"] < 0 or metrics["test/log_likelihood"] > 0  # a finite number
-    assert metrics["test/bits_per_dim"] == pytest.approx(-metrics["test/log_likelihood"] / (64 * 0.6931471805599453), rel=1e-4)
+    # the digits' 17 levels are 1/16 apart: bits/dim of the quantised data (the density's bits + log2 16)
+    assert metrics["test/bits_per_dim"] == pytest.approx(-metrics["test/log_likelihood"] / (64 * np.log(2)) + 4, rel=1e-4)
+    assert metrics["test/bits_per_dim"] > 0  # a probability of quantised data (the density's bits are negative here)
     assert (run_dir / "plots" / "embedding.png").stat().st_size > 10_000
     assert (run_dir / "plots" / "decoded_grid.png").stat().st_size > 10_000
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["model"]["objective"]["class_path"] == "lvm.objectives.QMCObjective"
+    assert config["model"]["quantization_step"] == 1 / 16  # from the datamodule, in the run's config
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
 
 

@@ -1,13 +1,18 @@
 """Interactive HTML explorer of a latent embedding: one self-contained file built with Bokeh.
 
-``explorer_html`` turns a table of embedded examples (latent coordinates plus any metadata), images of a
+``explorer_html`` turns a table of embedded examples (latent coordinates plus any metadata), pictures of a
 subsample of them and decoded grids over latent planes into the text of one HTML page. Write it to a file and
-open that in any browser (double-click it, or ``python -m webbrowser explorer.html``): BokehJS and the images
-are inlined, so the page needs no server and no network.
+open that in any browser (double-click it, or ``python -m webbrowser explorer.html``): BokehJS and the pictures
+are inlined, so the page needs no server and no network. A picture is an image, or for data without an image shape
+(neurons, features) a small line plot of value against feature index: every line plot of a page shares one value
+range, which the page's header and each tooltip state.
 
 In the page you can
-- hover a point to see its metadata and, when it is in the image subsample, its image;
-- hover empty space to see what the decoder generates there (the latent grid layer, drawn as faint cells);
+- hover a point to see its metadata and, when it is in the picture subsample, its picture (for vectors with the
+  decoded mean at its latent drawn over it); where points overlap, one tooltip lists the nearest three and says
+  how many more are there;
+- hover empty space to see what the decoder generates there (the latent grid layer, drawn as faint cells); one
+  tooltip at a time, the points' over the cell's;
 - recolour the points by any metadata field with the "Colour by" selector;
 - pan, zoom, box-select (selections are linked across the projections of a 3-D latent), reset and save a PNG.
 """
@@ -26,7 +31,7 @@ from bokeh.embed import file_html
 from bokeh.layouts import column, gridplot
 from bokeh.models import (BoxAnnotation, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, Div, HoverTool,
                           Legend, LegendItem, LinearColorMapper, PanTool, Range1d, ResetTool, SaveTool, Select,
-                          WheelZoomTool)
+                          Tooltip, WheelZoomTool)
 from bokeh.palettes import Category10, Category20, Turbo256, Viridis256, linear_palette
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
@@ -36,8 +41,11 @@ __all__ = ["LatentGrid", "explorer_html"]
 MAX_COLOR_CATEGORIES = 50  # by default a non-numeric column is a colour field if it has at most this many values
 MAX_INTEGER_CATEGORIES = 20  # integer columns with at most this many values are categorical, as in lvm.plotting.figures
 THUMBNAIL_WIDTH_PX = 112
+LINE_PLOT_HEIGHT_PX = 56  # line plots of vectors are THUMBNAIL_WIDTH_PX wide and this high, drawn pixel for pixel
+MAX_TOOLTIP_POINTS = 3  # a tooltip over overlapping points lists the nearest this many and counts the others
 MISSING_COLOR = "#bbbbbb"
-IMAGE_COLUMN = "__explorer_image"  # <img> tag of a row's image, "" for rows without one
+DATA_LINE_COLOR, MEAN_LINE_COLOR, ZERO_LINE_COLOR = "#999999", "#1f77b4", "#e4e4e4"
+IMAGE_COLUMN = "__explorer_image"  # <img> tag of a row's picture, "" for rows without one
 ROW_COLUMN = "__explorer_row"  # row position: the y axis of a 1-D latent without a log-likelihood column
 CELL_COLUMN = "__explorer_cell"  # latent coordinates of a grid cell, as text
 CODE_COLUMN_PREFIX = "__explorer_code:"  # integer codes 0..k-1 of a categorical colour field, -1 where missing
@@ -50,7 +58,7 @@ class LatentGrid:
 
     dims: tuple[int, ...]  # the latent coordinates that vary: (i, j) for a plane, (i,) for a 1-D latent (0-based)
     coords: np.ndarray  # [g, len(dims)] grid coordinates, cell centres of a regular grid
-    images: np.ndarray  # [g, H, W] (grey) or [g, H, W, 3] (RGB), floats in [0, 1], row 0 at the top
+    images: np.ndarray  # [g, H, W] (grey) or [g, H, W, 3] (RGB), floats in [0, 1], row 0 at the top; or [g, D] vectors
 
 
 @dataclass
@@ -72,11 +80,25 @@ class _Axis:
     range: Range1d
 
 
+@dataclass
+class _LinePlots:
+    """How vectors are drawn: value (y, ``low`` to ``high``, shared by every line plot of the page) against feature
+    index (x, 1 to ``size``)."""
+
+    low: float
+    high: float
+    size: int
+
+    def caption(self, lines: str) -> str:
+        return f"{lines} against feature index 1–{self.size} (x); values {self.low:.3g} to {self.high:.3g} (y)"
+
+
 def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: bool,
                   images: np.ndarray | None = None, image_rows: np.ndarray | None = None,
-                  grids: list[LatentGrid] = (), color_fields: list[str] | None = None,
-                  categories: dict[str, list[str]] | None = None, cmap: str = "gray",
-                  title: str = "Embedding explorer", bounds: list[tuple[float, float]] | None = None) -> str:
+                  decoded: np.ndarray | None = None, grids: list[LatentGrid] = (),
+                  color_fields: list[str] | None = None, categories: dict[str, list[str]] | None = None,
+                  cmap: str = "gray", title: str = "Embedding explorer",
+                  bounds: list[tuple[float, float]] | None = None) -> str:
     """The text of a self-contained HTML page exploring an embedding.
 
     Args:
@@ -86,11 +108,14 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
             ``log_likelihood`` column (or else the row position); two as one z1–z2 plot; three or more as the
             three linked projections z1–z2, z1–z3, z2–z3 of the first three.
         periodic: the latent space is the torus [0, 1)^d: every latent axis spans exactly one period.
-        images: ``[n_img, H, W]`` or ``[n_img, H, W, 3]`` floats in [0, 1], row 0 at the top, shown when hovering
-            the rows ``image_rows`` (row positions in ``table``, e.g. a random subsample of a large table);
-            ``images=None`` with ``image_rows`` None or empty: no images.
-        grids: decoded images on regular grids over the plotted planes ((0, 1), (0, 2), (1, 2) or (0,)),
-            drawn as faint cells under the points and shown when hovering them.
+        images: ``[n_img, H, W]`` or ``[n_img, H, W, 3]`` floats in [0, 1], row 0 at the top, or ``[n_img, D]``
+            vectors (data without an image shape, drawn as line plots), shown when hovering the rows
+            ``image_rows`` (row positions in ``table``, e.g. a random subsample of a large table);
+            ``images=None`` with ``image_rows`` None or empty: no pictures.
+        decoded: ``[n_img, D]`` decoded means at the latents of the rows ``image_rows``, drawn over their
+            vectors ``images`` (vectors only).
+        grids: decoded images (or vectors) on regular grids over the plotted planes ((0, 1), (0, 2), (1, 2) or
+            (0,)), drawn as faint cells under the points and shown when hovering them.
         color_fields: the columns offered by the colour selector, the first one shown initially; default:
             every metadata column that is numeric or has at most 50 distinct values.
         categories: the category names of integer-coded columns, e.g. ``{"label": ["zero", "one", ...]}``
@@ -105,8 +130,9 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
     projections = PROJECTIONS[min(len(latent_columns), 3)]
     grids_by_projection = _grids_by_projection(grids, projections)
     fields = _color_fields(table, latent_columns, color_fields, categories or {})
+    line_plots = _line_plots(images, image_rows, decoded, grids)
     data = {name: _column_values(table[name]) for name in table.columns}
-    data[IMAGE_COLUMN] = _point_image_tags(len(table), images, image_rows, cmap)
+    data[IMAGE_COLUMN] = _point_image_tags(len(table), images, image_rows, decoded, cmap, line_plots)
     for field in fields:
         if field.codes is not None:
             data[field.data_column] = field.codes
@@ -123,24 +149,27 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
         value_axis = _Axis(label, data_column, Range1d(*_padded_range(np.asarray(data[data_column], dtype=float))))
     points = ColumnDataSource(data)
 
+    tooltip_columns = list(latent_columns) + [name for name in table.columns if name not in latent_columns]
+    captions = _tooltip_captions(line_plots, decoded is not None)
     plots, renderers = [], []
     for dims in projections:
         x_axis = latent_axes[dims[0]]
         y_axis = latent_axes[dims[1]] if len(dims) == 2 else value_axis
-        plot = _projection_figure(x_axis, y_axis, periodic, square=len(dims) == 2,
-                                  frame_px=560 if len(projections) == 1 else 340)
-        cells = [_draw_grid(plot, grid, latent_columns, cmap, strip_range=None if len(dims) == 2 else y_axis.range)
+        frame = (560 if len(projections) == 1 else 340,) * 2
+        frame = (frame[0], frame[1] if len(dims) == 2 else 300)
+        plot = _projection_figure(x_axis, y_axis, periodic, frame)
+        cells = [_draw_grid(plot, grid, latent_columns, cmap, line_plots,
+                            strip_range=None if len(dims) == 2 else y_axis.range)
                  for grid in grids_by_projection[dims]]
-        if cells:
-            plot.add_tools(HoverTool(renderers=cells, tooltips=_GRID_TOOLTIP, attachment="left",
-                                     description="Hover: decoded grid"))
+        renderer = _draw_points(plot, points, x_axis, y_axis, fields, len(table))
+        _add_hover(plot, renderer, cells, x_axis, y_axis, frame, tooltip_columns, table, captions)
         plots.append(plot)
-        renderers.append(_draw_points(plot, points, x_axis, y_axis, fields, table, latent_columns))
+        renderers.append(renderer)
 
     legend, color_bar, legend_items = _color_keys(plots[-1], fields, renderers[-1])
     n_images = 0 if images is None else len(images)
     header = Div(text=_header_html(title, len(table), n_images, sum(len(grid.coords) for grid in grids), periodic,
-                                   len(latent_columns)))
+                                   len(latent_columns), captions))
     controls = []
     if fields:
         selector = Select(title="Colour by", name="colour-selector", value=fields[0].name,

@@ -199,16 +199,23 @@ class LVMCLI(LightningCLI):
         except ValueError as error:
             raise _usage_error(error) from error
 
-    def _fill_data_shape(self, config: Namespace) -> None:
-        """Decoders whose ``data_shape`` the config leaves out (``null``) get the datamodule's ``data_shape``, so a
-        config states the data's shape once, where the data are named. A datamodule is built here to read it (ours
-        read only the file's header, and cache what they open for the run's own instance)."""
+    def _fill_from_datamodule(self, config: Namespace) -> None:
+        """What the data say about themselves, stated once where the data are named: decoders whose ``data_shape`` the
+        config leaves out (``null``) get the datamodule's ``data_shape``, and an unset ``model.quantization_step`` the
+        datamodule class's (the spacing of quantised data's levels, for bits/dim). A datamodule is built here to read
+        the shape (ours read only the file's header, and cache what they open for the run's own instance)."""
+        data = config.data
+        module_name, _, class_name = data.class_path.rpartition(".")
+        if "quantization_step" in config.model and config.model.quantization_step is None:
+            try:
+                config.model.quantization_step = getattr(getattr(import_module(module_name), class_name),
+                                                         "quantization_step", None)
+            except (ImportError, AttributeError):  # an unknown class is the datamodule's own error, said later
+                pass
         targets = [key for key in _keys(config.model.get("decoder"), "model.decoder") if key.endswith(".data_shape")
                    and config[key] is None]
         if not targets:
             return
-        data = config.data
-        module_name, _, class_name = data.class_path.rpartition(".")
         try:
             datamodule = getattr(import_module(module_name), class_name)(**_plain(data.get("init_args")))
             data_shape = getattr(datamodule, "data_shape", None)
@@ -283,7 +290,7 @@ class LVMCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config
-        self._fill_data_shape(config)
+        self._fill_from_datamodule(config)
         if config.ckpt_path:
             checkpoint = read_checkpoint(config.ckpt_path)  # before anything is written into the run
             done, max_epochs = completed_epochs(checkpoint), config.trainer.max_epochs
