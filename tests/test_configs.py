@@ -2,9 +2,11 @@
 
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from torch.utils.data import TensorDataset
 
 from lvm.datamodules.base import SplitDataModule
 from lvm.runs.cli import LVMCLI, cli_main
+from lvm.runs.files import UsageError
 from lvm.model import LatentVariableModel
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -51,12 +54,18 @@ def _build_model(*configs: Path | str) -> tuple[dict, LatentVariableModel]:
 
 
 def _own_data(config: Path, folder: Path) -> list[str]:
-    """For a config of the user's own data (ArrayDataModule: the shape comes from the file), a small file of the
-    kind it names: counts or a table of real values."""
+    """For a config whose decoder takes the data's shape from the files (the user's own data: ArrayDataModule; the
+    CPU vocalization config), small files of the kind it names: counts or a table of real values; 64x64
+    spectrograms of six recordings (the splits keep recordings apart)."""
     text = config.read_text()
+    if "lvm.datamodules.VocalizationsDataModule" in text and "image_size" not in text:
+        from lvm.datamodules.miniatures import write_vocalizations
+        for k in range(6):
+            write_vocalizations(folder / f"bird{k}.h5", 8, specs=np.random.default_rng(k).random((8, 64, 64),
+                                                                                               dtype=np.float32))
+        return ["--data.init_args.root", str(folder)]
     if "lvm.datamodules.ArrayDataModule" not in text:
         return []
-    import numpy as np
     import pandas as pd
     values = np.random.default_rng(0).poisson(2.0, size=(20, 7))
     if "counts.npy" in text:
@@ -70,8 +79,28 @@ def _own_data(config: Path, folder: Path) -> list[str]:
 def test_config_parses_and_builds_its_model(config, tmp_path):
     data = _own_data(config, tmp_path)
     _, model = _build_model(config, *data)
-    if data:
-        assert model.decoder.data_shape == (7,)  # stated once: taken from the data file
+    if data:  # stated once: taken from the data files
+        assert model.decoder.data_shape == ((1, 64, 64) if "vocalizations" in config.stem else (7,))
+
+
+def test_the_cpu_vocalization_config_trains_on_any_preprocessed_size_and_the_papers_says_which_flag(tmp_path):
+    """The decoder of the CPU config takes the spectrograms' size from the files (128x128: the preprocessing's
+    default); the paper's config states 128x128, and 64x64 files fail in one line naming both sizes and the flag."""
+    from lvm.datamodules.miniatures import write_vocalizations
+    (tmp_path / "big").mkdir()
+    for k in range(3):
+        write_vocalizations(tmp_path / "big" / f"bird{k}.h5", 4)
+    _, model = _build_model(CONFIG_DIR / "qlvm_vocalizations_cpu.yaml", "--data.init_args.root", str(tmp_path / "big"))
+    assert model.decoder.data_shape == (1, 128, 128)
+    (tmp_path / "small").mkdir()
+    write_vocalizations(tmp_path / "small" / "bird.h5", 4, specs=np.zeros((4, 64, 64), dtype=np.float32))
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(UsageError) as error:
+        cli_main(["--config", str(CONFIG_DIR / "qlvm_vocalizations.yaml"), "--data.init_args.root",
+                  str(tmp_path / "small"), "--trainer.default_root_dir", str(tmp_path / "runs")])
+    message = str(error.value)
+    assert "\n" not in message and sorted(tmp_path.rglob("*")) == before
+    assert re.search(r"\[1, 128, 128\] but the data have shape \[1, 64, 64\].*--params.num_freq_bins", message)
 
 
 def test_ablation_overlays_change_only_what_they_name():
@@ -144,11 +173,12 @@ def _train_briefly(configs: list[Path], tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("objective", [[], ["iwae"]], ids=["vae", "iwae"])
-def test_the_vocalization_baseline_keeps_the_qlvm_decoder_and_data(objective):
+def test_the_vocalization_baseline_keeps_the_qlvm_decoder_and_data(objective, tmp_path):
     base = CONFIG_DIR / "qlvm_vocalizations_cpu.yaml"
-    qlvm, _ = _build_model(base)
+    data = _own_data(base, tmp_path)
+    qlvm, _ = _build_model(base, *data)
     overlays = [CONFIG_DIR / "baselines" / "vae_vocalizations.yaml", *[CONFIG_DIR / "baselines" / f"{o}.yaml" for o in objective]]
-    vae, model = _build_model(base, *overlays)
+    vae, model = _build_model(base, *overlays, *data)
     assert vae["model"]["decoder"] == qlvm["model"]["decoder"] and vae["data"] == qlvm["data"]
     assert type(model.objective).__name__ == ("IWAE" if objective else "ELBO")
     assert type(model.prior).__name__ == "StandardNormalPrior" and model.prior.dim == 2

@@ -90,8 +90,15 @@ def test_conv_networks_shapes_and_configuration_errors():
     assert ConvDecoder(28)(torch.randn(2, 4)).shape == (2, 1, 28, 28)
     assert ConvDecoder(80, channels=[64, 64, 32, 32])(torch.randn(2, 4)).shape == (2, 1, 80, 80)
     assert ConvEncoder(6, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 6)
-    with pytest.raises(ValueError, match="4 entries"):
-        ConvDecoder(80, channels=[64, 32])
+    assert ConvDecoder(80, channels=[64, 32])(torch.randn(2, 4)).shape == (2, 1, 80, 80)  # a 20x20 base grid
+    # the data's shape, any size the stages divide, not square: a 128x64 spectrogram with the CPU config's channels
+    assert ConvDecoder(hidden=16, channels=[8, 8, 4, 4], data_shape=[1, 128, 64])(torch.randn(2, 4)).shape == (
+        2, 1, 128, 64)
+    with pytest.raises(ValueError, match="need a side divisible by 8; got 28. Give channels 2 entries"):
+        ConvDecoder(28, channels=[64, 32, 16])
+    with pytest.raises(ValueError, match=r"image_size 64 with out_channels 1 makes \[1, 64, 64\], but the data are "
+                                         r"\[1, 128, 128\]"):
+        ConvDecoder(64, channels=[8, 8], data_shape=[1, 128, 128])
 
 
 def test_sample_and_decode_shapes():

@@ -20,19 +20,16 @@ from torch import nn
 from lvm.networks.layers import _activation, _mlp, require_data_shape
 
 
-def _num_stages(image_size: int, channels: list[int]) -> int:
-    """How many stride-2 stages link ``image_size`` to a base grid of side <= 7
-    (28 -> 7: 2 stages, 64 -> 4: 4 stages, 80 -> 5: 4 stages); ``channels`` needs one entry each."""
-    stages, side = 0, image_size
-    while side % 2 == 0 and side > 7:
-        side //= 2
-        stages += 1
-    if len(channels) != stages:
-        raise ValueError(
-            f"image_size={image_size} needs {stages} stride-2 stages, so channels must have "
-            f"{stages} entries; got {list(channels)}."
-        )
-    return stages
+def _base_side(side: int, channels: list[int], network: str) -> int:
+    """The side of the base grid that ``len(channels)`` stride-2 stages link to ``side`` (28 with 2 stages -> 7,
+    64 with 4 -> 4, 128 with 4 -> 8, 80 with 4 -> 5), or a ``ValueError`` when they cannot."""
+    stages = len(channels)
+    if side % 2**stages:
+        fits = max(k for k in range(stages + 1) if side % 2**k == 0)
+        raise ValueError(f"{network}: {stages} stride-2 stages (channels={list(channels)}) need a side divisible by "
+                         f"{2**stages}; got {side}. Give channels {fits} entries, or preprocess the data to a side "
+                         f"divisible by {2**stages} (e.g. {2**stages * max(1, round(side / 2**stages))}).")
+    return side // 2**stages
 
 
 class MLPDecoder(nn.Module):
@@ -51,33 +48,48 @@ class MLPDecoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Convolutional decoder for square images (28x28 MNIST, 64x64, 80x80 Celeb-A): a linear
-    layer to a ``[channels[0], s, s]`` grid followed by stride-2 transposed convolutions
-    doubling the side up to ``image_size``, then a 3x3 convolution to the output channels."""
+    """Convolutional decoder for images and spectrograms (28x28 MNIST, 64x64, 80x80 Celeb-A, 128x128 syllables): a
+    linear layer to a ``[channels[0], h, w]`` grid followed by one stride-2 transposed convolution per entry of
+    ``channels``, doubling the sides up to the data's, then a 3x3 convolution to the output channels.
 
-    def __init__(self, image_size: int = 28, out_channels: int = 1, hidden: int = 256,
-                 channels: list[int] = (64, 32)):
+    The data's shape is ``data_shape`` ``[C, H, W]`` (left out in a config, ``train.py`` takes it from the datamodule,
+    so one config trains on any preprocessed size whose sides ``len(channels)`` halvings divide), or, as in the
+    papers' configs, square ``image_size`` with ``out_channels``; when both are given they must agree."""
+
+    def __init__(self, image_size: int | None = None, out_channels: int | None = None, hidden: int = 256,
+                 channels: list[int] = (64, 32), data_shape: list[int] | None = None):
         super().__init__()
-        stages = _num_stages(image_size, channels)
-        self.base = image_size // 2**stages
-        self.image_size, self.out_channels = image_size, out_channels
+        name = type(self).__name__
+        if image_size is not None:
+            stated = [out_channels or 1, image_size, image_size]
+            if data_shape is not None and list(data_shape) != stated:
+                raise ValueError(f"{name}: image_size {image_size} with out_channels {out_channels or 1} makes "
+                                 f"{stated}, but the data are {list(data_shape)}; leave image_size and out_channels "
+                                 "out to take the data's shape, or preprocess the data to that size.")
+            data_shape = stated
+        elif data_shape is not None and out_channels is not None and data_shape[0] != out_channels:
+            raise ValueError(f"{name}: out_channels {out_channels} but the data have {data_shape[0]} channels.")
+        data_shape = require_data_shape(data_shape, name)
+        if len(data_shape) != 3:
+            raise ValueError(f"{name} decodes images [C, H, W]; got data_shape {data_shape}. Use MLPDecoder for "
+                             "vectors.")
+        self.out_channels, height, width = data_shape
+        self.base = (_base_side(height, channels, name), _base_side(width, channels, name))
+        self.image_size = height if height == width else (height, width)
         self.channels = list(channels)
         self.project = nn.Sequential(
-            *_mlp([hidden, channels[0] * self.base**2], nn.ReLU)
+            *_mlp([hidden, channels[0] * self.base[0] * self.base[1]], nn.ReLU)
         )
         ups: list[nn.Module] = []
         widths = list(channels) + [channels[-1]]
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             ups += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
-        self.upsample = nn.Sequential(*ups, nn.Conv2d(widths[-1], out_channels, 3, padding=1))
-
-    @property
-    def data_shape(self) -> tuple[int, int, int]:
-        return (self.out_channels, self.image_size, self.image_size)
+        self.upsample = nn.Sequential(*ups, nn.Conv2d(widths[-1], self.out_channels, 3, padding=1))
+        self.data_shape = tuple(data_shape)
 
     def forward(self, features):
-        grid = self.project(features).view(-1, self.channels[0], self.base, self.base)
-        return self.upsample(grid)  # [n, out_channels, image_size, image_size]
+        grid = self.project(features).view(-1, self.channels[0], *self.base)  # [n, channels[0], h, w]
+        return self.upsample(grid)  # [n, *data_shape]
 
 
 class MLPEncoder(nn.Module):
@@ -99,7 +111,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, out_features: int, image_size: int = 28, in_channels: int = 1, hidden: int = 256,
                  channels: list[int] = (32, 64)):
         super().__init__()
-        _num_stages(image_size, channels)
+        _base_side(image_size, channels, type(self).__name__)
         convs: list[nn.Module] = []
         widths = [in_channels] + list(channels)
         for c_in, c_out in zip(widths[:-1], widths[1:]):

@@ -174,6 +174,7 @@ class LVMCLI(LightningCLI):
 
     def __init__(self, args=None, fit_and_test: bool = True, test: bool = True, **kwargs):
         self.test_after_fit = test  # False: fit only (the scikit-learn estimator, whose every row may train)
+        self.read_data = fit_and_test  # False: only build the model (no data files are read)
         super().__init__(
             LatentVariableModel,
             L.LightningDataModule,
@@ -186,7 +187,7 @@ class LVMCLI(LightningCLI):
                               "callbacks": [MetricsFile(), RNGStateCheckpoint(), FreezeStartupHeap(), OptimizerResume()]},
             **kwargs,
         )
-        self._check_before_writing(read_data=fit_and_test)
+        self._check_before_writing()
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: a mistake found above leaves nothing behind
         if fit_and_test:
             self.run()
@@ -213,27 +214,30 @@ class LVMCLI(LightningCLI):
             except (ImportError, AttributeError):  # an unknown class is the datamodule's own error, said later
                 pass
         targets = [key for key in _keys(config.model.get("decoder"), "model.decoder") if key.endswith(".data_shape")
-                   and config[key] is None]
+                   and config[key] is None and config.get(key.replace(".data_shape", ".image_size")) is None]
+        # (a decoder given its image_size keeps it: a mismatch with the data is then the shape check's error, with
+        # the datamodule's hint on how to write the data at that size)
         if not targets:
             return
         try:
             datamodule = getattr(import_module(module_name), class_name)(**_plain(data.get("init_args")))
             data_shape = getattr(datamodule, "data_shape", None)
+            if data_shape is None and self.read_data and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+                datamodule.prepare_data()  # absent or unreadable files: their error, not a decoder's missing shape
         except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
             raise _usage_error(error) from error
-        if data_shape is None:
-            raise UsageError(f"{targets[0]} is not set and {class_name} does not say its data's shape; set "
-                             f"{targets[0]}.")
+        if data_shape is None:  # a decoder that needs it says so (e.g. ConvDecoder without image_size)
+            return
         for key in targets:
             config[key] = [int(size) for size in data_shape]
 
-    def _check_before_writing(self, read_data: bool = True) -> None:
+    def _check_before_writing(self) -> None:
         """The checks of the data, and of the data against the model, run before the run directory, the config file or
         the logger's files are written: the datamodule's ``prepare_data`` (our datamodules check their files there:
         present, readable, the expected arrays and shapes; on the first process of a node only, as Lightning calls it)
         and the model's :meth:`check_data_shape`. A failure is a :class:`UsageError` naming the file and what is
-        wrong. ``read_data=False`` (a CLI that only builds the model) skips the data's files."""
-        if read_data and int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        wrong. A CLI that only builds the model (``fit_and_test=False``) skips the data's files."""
+        if self.read_data and int(os.environ.get("LOCAL_RANK", 0)) == 0:
             try:
                 self.datamodule.prepare_data()
             except (FileNotFoundError, KeyError, ValueError) as error:
@@ -245,7 +249,7 @@ class LVMCLI(LightningCLI):
             except ValueError as error:  # a datamodule may say how its data could take another shape
                 hint = getattr(self.datamodule, "shape_hint", None)
                 raise UsageError(f"{error}" + (f" Or: {hint}" if hint else "")) from None
-        if read_data and hasattr(self.datamodule, "check_support"):  # counts for a count likelihood, ...
+        if self.read_data and hasattr(self.datamodule, "check_support"):  # counts for a count likelihood, ...
             try:
                 self.datamodule.check_support(getattr(self.model.likelihood, "support", "real"))
             except ValueError as error:
