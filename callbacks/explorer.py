@@ -17,10 +17,10 @@ __all__ = ["Explorer"]
 
 
 class Explorer(L.Callback):
-    """At the end of testing, writes ``<run dir>/plots/explorer.html``: the test set's embedding with hover images,
-    metadata and the decoded latent grid, one self-contained file (``python -m lvm.tools.explore`` makes the same for any
-    checkpoint and all splits). ``metrics.json`` is written first; a failure is skipped with a warning
-    ``"Explorer: explorer.html skipped: <reason>"``.
+    """At the end of testing, writes ``<run dir>/plots/explorer.html``: the test set's embedding with hover images (line
+    plots for data without an image shape), metadata and the decoded latent grid, one self-contained file
+    (``python -m lvm.tools.explore`` makes the same for any checkpoint and all splits). ``metrics.json`` is written
+    first; a failure is skipped with a warning ``"Explorer: explorer.html skipped: <reason>"``.
 
     Args:
         max_images: test examples that show their image on hover (a seeded subsample; every point is drawn).

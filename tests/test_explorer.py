@@ -1,5 +1,6 @@
 """The HTML embedding explorer: self-contained, holding every point, image and grid cell, laid out by latent
-dimension, and rendering in a real headless browser without JavaScript errors."""
+dimension, and rendering in a real headless browser without JavaScript errors; one tooltip at a time (the points',
+at most three of them, over the decoded cell's), metadata shown as text, and vector data drawn as line plots."""
 
 from __future__ import annotations
 
@@ -219,18 +220,21 @@ def test_images_keep_their_orientation_and_colour_map():
     assert 'image-rendering: pixelated' in points["__explorer_image"][3]
 
 
-def test_tooltips_show_every_column_with_numbers_to_4_significant_digits():
-    page, table, *_ = example_page()
+def test_one_hover_tool_per_plot_shows_every_column():
+    page, table, *_ = example_page(d=3)
     models = bokeh_models(page)
-    point_hover = [tool for tool in models_named(models, "HoverTool")
-                   if tool["attributes"]["description"] == "Hover: data points"]
-    tooltips = point_hover[0]["attributes"]["tooltips"]
-    for name in table.columns:
-        assert f"@{{{name}}}" in tooltips
-    assert "@{log_likelihood}{%.4g}" in tooltips and "@{label}{%d}" in tooltips
-    assert "@{__explorer_image}{safe}" in tooltips
-    formatters = dict(point_hover[0]["attributes"]["formatters"]["entries"])
-    assert formatters["@{log_likelihood}"] == "printf" and "@{split}" not in formatters
+    hovers = models_named(models, "HoverTool")
+    assert len(hovers) == 3  # one per projection, over its grid cells and the points
+    for hover in hovers:
+        attributes = hover["attributes"]
+        assert attributes["tooltips"] is None  # the callback shows the one tooltip
+        glyphs = [ref(models, ref(models, renderer)["attributes"]["glyph"])["name"]
+                  for renderer in attributes["renderers"]]
+        assert glyphs == ["Rect", "Scatter"]
+        arguments = dict(ref(models, attributes["callback"])["attributes"]["args"]["entries"])
+        formats = dict(zip(arguments["columns"], arguments["formats"]))
+        assert list(formats) == list(table.columns)  # the latents first
+        assert formats["log_likelihood"] == "float" and formats["label"] == "int" and formats["split"] == "text"
 
 
 def test_two_latents_one_plot_with_torus_square_and_categorical_legend():
@@ -316,6 +320,11 @@ def test_colour_fields_numeric_and_integer_coded():
     (dict(color_fields=["nope"]), "not in the table"),
     (dict(categories={"label": ["zero"]}), "only 1 category names"),
     (dict(bounds=[(0, 1), (0, 1)]), "bounds conflict with periodic"),
+    (dict(decoded=np.zeros((3, 4, 4))), "decoded is drawn over vectors"),
+    (dict(images=np.zeros((3, 5)), grids=[regular_grid((0, 1), 2)]), "a mix of images and \\[n, D\\] vectors"),
+    (dict(images=np.zeros((3, 5)), decoded=np.zeros((3, 6))), "vectors of different lengths \\[5, 6\\]"),
+    (dict(images=np.zeros((3, 5)), decoded=np.zeros((2, 5))), "decoded must match images"),
+    (dict(images=None, image_rows=None, decoded=np.zeros((3, 5))), "decoded given without images"),
 ])
 def test_short_errors_for_bad_arguments(change, message):
     arguments = dict(latent_columns=["z1", "z2"], periodic=True, images=np.zeros((3, 4, 4)),
@@ -340,6 +349,52 @@ def test_a_hundred_thousand_points_stay_small_and_quick():
     (plot,) = figures(models).values()
     points = source_data(models[scatter_source_ids(models, plot)[0]])
     assert len(points["z1"]) == n and len(image_tags(points)) == n_images
+
+
+def line_rows(picture: np.ndarray, hex_color: str) -> list[set[int]]:
+    """The pixel rows of each column of a line plot ``[H, W, 3 or 4]`` drawn in ``hex_color``."""
+    color = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    drawn = np.abs(picture[..., :3] - color).max(axis=-1) < 0.01  # [H, W]
+    return [set(np.flatnonzero(column)) for column in drawn.T]
+
+
+def test_vectors_are_line_plots_of_value_against_feature_index():
+    """Data without an image shape: each cell shows its decoded vector, each point its own vector (grey) with its
+    decoded mean (blue) over it, all on one value range that the header states."""
+    step = np.array([[0.0, 1.0]])  # D = 2: feature 1 low, feature 2 high
+    grid = LatentGrid((0, 1), np.array([[0.5, 0.5]]), step)
+    page = explorer_html(embedding_table(4, 2), ["z1", "z2"], periodic=True, images=step[:, ::-1],
+                         image_rows=np.array([2]), decoded=step, grids=[grid])
+    models = bokeh_models(page)
+    (header,) = models_named(models, "Div")
+    assert "against feature index 1–2 (x); values -0.05 to 1.05 (y)" in header["attributes"]["text"]  # 5% padding
+    (plot,) = figures(models).values()
+    (cells,) = grid_sources(models, plot)
+    decoded = decode_png(cells["__explorer_image"][0])
+    assert decoded.shape[:2] == (56, 112)
+    blue = line_rows(decoded, "#1f77b4")
+    (low,), (high,) = blue[0], blue[-1]
+    assert high < low  # the higher value drawn higher
+    assert all(rows == {low} for rows in blue[:56]) and all(rows == {high} for rows in blue[57:])
+    assert blue[56] == set(range(high, low + 1))  # the step joins the two features
+    points = source_data(models[scatter_source_ids(models, plot)[0]])
+    example = decode_png(points["__explorer_image"][2])
+    assert line_rows(example, "#1f77b4") == blue  # the decoded mean on top
+    grey = line_rows(example, "#999999")
+    assert all(rows == {high} for rows in grey[:56]) and all(rows == {low} for rows in grey[57:])
+    assert [tag for position, tag in enumerate(points["__explorer_image"]) if position != 2] == [""] * 3
+
+
+def test_line_plots_of_long_vectors_keep_every_peak():
+    spike = np.zeros((1, 1000))
+    spike[0, 637] = 1.0  # one feature of 1000, drawn in 112 pixel columns
+    page = explorer_html(embedding_table(4, 2), ["z1", "z2"], periodic=True,
+                         grids=[LatentGrid((0, 1), np.array([[0.5, 0.5]]), spike)])
+    models = bokeh_models(page)
+    (cells,) = grid_sources(models, list(figures(models).values())[0])
+    blue = line_rows(decode_png(cells["__explorer_image"][0]), "#1f77b4")
+    top = min(min(rows) for rows in blue)
+    assert [column for column, rows in enumerate(blue) if top in rows] == [637 * 112 // 1000]
 
 
 # --- in a real browser --------------------------------------------------------------------------------------
@@ -394,8 +449,12 @@ attempt()
 """ % (plot_name, action)
 
 
+TOOLTIPS_MARK = "explorer tooltips:"
+
+
 def hover_script(plot_name: str, x: float, y: float) -> str:
-    """JavaScript moving the mouse over data coordinates (x, y) of a plot."""
+    """JavaScript moving the mouse over data coordinates (x, y) of a plot, then (a second later) logging the
+    tooltips on the page for :func:`shown_tooltips`."""
     return when_rendered(plot_name, """
   const target = view.canvas_view.events_el
   const box = target.getBoundingClientRect()
@@ -403,7 +462,20 @@ def hover_script(plot_name: str, x: float, y: float) -> str:
   for (const type of ["pointerover", "pointerenter", "pointermove"]) {
     target.dispatchEvent(new PointerEvent(type, {clientX, clientY, pointerType: "mouse", pointerId: 1,
                                                  isPrimary: true, bubbles: true, composed: true}))
-  }""" % (x, y))
+  }
+  setTimeout(() => {
+    const contents = Array.from(window.document.body.querySelectorAll(".bk-Tooltip"),
+                                (tooltip) => tooltip.shadowRoot.querySelector(".bk-tooltip-content"))
+    console.log("%s " + JSON.stringify(contents.map((content) => ({text: content.textContent,
+                                                                  html: content.innerHTML}))))
+  }, 1000)""" % (float(x), float(y), TOOLTIPS_MARK))
+
+
+def shown_tooltips(rendered) -> list[dict]:
+    """The tooltips that :func:`hover_script` found on the page (Bokeh keeps only shown ones in it), each
+    ``{"text": its text, "html": its markup}``."""
+    (report,) = [message for message in rendered.console if message.startswith(TOOLTIPS_MARK)]
+    return json.loads(report[len(TOOLTIPS_MARK):])
 
 
 def colour_hover_page(d: int) -> str:
@@ -446,14 +518,53 @@ def test_colour_selector_recolours_the_points(chromium):
     (3, "projection z1-z3", (0.2, 0.5), (0.9, 0.9)),
     (1, "projection z1-log_likelihood", (0.2, -10.0), (0.9, -12.05)),
 ])
-def test_hover_shows_point_images_and_decoded_grid(chromium, d, plot_name, point, empty):
+def test_hover_shows_one_tooltip_the_points_over_the_decoded_grid(chromium, d, plot_name, point, empty):
     page = colour_hover_page(d)
     on_point = render_page(page, chromium=chromium, after_load_script=hover_script(plot_name, *point))
     assert_rendered_cleanly(on_point, min_pixels_per_colour=10)
     assert on_point.pixels_of_color(MAGENTA) > 80 * 80  # the point's image, ~112 px wide
+    (tooltip,) = shown_tooltips(on_point)  # not also the tooltip of the grid cell under the point
+    assert "decoded at" not in tooltip["text"] and "split" in tooltip["text"]
+    assert on_point.pixels_of_color(CYAN) == 0  # the cell's decoded image is hidden
     in_empty_space = render_page(page, chromium=chromium, after_load_script=hover_script(plot_name, *empty))
     assert in_empty_space.errors == []
     assert in_empty_space.pixels_of_color(CYAN) > 80 * 80 and in_empty_space.pixels_of_color(MAGENTA) == 0
+    (tooltip,) = shown_tooltips(in_empty_space)
+    assert tooltip["text"].startswith("decoded at z1 = ")
+
+
+def test_overlapping_points_share_one_tooltip_listing_the_nearest_three(chromium):
+    """A collapsed embedding: 101 points within about a pixel of the cursor (1 px = 1/560), shuffled."""
+    table = embedding_table(120, 2)
+    offsets = np.random.default_rng(0).permutation(101) * 2e-5
+    table.loc[:100, "z1"], table.loc[:100, "z2"] = 0.5 + offsets, 0.5
+    images = np.random.default_rng(1).random((120, 8, 8))
+    page = explorer_html(table, ["z1", "z2"], periodic=True, images=images, image_rows=np.arange(120))
+    rendered = render_page(page, chromium=chromium, after_load_script=hover_script("projection z1-z2", 0.5, 0.5))
+    assert rendered.errors == [], rendered.console
+    (tooltip,) = shown_tooltips(rendered)
+    assert tooltip["html"].count('class="explorer-point"') == 3 and tooltip["html"].count("<img") == 3
+    assert "and 98 more here" in tooltip["text"]
+    nearest = np.argsort(offsets)[:3]
+    places = [tooltip["text"].find(f"song_{row}.wav") for row in nearest]
+    assert -1 < places[0] < places[1] < places[2]  # nearest first
+    assert tooltip["text"].count(".wav") == 3
+
+
+HOSTILE = "<img src=x onerror=console.error('injected')><b>bold</b> & co"
+
+
+def test_tooltip_shows_metadata_as_text_with_numbers_to_4_significant_digits(chromium):
+    table = pd.DataFrame({"z1": [0.3, 0.7], "z2": [0.3, 0.7], "note": [HOSTILE, "plain"], "count": [7, 8],
+                          "score": [-10.123456, 2.0], "small": [0.00123456, 1.0], HOSTILE: ["x", "y"]})
+    page = explorer_html(table, ["z1", "z2"], periodic=True, images=np.ones((1, 4, 4)), image_rows=np.array([0]))
+    rendered = render_page(page, chromium=chromium, after_load_script=hover_script("projection z1-z2", 0.3, 0.3))
+    assert rendered.errors == [], rendered.console  # the injected onerror never ran
+    (tooltip,) = shown_tooltips(rendered)
+    assert tooltip["text"].count(HOSTILE) == 2  # the value and the column name, as text
+    assert tooltip["html"].count("<img") == 1 and "<b>" not in tooltip["html"]  # only the point's own image
+    for shown in ("count7", "score-10.12", "small0.001235", "z10.3"):
+        assert shown in tooltip["text"]
 
 
 def test_a_hundred_thousand_points_render(chromium):
@@ -536,3 +647,70 @@ def test_spectrograms_are_shown_with_low_frequencies_at_the_bottom(tmp_path):
     with torch.no_grad():
         decoded = model.decode(torch.as_tensor(grid.coords, dtype=torch.float32))[:, 0].numpy()  # [9, 16, 16], row 0 = lowest frequency
     np.testing.assert_allclose(grid.images, decoded[:, ::-1, :], atol=1e-6)
+
+
+# --- a model of vector data ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vector_explorer(tmp_path_factory) -> tuple[str, np.ndarray]:
+    """The explorer of an (untrained) MLP decoder on 10-D vectors (an ArrayDataModule: no image shape), with
+    a 3 x 3 decoded grid and line plots of 20 points; also the grid's decoded means."""
+    import torch
+
+    from lvm.analysis.embedding import embedding_table as export_table
+    from lvm.datamodules import ArrayDataModule
+    from lvm.likelihoods import GaussianLikelihood
+    from lvm.model import LatentVariableModel
+    from lvm.networks import MLPDecoder
+    from lvm.objectives import QMCObjective
+    from lvm.priors import TorusPrior
+    from lvm.tools.explore import build_explorer
+
+    folder = tmp_path_factory.mktemp("vectors")
+    np.save(folder / "x.npy", np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32))
+    datamodule = ArrayDataModule(str(folder / "x.npy"), batch_size=16)
+    torch.manual_seed(0)
+    model = LatentVariableModel(MLPDecoder(data_shape=[10], hidden=[8]), GaussianLikelihood(mean_activation="identity"),
+                                TorusPrior(2), QMCObjective(55), eval_num_points=89, eval_num_samples=4)
+    table, _ = export_table(model, datamodule, ("train", "test"), log_likelihood=False)
+    page = build_explorer(model, datamodule, table, max_images=20, per_side=3)
+    centres = (np.arange(3) + 0.5) / 3
+    with torch.no_grad():
+        decoded = model.decode(torch.cartesian_prod(torch.tensor(centres), torch.tensor(centres)).float()).numpy()
+    return page, table, decoded
+
+
+def test_a_model_of_vectors_gets_a_decoded_line_plot_per_cell_and_point(vector_explorer):
+    page, table, decoded = vector_explorer
+    models = bokeh_models(page)
+    (plot,) = figures(models).values()
+    (cells,) = grid_sources(models, plot)
+    pictures = [decode_png(tag) for tag in image_tags(cells)]
+    assert len(pictures) == 9 and all(picture.shape[:2] == (56, 112) for picture in pictures)
+    (header,) = models_named(models, "Div")
+    low, high = map(float, re.search(r"values (\S+) to (\S+) \(y\)", header["attributes"]["text"]).groups())
+    for picture, mean in zip(pictures, decoded):  # each cell's line: its decoded mean, feature by feature
+        rows = line_rows(picture, "#1f77b4")
+        for feature, value in enumerate(mean):
+            column = (feature * 112 + 111) // 10  # the last pixel column of the feature: not joined to the next
+            assert round((high - value) / (high - low) * 55) in rows[column], (feature, value)
+    points = source_data(models[scatter_source_ids(models, plot)[0]])
+    examples = [decode_png(tag) for tag in image_tags(points)]
+    assert len(examples) == 20 < len(table)
+    assert all(line_rows(example, "#999999") and line_rows(example, "#1f77b4") for example in examples)
+    assert "feature index 1–10" in header["attributes"]["text"]
+
+
+def test_hovering_a_vector_models_grid_shows_its_line_plot(vector_explorer, chromium):
+    page, table, _ = vector_explorer
+    centres = (np.arange(3) + 0.5) / 3
+    points = table[["z1", "z2"]].to_numpy()
+    # the cell centre farthest from every point: hovering it shows the cell
+    empty = max(((x, y) for x in centres for y in centres),
+                key=lambda centre: np.abs(points - centre).max(axis=1).min())
+    rendered = render_page(page, chromium=chromium, after_load_script=hover_script("projection z1-z2", *empty))
+    assert rendered.errors == [], rendered.console
+    (tooltip,) = shown_tooltips(rendered)
+    assert tooltip["html"].count("<img") == 1
+    assert tooltip["text"].startswith("Decoded mean against feature index 1–10 (x); values ")
+    assert "decoded at z1 = " in tooltip["text"]

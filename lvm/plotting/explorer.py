@@ -24,6 +24,7 @@ import html
 import io
 from dataclasses import dataclass
 
+import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pandas as pd
@@ -130,7 +131,7 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
     projections = PROJECTIONS[min(len(latent_columns), 3)]
     grids_by_projection = _grids_by_projection(grids, projections)
     fields = _color_fields(table, latent_columns, color_fields, categories or {})
-    line_plots = _line_plots(images, image_rows, decoded, grids)
+    line_plots = _line_plots(images, decoded, grids)
     data = {name: _column_values(table[name]) for name in table.columns}
     data[IMAGE_COLUMN] = _point_image_tags(len(table), images, image_rows, decoded, cmap, line_plots)
     for field in fields:
@@ -150,26 +151,30 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
     points = ColumnDataSource(data)
 
     tooltip_columns = list(latent_columns) + [name for name in table.columns if name not in latent_columns]
-    captions = _tooltip_captions(line_plots, decoded is not None)
+    point_caption, cell_caption = _line_plot_captions(line_plots, decoded is not None)
+    shared_hover = dict(points=points, columns=tooltip_columns,
+                        formats=[_value_format(table[name]) for name in tooltip_columns], image_column=IMAGE_COLUMN,
+                        cell_column=CELL_COLUMN, point_caption=point_caption, cell_caption=cell_caption,
+                        max_points=MAX_TOOLTIP_POINTS)
     plots, renderers = [], []
     for dims in projections:
         x_axis = latent_axes[dims[0]]
         y_axis = latent_axes[dims[1]] if len(dims) == 2 else value_axis
-        frame = (560 if len(projections) == 1 else 340,) * 2
-        frame = (frame[0], frame[1] if len(dims) == 2 else 300)
-        plot = _projection_figure(x_axis, y_axis, periodic, frame)
+        side = 560 if len(projections) == 1 else 340
+        frame = (side, side if len(dims) == 2 else 300)  # frame width and height, pixels
+        plot = _projection_figure(x_axis, y_axis, periodic, frame, square=len(dims) == 2)
         cells = [_draw_grid(plot, grid, latent_columns, cmap, line_plots,
                             strip_range=None if len(dims) == 2 else y_axis.range)
                  for grid in grids_by_projection[dims]]
         renderer = _draw_points(plot, points, x_axis, y_axis, fields, len(table))
-        _add_hover(plot, renderer, cells, x_axis, y_axis, frame, tooltip_columns, table, captions)
+        _add_hover(plot, renderer, cells, x_axis, y_axis, frame, shared_hover)
         plots.append(plot)
         renderers.append(renderer)
 
     legend, color_bar, legend_items = _color_keys(plots[-1], fields, renderers[-1])
     n_images = 0 if images is None else len(images)
     header = Div(text=_header_html(title, len(table), n_images, sum(len(grid.coords) for grid in grids), periodic,
-                                   len(latent_columns), captions))
+                                   len(latent_columns), line_plots))
     controls = []
     if fields:
         selector = Select(title="Colour by", name="colour-selector", value=fields[0].name,
@@ -210,7 +215,92 @@ if (color_bar != null) {
 }
 """
 
-_GRID_TOOLTIP = f"<div>@{{{IMAGE_COLUMN}}}{{safe}}<div>decoded at @{{{CELL_COLUMN}}}</div></div>"
+_HOVER_JS = """
+// One tooltip for the plot: the hovered points, nearest to the cursor first (at most max_points, then how many
+// more), else the hovered grid cell. The hover tool inspects all its renderers, then calls this once per renderer:
+// the call for the points reads every inspection and does the work.
+if (cb_data.renderer !== points_renderer)
+    return
+const {x, y, sx, sy} = cb_data.geometry
+const inside = Number.isFinite(sx + sy)
+const hits = inside ? Array.from(points.inspected.indices) : []
+const pixels_per_unit = [frame[0] / (x_range.end - x_range.start), frame[1] / (y_range.end - y_range.start)]
+const xs = points.data[x_column], ys = points.data[y_column]
+const distance = (i) => Math.hypot((xs[i] - x) * pixels_per_unit[0], (ys[i] - y) * pixels_per_unit[1])
+const nearest = hits.map((i) => [distance(i), i]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    .slice(0, max_points).map(([, i]) => i)
+const cell = hits.length || !inside ? null
+    : cells.map((source, k) => [k, source.inspected.indices[0]]).find(([, i]) => i != null) ?? null
+
+const element = (tag, style, text) => {
+    const el = document.createElement(tag)
+    el.style.cssText = style
+    if (text != null)
+        el.textContent = text  // metadata is text, never markup
+    return el
+}
+const significant = (value) => {  // printf's %.4g
+    if (!Number.isFinite(value) || value == 0)
+        return String(value)
+    const exponent = Math.floor(Math.log10(Math.abs(value)))
+    const text = exponent < -4 || exponent >= 4 ? value.toExponential(3) : value.toPrecision(4)
+    const [mantissa, power] = text.split("e")
+    const trimmed = mantissa.includes(".") ? mantissa.replace(/\.?0+$/, "") : mantissa
+    return power == null ? trimmed : `${trimmed}e${power}`
+}
+const picture = (box, tag, caption) => {
+    if (!tag)
+        return
+    box.insertAdjacentHTML("beforeend", tag)  // an <img> of an inline PNG that this page was built with
+    if (caption)
+        box.append(element("div", "font-size: 11px; color: #555; max-width: 240px", caption))
+}
+const point_entry = (i) => {
+    const entry = element("div", "max-width: 240px; overflow-wrap: anywhere")
+    entry.className = "explorer-point"
+    picture(entry, points.data[image_column][i], point_caption)
+    const table = element("table", "border-spacing: 0")
+    columns.forEach((name, k) => {
+        const value = points.data[name][i]
+        const row = table.insertRow()
+        row.append(element("th", "text-align: left; padding-right: 8px", name))
+        row.append(element("td", "", formats[k] == "float" ? significant(value) : String(value)))
+    })
+    entry.append(table)
+    return entry
+}
+const points_content = () => {
+    const content = element("div", "")
+    const entries = element("div", "display: flex; gap: 12px; align-items: flex-start")
+    entries.append(...nearest.map(point_entry))
+    content.append(entries)
+    if (hits.length > nearest.length) {
+        const count = hits.length - nearest.length
+        const more = element("div", "margin-top: 4px; font-style: italic", `and ${count} more here`)
+        more.className = "explorer-more"
+        content.append(more)
+    }
+    return content
+}
+const cell_content = ([k, i]) => {
+    const content = element("div", "")
+    content.className = "explorer-cell"
+    picture(content, cells[k].data[image_column][i], cell_caption)
+    content.append(element("div", "", `decoded at ${cells[k].data[cell_column][i]}`))
+    return content
+}
+
+const key = hits.length ? `points ${nearest} of ${hits.length}` : cell != null ? `cell ${cell}` : null
+if (key == null) {
+    tooltip.clear()
+} else {
+    if (key !== tooltip.explorer_key) {  // rebuilt only when what it shows changes
+        tooltip.content = hits.length ? points_content() : cell_content(cell)
+        tooltip.explorer_key = key
+    }
+    tooltip.show({x: sx, y: sy})
+}
+"""
 
 
 def _check_table(table: pd.DataFrame, latent_columns: list[str], periodic: bool,
@@ -242,11 +332,63 @@ def _column_values(values: pd.Series) -> np.ndarray | list[str]:
     return ["" if pd.isna(value) else str(value) for value in values]
 
 
+def _value_format(values: pd.Series) -> str:
+    """How the tooltip shows a column's values: "int", "float" (4 significant digits) or "text"."""
+    if pd.api.types.is_integer_dtype(values):
+        return "int"
+    return "float" if _is_numeric(values) else "text"
+
+
 def _checked_images(images: np.ndarray, what: str) -> np.ndarray:
+    """Images clipped to [0, 1], or vectors ``[n, D]`` as they are."""
     images = np.asarray(images, dtype=float)
+    if images.ndim == 2:
+        return images
     if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
-        raise ValueError(f"{what} must be [n, H, W] (grey) or [n, H, W, 3] (RGB), got shape {images.shape}")
+        raise ValueError(f"{what} must be [n, H, W] (grey) or [n, H, W, 3] (RGB) images or [n, D] vectors, got "
+                         f"shape {images.shape}")
     return np.clip(images, 0.0, 1.0)
+
+
+def _line_plots(images: np.ndarray | None, decoded: np.ndarray | None, grids: list[LatentGrid]) -> _LinePlots | None:
+    """How the page draws vectors, with one value range for all of them; None for images."""
+    if decoded is not None and images is None:
+        raise ValueError("decoded given without images: pass the vectors of the image rows too")
+    given = [np.asarray(array, dtype=float) for array in [images, decoded, *(grid.images for grid in grids)]
+             if array is not None]
+    vectors = [array for array in given if array.ndim == 2]
+    if not vectors:
+        if decoded is not None:
+            raise ValueError("decoded is drawn over vectors: pass images as [n, D] vectors, or no decoded")
+        return None
+    if len(vectors) < len(given):
+        raise ValueError("images and the grids' images are a mix of images and [n, D] vectors: pass one kind")
+    sizes = sorted({array.shape[1] for array in vectors})
+    if len(sizes) > 1:
+        raise ValueError(f"vectors of different lengths {sizes}: images, decoded and the grids must agree")
+    low, high = _padded_range(np.concatenate([array.ravel() for array in vectors]))
+    return _LinePlots(low, high, sizes[0])
+
+
+def _line_plot(vectors: np.ndarray, colors: list[str], line_plots: _LinePlots) -> np.ndarray:
+    """A ``[H, W, 3]`` picture of vectors ``[k, D]`` as lines of value against feature index, the last on top, over
+    a faint line at 0: pixel column c spans the values of the features it covers (of feature ``c D // W`` when
+    ``D <= W``, of several when ``D > W``, so no peak is lost) and reaches to its neighbour on the left."""
+    height, width = LINE_PLOT_HEIGHT_PX, THUMBNAIL_WIDTH_PX
+    picture = np.ones((height, width, 3))
+    rows = np.arange(height)[:, None]  # [H, 1]
+
+    def to_row(value: np.ndarray) -> np.ndarray:
+        return np.round((line_plots.high - value) / (line_plots.high - line_plots.low) * (height - 1))
+
+    if line_plots.low < 0 < line_plots.high:
+        picture[int(to_row(0.0))] = matplotlib.colors.to_rgb(ZERO_LINE_COLOR)
+    starts = np.arange(width) * vectors.shape[1] // width  # [W] first feature of each pixel column
+    for vector, color in zip(vectors, colors):
+        top, bottom = to_row(np.maximum.reduceat(vector, starts)), to_row(np.minimum.reduceat(vector, starts))
+        top[1:], bottom[1:] = np.minimum(top[1:], bottom[:-1]), np.maximum(bottom[1:], top[:-1])  # joined
+        picture[(rows >= top) & (rows <= bottom)] = matplotlib.colors.to_rgb(color)  # [H, W] mask
+    return picture
 
 
 def _image_tag(image: np.ndarray, cmap: str) -> str:
@@ -258,9 +400,18 @@ def _image_tag(image: np.ndarray, cmap: str) -> str:
             f'style="image-rendering: pixelated; display: block; border: 1px solid #ccc">')
 
 
+def _picture_tags(pictures: np.ndarray, cmap: str, line_plots: _LinePlots | None, colors: list[str]) -> list[str]:
+    """The ``<img>`` tag of each image ``[n, H, W(, 3)]``, or of each line plot of vectors ``[n, k, D]`` drawn in
+    ``colors``."""
+    if line_plots is None:
+        return [_image_tag(image, cmap) for image in pictures]
+    return [_image_tag(_line_plot(vectors, colors, line_plots), cmap) for vectors in pictures]
+
+
 def _point_image_tags(n_rows: int, images: np.ndarray | None, image_rows: np.ndarray | None,
-                      cmap: str) -> list[str]:
-    """The ``<img>`` tag of each table row, "" for rows without an image."""
+                      decoded: np.ndarray | None, cmap: str, line_plots: _LinePlots | None) -> list[str]:
+    """The ``<img>`` tag of each table row, "" for rows without a picture; vectors in grey, their decoded means
+    drawn over them."""
     tags = [""] * n_rows
     if images is None:
         if image_rows is not None and len(image_rows):
@@ -276,8 +427,14 @@ def _point_image_tags(n_rows: int, images: np.ndarray | None, image_rows: np.nda
         raise ValueError(f"image_rows must be row positions in [0, {n_rows}) of the table")
     if len(np.unique(image_rows)) != len(image_rows):
         raise ValueError("image_rows repeats a row: give each row at most one image")
-    for position, image in zip(image_rows, _checked_images(images, "images")):
-        tags[position] = _image_tag(image, cmap)
+    pictures = _checked_images(images, "images")
+    if line_plots is not None:
+        if decoded is not None and np.shape(decoded) != pictures.shape:
+            raise ValueError(f"decoded must match images: got shape {np.shape(decoded)} for {pictures.shape}")
+        pictures = np.stack([pictures] + ([] if decoded is None else [np.asarray(decoded, dtype=float)]), axis=1)
+    for position, tag in zip(image_rows, _picture_tags(pictures, cmap, line_plots,
+                                                        [DATA_LINE_COLOR, MEAN_LINE_COLOR])):
+        tags[position] = tag
     return tags
 
 
@@ -383,12 +540,13 @@ def _cell_width(centres: np.ndarray) -> float:
     return float(np.diff(distinct).min()) if len(distinct) > 1 else 1.0
 
 
-def _projection_figure(x_axis: _Axis, y_axis: _Axis, periodic: bool, square: bool, frame_px: int):
-    """An empty plot of two axes; on the torus with the fundamental square (or strip) outlined."""
+def _projection_figure(x_axis: _Axis, y_axis: _Axis, periodic: bool, frame: tuple[int, int], square: bool):
+    """An empty plot of two axes, its frame ``frame`` pixels wide and high; on the torus with the fundamental square
+    (or, when not ``square``, the strip of a 1-D latent) outlined."""
     tools = [PanTool(), WheelZoomTool(), BoxSelectTool(), ResetTool(), SaveTool()]
     plot_title = f"{x_axis.label} – {y_axis.label}" + (" (torus: edges identified)" if periodic else "")
     plot = figure(name=f"projection {x_axis.label}-{y_axis.label}", title=plot_title, tools=tools,
-                  active_scroll=tools[1], frame_width=frame_px, frame_height=frame_px if square else 300,
+                  active_scroll=tools[1], frame_width=frame[0], frame_height=frame[1],
                   x_range=x_axis.range, y_range=y_axis.range, x_axis_label=x_axis.label,
                   y_axis_label=y_axis.label, output_backend="webgl")
     if periodic:
@@ -398,24 +556,33 @@ def _projection_figure(x_axis: _Axis, y_axis: _Axis, periodic: bool, square: boo
 
 
 def _draw_points(plot, points: ColumnDataSource, x_axis: _Axis, y_axis: _Axis, fields: list[_ColorField],
-                 table: pd.DataFrame, latent_columns: list[str]):
-    """All points, coloured by the first colour field, with a hover showing each point's row and image."""
+                 count: int):
+    """All ``count`` points, coloured by the first colour field."""
     if fields:
         color = {"field": fields[0].data_column, "transform": fields[0].mapper}
     else:
         color = Category10[10][0]
-    size, alpha = _marker_style(len(table))
+    size, alpha = _marker_style(count)
     renderer = plot.scatter(x=x_axis.data_column, y=y_axis.data_column, source=points, size=size,
                             fill_color=color, line_color=color, fill_alpha=alpha, line_alpha=alpha,
                             nonselection_fill_alpha=0.05, nonselection_line_alpha=0.05)
     renderer.nonselection_glyph.update(fill_color=color, line_color=color)
     renderer.selection_glyph = renderer.glyph.clone()
-    tooltip_columns = list(latent_columns) + [name for name in table.columns if name not in latent_columns]
-    plot.add_tools(HoverTool(renderers=[renderer], tooltips=_point_tooltip(tooltip_columns, table),
-                             formatters={f"@{{{name}}}": "printf" for name in tooltip_columns
-                                         if _is_numeric(table[name])},
-                             attachment="right", description="Hover: data points"))
     return renderer
+
+
+def _add_hover(plot, points_renderer, cells: list, x_axis: _Axis, y_axis: _Axis, frame: tuple[int, int],
+               shared: dict) -> None:
+    """One hover tool over the points and grid cells of ``plot`` and the one tooltip it shows (``_HOVER_JS``);
+    ``shared``: the arguments of ``_HOVER_JS`` that are the same in every plot."""
+    tooltip = Tooltip(content="", position=None, attachment="horizontal", interactive=False)
+    plot.elements.append(tooltip)
+    callback = CustomJS(code=_HOVER_JS, args=dict(
+        shared, points_renderer=points_renderer, cells=[cell.data_source for cell in cells], tooltip=tooltip,
+        x_column=x_axis.data_column, y_column=y_axis.data_column, x_range=x_axis.range, y_range=y_axis.range,
+        frame=list(frame)))
+    plot.add_tools(HoverTool(renderers=[*cells, points_renderer], tooltips=None, callback=callback,
+                             description="Hover: points, else the decoded grid"))
 
 
 def _marker_style(count: int) -> tuple[float, float]:
@@ -427,24 +594,10 @@ def _marker_style(count: int) -> tuple[float, float]:
     return 3.0, 0.4
 
 
-def _point_tooltip(columns: list[str], table: pd.DataFrame) -> str:
-    rows = []
-    for name in columns:
-        values = table[name]
-        if pd.api.types.is_integer_dtype(values):
-            placeholder = f"@{{{name}}}{{%d}}"
-        elif _is_numeric(values):
-            placeholder = f"@{{{name}}}{{%.4g}}"
-        else:
-            placeholder = f"@{{{name}}}"
-        rows.append(f'<tr><th style="text-align: left; padding-right: 8px">{html.escape(name)}</th>'
-                    f"<td>{placeholder}</td></tr>")
-    return f'<div style="max-width: 320px">@{{{IMAGE_COLUMN}}}{{safe}}<table>{"".join(rows)}</table></div>'
-
-
-def _draw_grid(plot, grid: LatentGrid, latent_columns: list[str], cmap: str, strip_range: Range1d | None):
-    """Faint cells centred on the grid's coordinates, holding the decoded images; for a 1-D
-    latent vertical strips spanning ``strip_range``."""
+def _draw_grid(plot, grid: LatentGrid, latent_columns: list[str], cmap: str, line_plots: _LinePlots | None,
+               strip_range: Range1d | None):
+    """Faint cells centred on the grid's coordinates, holding the decoded images (or line plots of the decoded
+    vectors); for a 1-D latent vertical strips spanning ``strip_range``."""
     coords = np.asarray(grid.coords, dtype=float)
     grid_images = _checked_images(grid.images, "LatentGrid.images")
     if coords.ndim != 2 or coords.shape[1] != len(grid.dims) or len(coords) != len(grid_images):
@@ -457,7 +610,8 @@ def _draw_grid(plot, grid: LatentGrid, latent_columns: list[str], cmap: str, str
     else:
         cells["y"] = np.full(len(coords), (strip_range.start + strip_range.end) / 2)
         cells["height"] = np.full(len(coords), strip_range.end - strip_range.start)
-    cells[IMAGE_COLUMN] = [_image_tag(image, cmap) for image in grid_images]
+    pictures = grid_images if line_plots is None else grid_images[:, None]  # [g, 1, D]: one line per cell
+    cells[IMAGE_COLUMN] = _picture_tags(pictures, cmap, line_plots, [MEAN_LINE_COLOR])
     cells[CELL_COLUMN] = [", ".join(f"{latent_columns[dim]} = {value:.3g}" for dim, value in zip(grid.dims, point))
                           for point in coords]
     return plot.rect(x="x", y="y", width="width", height="height", source=ColumnDataSource(cells),
@@ -490,13 +644,27 @@ def _color_keys(plot, fields: list[_ColorField], renderer) -> tuple[Legend | Non
     return legend, color_bar, legend_items
 
 
-def _header_html(title: str, n_points: int, n_images: int, n_cells: int, periodic: bool, n_latents: int) -> str:
-    details = [f"{n_points:,} points, {n_images:,} of them with an image on hover"]
+def _line_plot_captions(line_plots: _LinePlots | None, decoded: bool) -> tuple[str, str]:
+    """What the line plots of a point and of a grid cell show ("" for images)."""
+    if line_plots is None:
+        return "", ""
+    point_lines = "Grey: the example, blue: its decoded mean," if decoded else "The example"
+    return line_plots.caption(point_lines), line_plots.caption("Decoded mean")
+
+
+def _header_html(title: str, n_points: int, n_images: int, n_cells: int, periodic: bool, n_latents: int,
+                 line_plots: _LinePlots | None) -> str:
+    kind = "an image" if line_plots is None else "a line plot"
+    details = [f"{n_points:,} points, {n_images:,} of them with {kind} on hover"]
     if n_latents > 3:
         details.append(f"the first 3 of {n_latents} latent coordinates")
     if n_cells:
         details.append(f"{n_cells:,} decoded grid cells: hover empty space to see what the model generates there")
     if periodic:
         details.append("torus: edges identified")
-    return (f'<h2 style="margin: 4px 0">{html.escape(title)}</h2>'
-            f'<div style="color: #555">{html.escape("; ".join(details))}</div>')
+    lines = [f'<h2 style="margin: 4px 0">{html.escape(title)}</h2>',
+             f'<div style="color: #555">{html.escape("; ".join(details))}</div>']
+    if line_plots is not None:
+        caption = line_plots.caption("Line plots of vectors, grey: examples, blue: decoded means,")
+        lines.append(f'<div style="color: #555">{html.escape(caption)}</div>')
+    return "".join(lines)

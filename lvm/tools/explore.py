@@ -4,8 +4,10 @@
 Writes one self-contained HTML file (:func:`lvm.plotting.explorer.explorer_html`; it opens without a network): the
 embedding (posterior means, :mod:`lvm.analysis.embedding`) coloured by any label or metadata field; hovering a point shows
 its image or spectrogram (low frequencies at the bottom) and its metadata; hovering empty space shows the model's
-decoded mean there (a grid over each latent plane; on the torus the fundamental square). 3-D latents are shown as
-three linked 2-D projections, the third coordinate of each grid held at the data's median (circular mean on the torus).
+decoded mean there (a grid over each latent plane; on the torus the fundamental square). Data without an image shape
+(neurons, features) is drawn as line plots of value against feature index, a point's with the decoded mean at its
+latent over it. 3-D latents are shown as three linked 2-D projections, the third coordinate of each grid held at the
+data's median (circular mean on the torus).
 :class:`lvm.callbacks.Explorer` writes the same file for the test set as ``plots/explorer.html``.
 """
 
@@ -44,17 +46,19 @@ def plot_bounds(embedding: np.ndarray, periodic: bool, margin: float = 0.05) -> 
     return [(float(lo), float(hi)) for lo, hi in zip(low - pad, high + pad)]
 
 
-def _images(model, z: torch.Tensor, flip: bool) -> np.ndarray | None:
-    """Decoded means ``[g, H, W]`` (grey) or ``[g, H, W, 3]`` in [0, 1], the right way up; ``None`` for vector data."""
+def _decoded_pictures(model, z: torch.Tensor, flip: bool) -> np.ndarray:
+    """Decoded means at latents ``z [g, d]`` as the explorer draws them (:func:`_displayable`)."""
     with torch.no_grad():
         decoded = model.decode(z.to(model.device, model.dtype)).cpu().float()  # [g, *data_shape]
     return _displayable(decoded, flip)
 
 
-def _displayable(images: torch.Tensor, flip: bool) -> np.ndarray | None:
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        return None  # [n, C, H, W] images only
-    images = images.clamp(0, 1)
+def _displayable(examples: torch.Tensor, flip: bool) -> np.ndarray:
+    """Examples ``[n, *data_shape]`` as the explorer draws them: images ``[n, C, H, W]`` (C = 1 or 3) as ``[n, H, W]``
+    (grey) or ``[n, H, W, 3]`` in [0, 1], the right way up; anything else as vectors ``[n, D]`` (flattened)."""
+    if examples.dim() != 4 or examples.shape[1] not in (1, 3):
+        return examples.flatten(start_dim=1).numpy()
+    images = examples.clamp(0, 1)
     if flip:  # spectrograms: row 0 is the lowest frequency, drawn at the bottom
         images = images.flip(-2)
     images = images.permute(0, 2, 3, 1).numpy()  # [n, H, W, C]
@@ -63,8 +67,9 @@ def _displayable(images: torch.Tensor, flip: bool) -> np.ndarray | None:
 
 def latent_grids(model, embedding: np.ndarray, bounds: list[tuple[float, float]], per_side: int = 24,
                  flip: bool = False) -> list[LatentGrid]:
-    """Decoded means on a ``per_side``-cell grid over each plane shown (z1 alone for a 1-D latent; the pairs of the
-    first three coordinates otherwise), the other coordinates held at the data's median (circular mean on the torus)."""
+    """Decoded means (images, or vectors for data without an image shape) on a ``per_side``-cell grid over each plane
+    shown (z1 alone for a 1-D latent; the pairs of the first three coordinates otherwise), the other coordinates held
+    at the data's median (circular mean on the torus)."""
     dim, periodic = embedding.shape[1], model.prior.periodic
     centre = torch.tensor([_centre(embedding[:, k], periodic) for k in range(dim)], dtype=torch.float64)
     planes = [(0,)] if dim == 1 else list(itertools.combinations(range(min(dim, 3)), 2))
@@ -75,16 +80,13 @@ def latent_grids(model, embedding: np.ndarray, bounds: list[tuple[float, float]]
         coords = torch.cartesian_prod(*centres).reshape(-1, len(plane))  # [g, len(plane)]
         z = centre.repeat(len(coords), 1)  # [g, d]
         z[:, list(plane)] = coords
-        images = _images(model, z, flip)
-        if images is None:
-            return []
-        grids.append(LatentGrid(dims=plane, coords=coords.numpy(), images=images))
+        grids.append(LatentGrid(dims=plane, coords=coords.numpy(), images=_decoded_pictures(model, z, flip)))
     return grids
 
 
 def hover_images(datamodule, table: pd.DataFrame, max_images: int, flip: bool,
                  seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
-    """Images of a seeded subsample of at most ``max_images`` rows of ``table`` and their row positions."""
+    """Images (or vectors) of a seeded subsample of at most ``max_images`` rows of ``table`` and their row positions."""
     rows = np.arange(len(table))
     if len(rows) > max_images:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_images, replace=False))
@@ -94,8 +96,7 @@ def hover_images(datamodule, table: pd.DataFrame, max_images: int, flip: bool,
     for split, position in zip(table["split"].to_numpy()[rows], table["index"].to_numpy()[rows]):
         item = getattr(datamodule, f"{split}_set")[int(position)]
         items.append(torch.as_tensor(item[0] if isinstance(item, (tuple, list)) else item).float())
-    images = _displayable(torch.stack(items), flip)  # [n_img, *data_shape]
-    return (images, rows) if images is not None else (None, rows[:0])
+    return _displayable(torch.stack(items), flip), rows
 
 
 def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 2000, per_side: int = 24,
@@ -107,10 +108,13 @@ def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 200
     flip = getattr(datamodule, "image_axes", None) is not None
     bounds = plot_bounds(embedding, periodic)
     images, rows = hover_images(datamodule, table, max_images, flip)
+    decoded = None  # vectors: the decoded mean at each point's latent, drawn over the point's own vector
+    if images is not None and images.ndim == 2:
+        decoded = _decoded_pictures(model, torch.as_tensor(embedding[rows]), flip)
     shown = table.drop(columns=[c for c in table.columns if c in HIDDEN_COLUMNS or c.startswith(("mode", "spread"))])
     first = latent_columns + [c for c in ("label_name", "label") if c in shown]  # the label colours the first view
     shown = shown[first + [c for c in shown.columns if c not in first]]
-    return explorer_html(shown, latent_columns, periodic=periodic, images=images, image_rows=rows,
+    return explorer_html(shown, latent_columns, periodic=periodic, images=images, image_rows=rows, decoded=decoded,
                          grids=latent_grids(model, embedding, bounds, per_side, flip),
                          cmap="magma" if flip else "gray", bounds=None if periodic else bounds,
                          title=title or f"{type(datamodule).__name__}: {dim}-D embedding, {len(table)} examples")
