@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lvm.analysis.formats import SPLITS
 from lvm.batches import batch_data, label_columns
 
 __all__ = ["SPLITS", "posterior_summary", "embedding_table", "dataset_indices", "embed_loader", "shared_embeddings"]
 
-SPLITS = ("train", "val", "test")
 
 
 def dataset_indices(dataset: Dataset) -> np.ndarray:

@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 import yaml
 
+from lvm.analysis.formats import FORMATS
 from lvm.runs.files import run_dir_of_checkpoint, write_atomically
 
 __all__ = ["FORMATS", "provenance", "write_embedding", "read_embedding"]
 
-FORMATS = (".csv", ".parquet", ".npz")
 PROVENANCE_KEY = "lvm_provenance"
 
 

@@ -11,14 +11,11 @@ from pathlib import Path
 import torch
 
 from lvm.legacy import upgrade_checkpoint
+from lvm.runs.usage import UsageError
 from lvm.model import LatentVariableModel
 
 __all__ = ["UsageError", "read_checkpoint", "load_checkpoint", "completed_epochs", "run_dir_of_checkpoint",
            "write_atomically"]
-
-
-class UsageError(Exception):
-    """A mistake in the command line, a config file or a checkpoint, said in a few lines (no usage dump)."""
 
 
 def read_checkpoint(ckpt_path: str | Path, option: str = "--ckpt_path", upgrade: bool = True) -> dict:

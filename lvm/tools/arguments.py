@@ -8,8 +8,8 @@ import sys
 
 import yaml
 
-from lvm.analysis.embedding import SPLITS, embedding_table
-from lvm.runs.files import UsageError, load_checkpoint
+from lvm.analysis.formats import SPLITS
+from lvm.runs.usage import UsageError
 
 __all__ = ["data_overrides", "checkpoint_parser", "checkpoint_embedding", "run_command"]
 
@@ -55,6 +55,9 @@ def checkpoint_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def checkpoint_embedding(args: argparse.Namespace, rest: list[str]):
     """The model, datamodule, embedding table and data fingerprints for the options of :func:`checkpoint_parser`."""
+    from lvm.analysis.embedding import embedding_table  # (PyTorch and the model: after the options are read)
+    from lvm.runs.files import load_checkpoint
+
     model, datamodule = load_checkpoint(args.ckpt, data_overrides(rest))
     table, fingerprints = embedding_table(model, datamodule, tuple(args.splits), args.num_points, args.batch_size,
                                           args.log_likelihood)

@@ -7,8 +7,8 @@ arguments (e.g. ``--data.init_args.root`` where the data have moved).
 
 from __future__ import annotations
 
-from lvm.analysis.provenance import FORMATS, provenance, write_embedding
-from lvm.runs.files import UsageError
+from lvm.analysis.formats import FORMATS
+from lvm.runs.usage import UsageError
 from lvm.tools.arguments import checkpoint_embedding, checkpoint_parser, data_overrides, run_command
 
 __all__ = ["main"]
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     args, rest = parser.parse_known_args(argv)
 
     def export() -> None:
+        from lvm.analysis.provenance import provenance, write_embedding  # (after the options: --help stays fast)
+
         if not args.out.endswith(FORMATS):
             raise UsageError(f"--out {args.out}: the suffix picks the format; use one of {', '.join(FORMATS)}.")
         _, _, table, fingerprints = checkpoint_embedding(args, rest)
