@@ -10,6 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
+from .training_order import EpochShuffle, ResumableBatches, ResumableLoader
+
 __all__ = ["split_fractions", "seeded_split", "grouped_split", "categorical", "metadata_field", "npz_array", "encode_labels", "SplitDataModule", "TensorBatches", "batched"]
 
 
@@ -201,16 +203,16 @@ class SplitDataModule(L.LightningDataModule):
     """A datamodule whose ``setup`` fills ``train_set``, ``val_set`` and ``test_set`` once.
     Subclasses set ``data_shape`` and implement :meth:`build_splits`.
 
-    The training order is drawn from a generator of its own, seeded by ``seed`` and saved in
-    checkpoints, so a resumed run sees the same batches as an uninterrupted one (the global
-    RNG, used by the objectives, is saved by :class:`lvm.runs.rng_state.RNGStateCheckpoint`)."""
+    The training order of each epoch is drawn from ``seed`` and the epoch (not from the global RNG), and the
+    training loader's position in it is saved in checkpoints (:mod:`.training_order`), so a run resumed at an epoch's
+    end or in its middle sees the same batches as an uninterrupted one (the global RNG, used by the objectives, is
+    saved by :class:`lvm.runs.rng_state.RNGStateCheckpoint`)."""
 
     data_shape: tuple[int, ...]
 
     def __init__(self, batch_size: int, num_workers: int, seed: int):
         super().__init__()
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.shuffle_generator = torch.Generator().manual_seed(seed)
         self._views: dict[int, tuple[Dataset, Dataset]] = {}  # id(split) -> (split, its batched view)
 
     def build_splits(self) -> tuple[Dataset, Dataset, Dataset]:
@@ -224,15 +226,14 @@ class SplitDataModule(L.LightningDataModule):
         if self._views.get(id(dataset), (None,))[0] is not dataset:  # one view per split, shared by its loaders
             self._views[id(dataset)] = (dataset, batched(dataset))
         view = self._views[id(dataset)][1]
-        return DataLoader(view, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, generator=self.shuffle_generator if shuffle else None,
-                          collate_fn=_collate)
-
-    def state_dict(self) -> dict:
-        return {"shuffle_generator": self.shuffle_generator.get_state()}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.shuffle_generator.set_state(state_dict["shuffle_generator"])
+        # the generator draws the workers' base seed, which would otherwise be a draw from the global RNG whenever an
+        # iterator starts (when, depends on workers and resumes)
+        options = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0, "collate_fn": _collate,
+                   "generator": torch.Generator().manual_seed(self.seed)}
+        if not shuffle:
+            return DataLoader(view, batch_size=self.batch_size, **options)
+        batches = ResumableBatches(EpochShuffle(view, self.seed), self.batch_size, drop_last=False)
+        return ResumableLoader(view, batch_sampler=batches, **options)
 
     def train_dataloader(self):
         return self._loader(self.train_set, shuffle=True)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -242,17 +243,17 @@ def test_data_that_cannot_be_read_is_one_line_before_anything_is_written(tmp_pat
     wrong_key = tmp_path / "wrong_key"
     wrong_key.mkdir()
     write_vocalizations(wrong_key / "bird.h5", 8, key="spectrograms")
-    vocalizations = str(ROOT / "configs" / "qlvm_vocalizations_cpu.yaml")
-    default_size = tmp_path / "default_size"  # the preprocessing's default 128 x 128 against the CPU config's 64 x 64
-    default_size.mkdir()
-    write_vocalizations(default_size / "bird.h5", 8)
-    cases = {str(tmp_path / "absent"): r"No vocalization HDF5 files .* in .*absent",
-             str(wrong_key): r"bird.h5: no dataset 'specs' \(it has .*'spectrograms'",
-             str(default_size): r"outputs of shape \[1, 64, 64\] but the data have shape \[1, 128, 128\].*"
-                                r"--params.num_freq_bins F --params.num_time_bins T\); the files in .* hold 128 x 128"}
+    cpu, paper = (str(ROOT / "configs" / name) for name in ("qlvm_vocalizations_cpu.yaml", "qlvm_vocalizations.yaml"))
+    small = tmp_path / "small"  # 64 x 64 against the paper's config, which states 128 x 128 (the CPU config's
+    small.mkdir()  # decoder takes the files' size)
+    write_vocalizations(small / "bird.h5", 8, specs=np.zeros((8, 64, 64), dtype=np.float32))
+    cases = {(cpu, str(tmp_path / "absent")): r"No vocalization HDF5 files .* in .*absent",
+             (cpu, str(wrong_key)): r"bird.h5: no dataset 'specs' \(it has .*'spectrograms'",
+             (paper, str(small)): r"outputs of shape \[1, 128, 128\] but the data have shape \[1, 64, 64\].*"
+                                  r"--params.num_freq_bins F --params.num_time_bins T\); the files in .* hold 64 x 64"}
     before = sorted(tmp_path.rglob("*"))
-    for root, message in cases.items():
-        result = _train_py("--config", vocalizations, "--data.init_args.root", root,
+    for (config, root), message in cases.items():
+        result = _train_py("--config", config, "--data.init_args.root", root,
                            "--trainer.default_root_dir", str(tmp_path / "runs"))
         error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 2 and len(error) == 1 and re.search(message, error[0]), result.stderr[-2000:]

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from lvm.datamodules.base import TensorBatches, batched
 from lvm.datamodules.digits import DigitsDataModule
+from lvm.datamodules.training_order import EpochShuffle
 from lvm.model import LatentVariableModel
 from lvm.runs.optimizer_resume import OptimizerResume
 
@@ -17,9 +18,8 @@ def test_in_memory_batches_are_gathered_once_and_equal_the_per_example_loader(mo
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     assert isinstance(loader.dataset, TensorBatches)
-    # the reference: PyTorch's per-example fetch and collate over the same Subset, same shuffling generator state
-    reference = DataLoader(datamodule.train_set, batch_size=64, shuffle=True,
-                           generator=torch.Generator().set_state(datamodule.shuffle_generator.get_state()))
+    # the reference: PyTorch's per-example fetch and collate over the same Subset, in the same order
+    reference = DataLoader(datamodule.train_set, batch_size=64, sampler=EpochShuffle(datamodule.train_set, seed=3))
     monkeypatch.setattr(TensorBatches, "__getitem__", lambda *_: pytest.fail("fetched one example at a time"))
     ours, theirs = list(loader), list(reference)
     assert len(ours) == len(theirs) == -(-len(datamodule.train_set) // 64)
