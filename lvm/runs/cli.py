@@ -35,6 +35,7 @@ from lvm.runs.loggers import wandb_run_id
 from lvm.runs.heap import FreezeStartupHeap
 from lvm.runs.metrics_file import MetricsFile
 from lvm.runs.optimizer_resume import OptimizerResume
+from lvm.runs.threads import limit_threads
 from lvm.legacy import upgraded_path
 from lvm.model import LatentVariableModel
 from lvm.runs.rng_state import RNGStateCheckpoint
@@ -175,6 +176,7 @@ class LVMCLI(LightningCLI):
     def __init__(self, args=None, fit_and_test: bool = True, test: bool = True, **kwargs):
         self.test_after_fit = test  # False: fit only (the scikit-learn estimator, whose every row may train)
         self.read_data = fit_and_test  # False: only build the model (no data files are read)
+        limit_threads()  # as many intra-op threads as CPUs this process may use (affinity, cgroup quota)
         super().__init__(
             LatentVariableModel,
             L.LightningDataModule,

@@ -57,7 +57,9 @@ def checkpoint_embedding(args: argparse.Namespace, rest: list[str]):
     """The model, datamodule, embedding table and data fingerprints for the options of :func:`checkpoint_parser`."""
     from lvm.analysis.embedding import embedding_table  # (PyTorch and the model: after the options are read)
     from lvm.runs.files import load_checkpoint
+    from lvm.runs.threads import limit_threads
 
+    limit_threads()
     model, datamodule = load_checkpoint(args.ckpt, data_overrides(rest))
     table, fingerprints = embedding_table(model, datamodule, tuple(args.splits), args.num_points, args.batch_size,
                                           args.log_likelihood)
