@@ -11,7 +11,7 @@ from lvm.analysis.embedding import embedding_table
 from lvm.runs.files import write_atomically
 from lvm.tools.explore import build_explorer
 
-from .figures import guarded, write_metrics_first
+from .figures import guarded, view_offsets, write_metrics_first
 
 __all__ = ["Explorer"]
 
@@ -20,15 +20,18 @@ class Explorer(L.Callback):
     """At the end of testing, writes ``<run dir>/plots/explorer.html``: the test set's embedding with hover images (line
     plots for data without an image shape), metadata and the decoded latent grid, one self-contained file
     (``python -m lvm.tools.explore`` makes the same for any checkpoint and all splits). ``metrics.json`` is written
-    first; a failure is skipped with a warning ``"Explorer: explorer.html skipped: <reason>"``.
+    first; a failure is skipped with a warning ``"Explorer: explorer.html skipped: <reason>"``. On the torus the view
+    is re-centred as the figures of :class:`LatentPlots` and :class:`PosteriorPlots` are
+    (:func:`lvm.callbacks.figures.view_offsets`).
 
     Args:
         max_images: test examples that show their image on hover (a seeded subsample; every point is drawn).
         per_side: decoded images per side of each latent grid.
+        recentre: re-centre the torus view (``False``: the square with its seams at 0).
     """
 
-    def __init__(self, max_images: int = 2000, per_side: int = 24):
-        self.max_images, self.per_side = max_images, per_side
+    def __init__(self, max_images: int = 2000, per_side: int = 24, recentre: bool = True):
+        self.max_images, self.per_side, self.recentre = max_images, per_side, recentre
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module):
@@ -37,6 +40,7 @@ class Explorer(L.Callback):
 
     def _write(self, trainer, pl_module) -> None:
         table, _ = embedding_table(pl_module, trainer.datamodule, ("test",))
-        html = build_explorer(pl_module, trainer.datamodule, table, self.max_images, self.per_side)
+        html = build_explorer(pl_module, trainer.datamodule, table, self.max_images, self.per_side,
+                              offsets=view_offsets(trainer, pl_module, self.recentre))
         write_atomically(Path(trainer.default_root_dir) / "plots" / "explorer.html",
                          lambda partial: partial.write_text(html, encoding="utf-8"))

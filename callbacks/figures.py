@@ -15,9 +15,11 @@ from matplotlib.figure import Figure
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
+from lvm.analysis.embedding import embed_loader
+from lvm.numerics.torus import seam_offsets
 from lvm.runs.metrics_file import MetricsFile
 
-__all__ = ["Figures", "guarded", "save_and_log", "warn_skipped", "write_metrics_first"]
+__all__ = ["Figures", "guarded", "save_and_log", "view_offsets", "warn_skipped", "write_metrics_first"]
 
 T = TypeVar("T")
 
@@ -28,6 +30,16 @@ def write_metrics_first(trainer) -> None:
     for callback in getattr(trainer, "callbacks", ()):
         if isinstance(callback, MetricsFile):
             callback.update(trainer)
+
+
+def view_offsets(trainer, pl_module, recentre: bool, num_points: int | None = None) -> np.ndarray | None:
+    """The offsets ``[d]`` of the re-centred torus view that every figure of a run shares
+    (:func:`lvm.numerics.torus.seam_offsets` of the test set's posterior means, which :func:`embed_loader` computes
+    once for all the callbacks); ``None`` (the square as it is) off the torus or without ``recentre``."""
+    if not (recentre and pl_module.prior.periodic):
+        return None
+    embedding, _ = embed_loader(pl_module, trainer.datamodule.test_dataloader(), "mean", num_points)
+    return seam_offsets(embedding.numpy())
 
 
 def warn_skipped(owner: str, analysis: str, reason: str) -> None:

@@ -19,7 +19,7 @@ from lvm.batches import batch_data
 from lvm.posteriors import DiagonalGaussianPosterior
 from lvm.priors import InvertiblePrior
 
-from .figures import Figures, save_and_log, write_metrics_first
+from .figures import Figures, save_and_log, view_offsets, write_metrics_first
 
 __all__ = ["PosteriorPlots"]
 
@@ -41,6 +41,10 @@ class PosteriorPlots(L.Callback):
     * for models with a Gaussian encoder and a 2-D latent, ``posterior_comparison.png``: the empirical
       posterior on the dense lattice against the variational 3-sigma ellipse (Fig. 3B).
 
+    On the torus the latent fields, their modes and the geodesic are drawn in the re-centred view that
+    :class:`LatentPlots` and :class:`Explorer` share (:func:`lvm.callbacks.figures.view_offsets`), ticked with the
+    original coordinates; the modes' coordinates (tiles, table) are original coordinates.
+
     On W&B the modes are also logged as a table of prototypes (number, coordinates, density per unit latent
     volume, decoded image).
 
@@ -58,13 +62,14 @@ class PosteriorPlots(L.Callback):
         per_side: images per side of the sample and reconstruction grids.
         max_modes: the densest modes drawn and numbered on the figures (the titles say when there are more;
             the prototypes table keeps them all).
+        recentre: re-centre the torus view (``False``: the square with its seams at 0).
     """
 
     def __init__(self, num_points: int | None = None, bandwidth: float = 0.1, geodesic_points: int = 10,
-                 max_batches: int | None = None, per_side: int = 6, max_modes: int = 16):
+                 max_batches: int | None = None, per_side: int = 6, max_modes: int = 16, recentre: bool = True):
         self.num_points, self.bandwidth = num_points, bandwidth
         self.geodesic_points, self.max_batches, self.per_side = geodesic_points, max_batches, per_side
-        self.max_modes = max_modes
+        self.max_modes, self.recentre = max_modes, recentre
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module):
@@ -117,13 +122,14 @@ class PosteriorPlots(L.Callback):
         shown = modes[: self.max_modes].numpy()  # numbered 1.. on every figure, densest first
         which = f" (the densest {len(shown)} of {len(modes)})" if len(modes) > len(shown) else ""
         latent = points.cpu().numpy()
+        offsets = figures.run("re-centred view", view_offsets, trainer, pl_module, self.recentre, self.num_points)
         figures.draw("aggregated_posterior", plot_latent_field, latent, per_volume,
                      f"Aggregated posterior and its modes, numbered densest first{which}", shown, periodic=periodic,
-                     value_label=DENSITY_LABEL)
+                     value_label=DENSITY_LABEL, offsets=offsets)
         figures.draw("jacobian_norm", lambda: plot_latent_field(
             latent, jacobian_frobenius_norm(pl_module, points).cpu().numpy(),
             f"Decoder Jacobian norm and the modes{which}", shown, periodic=periodic, log=True,
-            value_label=JACOBIAN_LABEL))
+            value_label=JACOBIAN_LABEL, offsets=offsets))
         path = None
         if len(modes) >= 2:
             spacing = (1.0 / len(cube)) ** (1 / cube.shape[1])
@@ -132,7 +138,7 @@ class PosteriorPlots(L.Callback):
             if path is not None:
                 figures.draw("geodesic", plot_latent_field, latent, per_volume,
                              "Density-ratio geodesic from mode 1 to mode 2", modes[:2].numpy(), path.numpy(),
-                             periodic=periodic, value_label=DENSITY_LABEL)
+                             periodic=periodic, value_label=DENSITY_LABEL, offsets=offsets)
         else:
             flat = " (the aggregated posterior is flat, as when the decoder ignores z)" if is_flat(density) else ""
             why = ("the mean-shift modes failed" if found is None else

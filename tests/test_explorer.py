@@ -1,6 +1,8 @@
 """The HTML embedding explorer: self-contained, holding every point, image and grid cell, laid out by latent
 dimension, and rendering in a real headless browser without JavaScript errors; one tooltip at a time (the points',
-at most three of them, over the decoded cell's), metadata shown as text, and vector data drawn as line plots."""
+at most three of them, over the decoded cell's), metadata shown as text, and vector data drawn as line plots. On the
+torus a re-centred view draws points and cells at (z - c) mod 1, each cell decoded at the original coordinates
+(u + c) mod 1 that its tooltip, the ticks and the point tooltips show."""
 
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lvm.numerics.torus import nearest_image, translate
 from lvm.plotting.explorer import LatentGrid, explorer_html
 from browser import find_chromium, render_page
 
 CATEGORY_BLUE, CATEGORY_ORANGE = "#1f77b4", "#ff7f0e"  # Category10 colours of the first two categories
+OFFSETS = np.array([0.37, 0.81])  # the seams of a re-centred torus view, far from 0
 MAGENTA, CYAN = "#ff00ff", "#00ffff"
 DATA_IMAGE = re.compile(r'src="(data:image/png;base64,[A-Za-z0-9+/=]+)"')
 
@@ -106,6 +110,25 @@ def ref(models: dict, value: dict) -> dict:
 def renderers_drawing(models: dict, plot: dict, glyph_name: str) -> list[dict]:
     renderers = [ref(models, renderer) for renderer in plot["attributes"]["renderers"]]
     return [renderer for renderer in renderers if ref(models, renderer["attributes"]["glyph"])["name"] == glyph_name]
+
+
+def scatter_fields(models: dict, plot: dict) -> tuple[str, str]:
+    """The columns a plot's scatter draws as x and y."""
+    (renderer,) = renderers_drawing(models, plot, "Scatter")
+    glyph = ref(models, renderer["attributes"]["glyph"])["attributes"]
+    return glyph["x"]["field"], glyph["y"]["field"]
+
+
+def axis_formats(models: dict, plot: dict) -> list[tuple[str, float | None]]:
+    """The label of each axis of a plot (x, then y) and the offset its tick formatter adds (None: plain ticks)."""
+    axes = [ref(models, axis)["attributes"] for side in ("below", "left") for axis in plot["attributes"][side]]
+    formats = []
+    for axis in axes:
+        formatter = ref(models, axis["formatter"])
+        args = dict(formatter["attributes"].get("args", {}).get("entries", []))
+        shifted = formatter["name"] == "CustomJSTickFormatter"
+        formats.append((axis["axis_label"], args.get("offset") if shifted else None))
+    return formats
 
 
 def scatter_source_ids(models: dict, plot: dict) -> list[str]:
@@ -256,6 +279,34 @@ def test_two_latents_one_plot_with_torus_square_and_categorical_legend():
     assert color_bar["attributes"]["title"] == "log_likelihood" and color_bar["attributes"]["visible"] is False
 
 
+def test_a_recentred_view_draws_points_and_cells_shifted_and_shows_the_original_coordinates():
+    table = embedding_table(60, 2)
+    view = regular_grid((0, 1), 4)  # cells regular in the view ...
+    grid = LatentGrid((0, 1), translate(view.coords, OFFSETS), view.images)  # ... decoded at the original latents
+    page = explorer_html(table, ["z1", "z2"], periodic=True, grids=[grid], offsets=OFFSETS)
+    models = bokeh_models(page)
+    (plot,) = figures(models).values()
+    points = source_data(models[scatter_source_ids(models, plot)[0]])
+    x, y = scatter_fields(models, plot)
+    np.testing.assert_allclose(points[x], translate(table["z1"].to_numpy(), -0.37), atol=1e-6)
+    np.testing.assert_allclose(points[y], translate(table["z2"].to_numpy(), -0.81), atol=1e-6)
+    np.testing.assert_allclose(points["z1"], table["z1"], rtol=1e-6)  # what the tooltips show: the original values
+    (hover,) = models_named(models, "HoverTool")
+    arguments = dict(ref(models, hover["attributes"]["callback"])["attributes"]["args"]["entries"])
+    assert arguments["columns"] == list(table.columns) and (arguments["x_column"], arguments["y_column"]) == (x, y)
+    (cells,) = grid_sources(models, plot)
+    np.testing.assert_allclose(np.stack([cells["x"], cells["y"]], axis=1), view.coords, atol=1e-9)
+    assert cells["__explorer_cell"] == [f"z1 = {z1:.3g}, z2 = {z2:.3g}" for z1, z2 in grid.coords]
+    np.testing.assert_allclose(cells["width"], 0.25)
+    assert axis_formats(models, plot) == [("z1 (seam at 0.37)", 0.37), ("z2 (seam at 0.81)", 0.81)]
+    (header,) = models_named(models, "Div")
+    assert "re-centred" in header["attributes"]["text"] and "z1 = 0.37, z2 = 0.81" in header["attributes"]["text"]
+    plain = bokeh_models(explorer_html(table, ["z1", "z2"], periodic=True))
+    (plain_plot,) = figures(plain).values()
+    assert scatter_fields(plain, plain_plot) == ("z1", "z2")
+    assert axis_formats(plain, plain_plot) == [("z1", None), ("z2", None)]
+
+
 def test_three_latents_three_linked_projections_with_their_grids():
     page, table, image_rows, grids = example_page(n=40, d=4, periodic=False)
     models = bokeh_models(page)
@@ -320,6 +371,8 @@ def test_colour_fields_numeric_and_integer_coded():
     (dict(color_fields=["nope"]), "not in the table"),
     (dict(categories={"label": ["zero"]}), "only 1 category names"),
     (dict(bounds=[(0, 1), (0, 1)]), "bounds conflict with periodic"),
+    (dict(periodic=False, offsets=OFFSETS), "offsets re-centre a view of the torus"),
+    (dict(offsets=[0.5]), "offsets has 1 values for 2 latent columns"),
     (dict(decoded=np.zeros((3, 4, 4))), "decoded is drawn over vectors"),
     (dict(images=np.zeros((3, 5)), grids=[regular_grid((0, 1), 2)]), "a mix of images and \\[n, D\\] vectors"),
     (dict(images=np.zeros((3, 5)), decoded=np.zeros((3, 6))), "vectors of different lengths \\[5, 6\\]"),
@@ -533,6 +586,24 @@ def test_hover_shows_one_tooltip_the_points_over_the_decoded_grid(chromium, d, p
     assert tooltip["text"].startswith("decoded at z1 = ")
 
 
+def test_hovering_a_recentred_view_shows_the_original_coordinates(chromium):
+    """A point is hovered where it is drawn, (z - c) mod 1, and its tooltip gives z; a cell drawn at u shows what is
+    decoded at (u + c) mod 1."""
+    table = pd.DataFrame({"z1": [0.2, 0.7], "z2": [0.3, 0.6], "split": ["train", "test"]})
+    view = regular_grid((0, 1), 4, color=[0.0, 1.0, 1.0])
+    page = explorer_html(table, ["z1", "z2"], periodic=True, images=np.ones((1, 8, 8, 3)) * [1.0, 0.0, 1.0],
+                         image_rows=np.array([0]), offsets=OFFSETS,
+                         grids=[LatentGrid((0, 1), translate(view.coords, OFFSETS), view.images)])
+    drawn = translate(np.array([0.2, 0.3]), -OFFSETS)  # (0.83, 0.49)
+    on_point = render_page(page, chromium=chromium, after_load_script=hover_script("projection z1-z2", *drawn))
+    assert on_point.errors == [] and on_point.warnings == [], on_point.console
+    (tooltip,) = shown_tooltips(on_point)
+    assert "z10.2" in tooltip["text"] and "z20.3" in tooltip["text"] and on_point.pixels_of_color(MAGENTA) > 80 * 80
+    in_cell = render_page(page, chromium=chromium, after_load_script=hover_script("projection z1-z2", 0.625, 0.125))
+    (tooltip,) = shown_tooltips(in_cell)
+    assert tooltip["text"] == "decoded at z1 = 0.995, z2 = 0.935"  # (0.625 + 0.37, 0.125 + 0.81)
+
+
 def test_overlapping_points_share_one_tooltip_listing_the_nearest_three(chromium):
     """A collapsed embedding: 101 points within about a pixel of the cursor (1 px = 1/560), shuffled."""
     table = embedding_table(120, 2)
@@ -599,6 +670,34 @@ def test_explore_command_on_the_quickstart_checkpoint(quickstart_explorer):
     assert len(points["z1"]) == 359 and len(image_tags(points)) == 100
     (grid,) = grid_sources(models, plot)
     assert len(grid["__explorer_image"]) == 64
+    offsets = seam_offsets_of(models, plot)  # re-centred by default: the seams of the embedding shown
+    x, y = scatter_fields(models, plot)
+    np.testing.assert_allclose(nearest_image(points[x] + offsets[0] - points["z1"]), 0, atol=1e-6)  # drawn at z - c
+    np.testing.assert_allclose(nearest_image(points[y] + offsets[1] - points["z2"]), 0, atol=1e-6)
+
+
+def seam_offsets_of(models: dict, plot: dict) -> np.ndarray:
+    """The offsets of a re-centred explorer view, as its axes' tick formatters hold them."""
+    offsets = [offset for _, offset in axis_formats(models, plot)]
+    assert None not in offsets, "the view is not re-centred"
+    return np.array(offsets)
+
+
+def test_the_explore_command_recentres_by_default_and_not_with_recentre_false(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from lvm.numerics.torus import seam_offsets
+    from lvm.tools import explore
+
+    table = embedding_table(40, 2)
+    model = SimpleNamespace(prior=SimpleNamespace(dim=2, periodic=True))
+    given = []
+    monkeypatch.setattr(explore, "checkpoint_embedding", lambda args, rest: (model, None, table, {}))
+    monkeypatch.setattr(explore, "build_explorer", lambda *args, offsets=None: given.append(offsets) or "<html>")
+    for option in ([], ["--recentre", "false"]):
+        explore.main(["--ckpt", "x.ckpt", "--out", str(tmp_path / "e.html"), *option])
+    np.testing.assert_allclose(given[0], seam_offsets(table[["z1", "z2"]].to_numpy()))
+    assert given[1] is None
 
 
 def test_quickstart_explorer_renders_in_the_browser(quickstart_explorer, chromium):
@@ -608,11 +707,15 @@ def test_quickstart_explorer_renders_in_the_browser(quickstart_explorer, chromiu
 
 
 def test_the_quickstart_run_writes_its_explorer_and_diagnostics(quickstart_checkpoint):
+    from lvm.numerics.torus import seam_offsets
+
     run_dir = quickstart_checkpoint.parents[1]
     models = bokeh_models((run_dir / "plots" / "explorer.html").read_text())
     (plot,) = figures(models).values()
     points = source_data(models[scatter_source_ids(models, plot)[0]])
     assert len(points["z1"]) == 359 == len(image_tags(points))  # the test set, every image under the default cap
+    embedding = np.stack([points["z1"], points["z2"]], axis=1).astype(float)  # the test set's posterior means
+    np.testing.assert_allclose(seam_offsets_of(models, plot), seam_offsets(embedding))  # the view of every figure
     report = json.loads((run_dir / "diagnostics.json").read_text())
     assert report["n"] == 359 and "label" in report["decodability"]
 
@@ -652,9 +755,8 @@ def test_spectrograms_are_shown_with_low_frequencies_at_the_bottom(tmp_path):
 # --- a model of vector data ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def vector_explorer(tmp_path_factory) -> tuple[str, np.ndarray]:
-    """The explorer of an (untrained) MLP decoder on 10-D vectors (an ArrayDataModule: no image shape), with
-    a 3 x 3 decoded grid and line plots of 20 points; also the grid's decoded means."""
+def vector_model(tmp_path_factory):
+    """An (untrained) MLP decoder on 10-D vectors, its ArrayDataModule (no image shape) and its embedding table."""
     import torch
 
     from lvm.analysis.embedding import embedding_table as export_table
@@ -664,7 +766,6 @@ def vector_explorer(tmp_path_factory) -> tuple[str, np.ndarray]:
     from lvm.networks import MLPDecoder
     from lvm.objectives import QMCObjective
     from lvm.priors import TorusPrior
-    from lvm.tools.explore import build_explorer
 
     folder = tmp_path_factory.mktemp("vectors")
     np.save(folder / "x.npy", np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32))
@@ -673,11 +774,38 @@ def vector_explorer(tmp_path_factory) -> tuple[str, np.ndarray]:
     model = LatentVariableModel(MLPDecoder(data_shape=[10], hidden=[8]), GaussianLikelihood(mean_activation="identity"),
                                 TorusPrior(2), QMCObjective(55), eval_num_points=89, eval_num_samples=4)
     table, _ = export_table(model, datamodule, ("train", "test"), log_likelihood=False)
+    return model, datamodule, table
+
+
+def decoded_means(model, z: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model.decode(torch.as_tensor(z, dtype=torch.float32)).numpy()
+
+
+@pytest.fixture(scope="module")
+def vector_explorer(vector_model) -> tuple[str, pd.DataFrame, np.ndarray]:
+    """The explorer of :func:`vector_model` with a 3 x 3 decoded grid and line plots of 20 points; also the grid's
+    decoded means."""
+    from lvm.tools.explore import build_explorer
+
+    model, datamodule, table = vector_model
     page = build_explorer(model, datamodule, table, max_images=20, per_side=3)
     centres = (np.arange(3) + 0.5) / 3
-    with torch.no_grad():
-        decoded = model.decode(torch.cartesian_prod(torch.tensor(centres), torch.tensor(centres)).float()).numpy()
-    return page, table, decoded
+    return page, table, decoded_means(model, np.stack(np.meshgrid(centres, centres, indexing="ij"), -1).reshape(-1, 2))
+
+
+def assert_line_plots_of(pictures: list[np.ndarray], means: np.ndarray, header: str, rows_off: int = 0) -> None:
+    """Each picture's blue line is its decoded mean ``[D]``, feature by feature, on the header's value range (to
+    within ``rows_off`` pixel rows: the header rounds the range to 3 digits)."""
+    low, high = map(float, re.search(r"values (\S+) to (\S+) \(y\)", header).groups())
+    for picture, mean in zip(pictures, means, strict=True):
+        rows = line_rows(picture, "#1f77b4")
+        for feature, value in enumerate(mean):
+            column = (feature * 112 + 111) // len(mean)  # the last pixel column of the feature: not joined to the next
+            row = round((high - value) / (high - low) * 55)
+            assert any(abs(row - drawn) <= rows_off for drawn in rows[column]), (feature, value)
 
 
 def test_a_model_of_vectors_gets_a_decoded_line_plot_per_cell_and_point(vector_explorer):
@@ -688,17 +816,46 @@ def test_a_model_of_vectors_gets_a_decoded_line_plot_per_cell_and_point(vector_e
     pictures = [decode_png(tag) for tag in image_tags(cells)]
     assert len(pictures) == 9 and all(picture.shape[:2] == (56, 112) for picture in pictures)
     (header,) = models_named(models, "Div")
-    low, high = map(float, re.search(r"values (\S+) to (\S+) \(y\)", header["attributes"]["text"]).groups())
-    for picture, mean in zip(pictures, decoded):  # each cell's line: its decoded mean, feature by feature
-        rows = line_rows(picture, "#1f77b4")
-        for feature, value in enumerate(mean):
-            column = (feature * 112 + 111) // 10  # the last pixel column of the feature: not joined to the next
-            assert round((high - value) / (high - low) * 55) in rows[column], (feature, value)
+    assert_line_plots_of(pictures, decoded, header["attributes"]["text"])  # each cell's line: its decoded mean
     points = source_data(models[scatter_source_ids(models, plot)[0]])
     examples = [decode_png(tag) for tag in image_tags(points)]
     assert len(examples) == 20 < len(table)
     assert all(line_rows(example, "#999999") and line_rows(example, "#1f77b4") for example in examples)
     assert "feature index 1–10" in header["attributes"]["text"]
+
+
+def test_a_recentred_explorer_decodes_each_cell_at_the_original_coordinates_of_where_it_is_drawn(vector_model):
+    import copy
+
+    import torch
+
+    from lvm.tools.explore import build_explorer, latent_grids
+
+    model, datamodule, table = vector_model
+    model = copy.deepcopy(model)
+    with torch.no_grad():  # a decoder whose means differ from cell to cell by many pixel rows of the line plots
+        for parameter in model.decoder.parameters():
+            parameter.mul_(3)
+    page = build_explorer(model, datamodule, table, max_images=20, per_side=3, offsets=OFFSETS)
+    models = bokeh_models(page)
+    (plot,) = figures(models).values()
+    (cells,) = grid_sources(models, plot)
+    drawn = np.stack([cells["x"], cells["y"]], axis=1)  # [9, 2] where each cell is drawn: u
+    centres = (np.arange(3) + 0.5) / 3
+    assert sorted(set(np.round(cells["x"], 9))) == sorted(set(np.round(cells["y"], 9))) == list(np.round(centres, 9))
+    (header,) = models_named(models, "Div")
+    expected = decoded_means(model, translate(drawn, OFFSETS))  # [9, D] decoded at the original coordinates
+    pictures = [decode_png(tag) for tag in image_tags(cells)]
+    assert_line_plots_of(pictures, expected, header["attributes"]["text"], rows_off=1)
+    with pytest.raises(AssertionError):  # not what is decoded where the cell is drawn (the plain square's latents)
+        assert_line_plots_of(pictures, decoded_means(model, drawn), header["attributes"]["text"], rows_off=1)
+    points = source_data(models[scatter_source_ids(models, plot)[0]])
+    x, y = scatter_fields(models, plot)
+    np.testing.assert_allclose(np.stack([points[x], points[y]], 1), translate(table[["z1", "z2"]].to_numpy(), -OFFSETS),
+                               atol=1e-6)
+    (grid,) = latent_grids(model, table[["z1", "z2"]].to_numpy(), [(0, 1), (0, 1)], per_side=3, offsets=OFFSETS)
+    np.testing.assert_allclose(translate(grid.coords, -OFFSETS), drawn, atol=1e-9)  # coords: the latents decoded
+    np.testing.assert_allclose(grid.images, decoded_means(model, grid.coords), atol=1e-6)
 
 
 def test_hovering_a_vector_models_grid_shows_its_line_plot(vector_explorer, chromium):

@@ -13,6 +13,9 @@ In the page you can
   how many more are there;
 - hover empty space to see what the decoder generates there (the latent grid layer, drawn as faint cells); one
   tooltip at a time, the points' over the cell's;
+- on the torus, read the original latent coordinates off a re-centred view (``offsets``: the square shifted so that
+  its edges run through the emptiest rows and columns, :func:`lvm.numerics.torus.seam_offsets`): points and cells are
+  drawn at ``u = (z - c) mod 1``, while the ticks, the tooltips and the table give ``z``;
 - recolour the points by any metadata field with the "Colour by" selector;
 - pan, zoom, box-select (selections are linked across the projections of a 3-D latent), reset and save a PNG.
 """
@@ -30,12 +33,14 @@ import numpy as np
 import pandas as pd
 from bokeh.embed import file_html
 from bokeh.layouts import column, gridplot
-from bokeh.models import (BoxAnnotation, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, Div, HoverTool,
-                          Legend, LegendItem, LinearColorMapper, PanTool, Range1d, ResetTool, SaveTool, Select,
-                          Tooltip, WheelZoomTool)
+from bokeh.models import (BoxAnnotation, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, CustomJSTickFormatter,
+                          Div, HoverTool, Legend, LegendItem, LinearColorMapper, PanTool, Range1d, ResetTool, SaveTool,
+                          Select, Tooltip, WheelZoomTool)
 from bokeh.palettes import Category10, Category20, Turbo256, Viridis256, linear_palette
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
+
+from lvm.numerics.torus import translate
 
 __all__ = ["LatentGrid", "explorer_html"]
 
@@ -50,6 +55,7 @@ IMAGE_COLUMN = "__explorer_image"  # <img> tag of a row's picture, "" for rows w
 ROW_COLUMN = "__explorer_row"  # row position: the y axis of a 1-D latent without a log-likelihood column
 CELL_COLUMN = "__explorer_cell"  # latent coordinates of a grid cell, as text
 CODE_COLUMN_PREFIX = "__explorer_code:"  # integer codes 0..k-1 of a categorical colour field, -1 where missing
+VIEW_COLUMN_PREFIX = "__explorer_view:"  # where a latent is drawn in a re-centred torus view, (z - c) mod 1
 PROJECTIONS = {1: [(0,)], 2: [(0, 1)], 3: [(0, 1), (0, 2), (1, 2)]}  # latent dims plotted, by number of latents
 
 
@@ -79,6 +85,7 @@ class _Axis:
     label: str
     data_column: str
     range: Range1d
+    offset: float | None = None  # the seam of a re-centred torus view: drawn at u, ticked with (u + offset) mod 1
 
 
 @dataclass
@@ -99,7 +106,7 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
                   decoded: np.ndarray | None = None, grids: list[LatentGrid] = (),
                   color_fields: list[str] | None = None, categories: dict[str, list[str]] | None = None,
                   cmap: str = "gray", title: str = "Embedding explorer",
-                  bounds: list[tuple[float, float]] | None = None) -> str:
+                  bounds: list[tuple[float, float]] | None = None, offsets: np.ndarray | None = None) -> str:
     """The text of a self-contained HTML page exploring an embedding.
 
     Args:
@@ -125,8 +132,12 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
         cmap: matplotlib colour map of grey images.
         title: the page's title.
         bounds: the axis range ``(lo, hi)`` of each latent when not ``periodic``; default: the data's range.
+        offsets: ``[len(latent_columns)]`` the seams of a re-centred torus view (``periodic`` only;
+            :func:`lvm.numerics.torus.seam_offsets`): the points and the grid cells (whose ``coords`` are the latents
+            decoded) are drawn at ``u = (z - c) mod 1``, the axes ticked with the original ``(u + c) mod 1`` and
+            labelled with the seam; tooltips show original coordinates. ``None``: the square as it is.
     """
-    _check_table(table, latent_columns, periodic, bounds)
+    _check_table(table, latent_columns, periodic, bounds, offsets)
     table = table.reset_index(drop=True)
     projections = PROJECTIONS[min(len(latent_columns), 3)]
     grids_by_projection = _grids_by_projection(grids, projections)
@@ -140,6 +151,11 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
 
     latent_ranges = _latent_ranges(table, latent_columns, periodic, bounds, grids)
     latent_axes = [_Axis(name, name, latent_range) for name, latent_range in zip(latent_columns, latent_ranges)]
+    if offsets is not None:  # the plotted latents drawn in the view, shown (tooltips) as they are
+        for axis, offset in zip(latent_axes[:3], offsets):
+            axis.data_column, axis.offset = VIEW_COLUMN_PREFIX + axis.label, float(offset)
+            drawn = translate(table[axis.label].to_numpy(dtype=float), -axis.offset)
+            data[axis.data_column] = drawn.astype(np.float32)  # as the table's floats
     value_axis = None  # the y axis of a 1-D latent
     if len(projections[0]) == 1:
         if "log_likelihood" in table and _is_numeric(table["log_likelihood"]):
@@ -163,7 +179,7 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
         side = 560 if len(projections) == 1 else 340
         frame = (side, side if len(dims) == 2 else 300)  # frame width and height, pixels
         plot = _projection_figure(x_axis, y_axis, periodic, frame, square=len(dims) == 2)
-        cells = [_draw_grid(plot, grid, latent_columns, cmap, line_plots,
+        cells = [_draw_grid(plot, grid, latent_axes, cmap, line_plots,
                             strip_range=None if len(dims) == 2 else y_axis.range)
                  for grid in grids_by_projection[dims]]
         renderer = _draw_points(plot, points, x_axis, y_axis, fields, len(table))
@@ -174,7 +190,7 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
     legend, color_bar, legend_items = _color_keys(plots[-1], fields, renderers[-1])
     n_images = 0 if images is None else len(images)
     header = Div(text=_header_html(title, len(table), n_images, sum(len(grid.coords) for grid in grids), periodic,
-                                   len(latent_columns), line_plots))
+                                   latent_axes, line_plots))
     controls = []
     if fields:
         selector = Select(title="Colour by", name="colour-selector", value=fields[0].name,
@@ -304,7 +320,7 @@ if (key == null) {
 
 
 def _check_table(table: pd.DataFrame, latent_columns: list[str], periodic: bool,
-                 bounds: list[tuple[float, float]] | None) -> None:
+                 bounds: list[tuple[float, float]] | None, offsets: np.ndarray | None) -> None:
     if not latent_columns:
         raise ValueError("latent_columns is empty: name the table's latent coordinate columns")
     missing = [name for name in latent_columns if name not in table.columns]
@@ -317,6 +333,10 @@ def _check_table(table: pd.DataFrame, latent_columns: list[str], periodic: bool,
         raise ValueError("bounds conflict with periodic=True, whose axes span [0, 1]: pass one of them")
     if bounds is not None and len(bounds) != len(latent_columns):
         raise ValueError(f"bounds has {len(bounds)} ranges for {len(latent_columns)} latent columns")
+    if offsets is not None and not periodic:
+        raise ValueError("offsets re-centre a view of the torus: pass periodic=True, or no offsets")
+    if offsets is not None and len(offsets) != len(latent_columns):
+        raise ValueError(f"offsets has {len(offsets)} values for {len(latent_columns)} latent columns")
 
 
 def _is_numeric(values: pd.Series) -> bool:
@@ -547,12 +567,28 @@ def _projection_figure(x_axis: _Axis, y_axis: _Axis, periodic: bool, frame: tupl
     plot_title = f"{x_axis.label} – {y_axis.label}" + (" (torus: edges identified)" if periodic else "")
     plot = figure(name=f"projection {x_axis.label}-{y_axis.label}", title=plot_title, tools=tools,
                   active_scroll=tools[1], frame_width=frame[0], frame_height=frame[1],
-                  x_range=x_axis.range, y_range=y_axis.range, x_axis_label=x_axis.label,
-                  y_axis_label=y_axis.label, output_backend="webgl")
+                  x_range=x_axis.range, y_range=y_axis.range, x_axis_label=_axis_title(x_axis),
+                  y_axis_label=_axis_title(y_axis), output_backend="webgl")
+    for axes, axis in ((plot.xaxis, x_axis), (plot.yaxis, y_axis)):
+        if axis.offset is not None:
+            axes.formatter = CustomJSTickFormatter(args=dict(offset=axis.offset), code=_ORIGINAL_COORDINATE_JS)
     if periodic:
         plot.add_layout(BoxAnnotation(left=0, right=1, bottom=0 if square else None, top=1 if square else None,
                                       fill_alpha=0, line_color="black", line_alpha=0.8, line_width=1.5))
     return plot
+
+
+# the tick at u of a view re-centred by offset: (u + offset) mod 1, 1.00 at the right end of an unshifted axis (as
+# lvm.plotting.figures ticks its matplotlib axes)
+_ORIGINAL_COORDINATE_JS = """
+const value = tick + offset
+return (value > 1.005 ? value - 1 : value).toFixed(2)
+"""
+
+
+def _axis_title(axis: _Axis) -> str:
+    """An axis's label, with the seam of a re-centred view: "z1 (seam at 0.37)"."""
+    return axis.label if axis.offset is None else f"{axis.label} (seam at {axis.offset:.2f})"
 
 
 def _draw_points(plot, points: ColumnDataSource, x_axis: _Axis, y_axis: _Axis, fields: list[_ColorField],
@@ -594,25 +630,28 @@ def _marker_style(count: int) -> tuple[float, float]:
     return 3.0, 0.4
 
 
-def _draw_grid(plot, grid: LatentGrid, latent_columns: list[str], cmap: str, line_plots: _LinePlots | None,
+def _draw_grid(plot, grid: LatentGrid, latent_axes: list[_Axis], cmap: str, line_plots: _LinePlots | None,
                strip_range: Range1d | None):
-    """Faint cells centred on the grid's coordinates, holding the decoded images (or line plots of the decoded
-    vectors); for a 1-D latent vertical strips spanning ``strip_range``."""
+    """Faint cells centred on the grid's coordinates (where the view draws them), holding the decoded images (or line
+    plots of the decoded vectors); for a 1-D latent vertical strips spanning ``strip_range``."""
     coords = np.asarray(grid.coords, dtype=float)
     grid_images = _checked_images(grid.images, "LatentGrid.images")
     if coords.ndim != 2 or coords.shape[1] != len(grid.dims) or len(coords) != len(grid_images):
         raise ValueError(f"a LatentGrid over dims {tuple(grid.dims)} needs coords [g, {len(grid.dims)}] and "
                          f"images [g, ...] with the same g, got {coords.shape} and {grid_images.shape}")
-    cells = {"x": coords[:, 0], "width": np.full(len(coords), _cell_width(coords[:, 0]))}
+    axes = [latent_axes[dim] for dim in grid.dims]
+    drawn = np.stack([coords[:, k] if axis.offset is None else translate(coords[:, k], -axis.offset)
+                      for k, axis in enumerate(axes)], axis=1)  # [g, len(dims)]
+    cells = {"x": drawn[:, 0], "width": np.full(len(coords), _cell_width(drawn[:, 0]))}
     if strip_range is None:
-        cells["y"] = coords[:, 1]
-        cells["height"] = np.full(len(coords), _cell_width(coords[:, 1]))
+        cells["y"] = drawn[:, 1]
+        cells["height"] = np.full(len(coords), _cell_width(drawn[:, 1]))
     else:
         cells["y"] = np.full(len(coords), (strip_range.start + strip_range.end) / 2)
         cells["height"] = np.full(len(coords), strip_range.end - strip_range.start)
     pictures = grid_images if line_plots is None else grid_images[:, None]  # [g, 1, D]: one line per cell
     cells[IMAGE_COLUMN] = _picture_tags(pictures, cmap, line_plots, [MEAN_LINE_COLOR])
-    cells[CELL_COLUMN] = [", ".join(f"{latent_columns[dim]} = {value:.3g}" for dim, value in zip(grid.dims, point))
+    cells[CELL_COLUMN] = [", ".join(f"{axis.label} = {value:.3g}" for axis, value in zip(axes, point))
                           for point in coords]
     return plot.rect(x="x", y="y", width="width", height="height", source=ColumnDataSource(cells),
                      fill_color="#808080", fill_alpha=0.03, line_color="#999999", line_alpha=0.25,
@@ -652,16 +691,20 @@ def _line_plot_captions(line_plots: _LinePlots | None, decoded: bool) -> tuple[s
     return line_plots.caption(point_lines), line_plots.caption("Decoded mean")
 
 
-def _header_html(title: str, n_points: int, n_images: int, n_cells: int, periodic: bool, n_latents: int,
+def _header_html(title: str, n_points: int, n_images: int, n_cells: int, periodic: bool, latent_axes: list[_Axis],
                  line_plots: _LinePlots | None) -> str:
     kind = "an image" if line_plots is None else "a line plot"
     details = [f"{n_points:,} points, {n_images:,} of them with {kind} on hover"]
-    if n_latents > 3:
-        details.append(f"the first 3 of {n_latents} latent coordinates")
+    if len(latent_axes) > 3:
+        details.append(f"the first 3 of {len(latent_axes)} latent coordinates")
     if n_cells:
         details.append(f"{n_cells:,} decoded grid cells: hover empty space to see what the model generates there")
     if periodic:
         details.append("torus: edges identified")
+    if latent_axes[0].offset is not None:
+        seams = ", ".join(f"{axis.label} = {axis.offset:.2f}" for axis in latent_axes[:3])
+        details.append(f"view re-centred so that the edges run through the emptiest rows and columns (seams at "
+                       f"{seams}); ticks, tooltips and cells give the original coordinates")
     lines = [f'<h2 style="margin: 4px 0">{html.escape(title)}</h2>',
              f'<div style="color: #555">{html.escape("; ".join(details))}</div>']
     if line_plots is not None:

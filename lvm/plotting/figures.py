@@ -1,7 +1,13 @@
 """Plain plotting functions for a trained model: call them from a notebook or a callback.
 
 Latent coordinates are named z1, z2, ... on every axis; on the torus they lie in [0, 1) with period 1 (the axis
-labels say so). Mean-shift modes are numbered 1..K in the order given (densest first) alike on the latent
+labels say so), and arrows mark the square's glued edges. A torus view may be re-centred by offsets ``c [d]``
+(:func:`lvm.numerics.torus.seam_offsets`: the edges through the emptiest rows and columns, a symmetry of the torus):
+the figures that take ``offsets`` draw a latent z at ``u = (z - c) mod 1``, tick the axes with the original
+coordinates ``(u + c) mod 1`` and say where the seam is ("z1 (period 1; seam at 0.37)"), so that what a reader reads
+off the axes are latent values, as are the titles, the decoded grid's ticks and the modes' coordinates.
+
+Mean-shift modes are numbered 1..K in the order given (densest first) alike on the latent
 fields (:func:`plot_latent_field`) and on the decoded modes (:func:`plot_decoded_modes`)."""
 
 from __future__ import annotations
@@ -14,14 +20,16 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patheffects import withStroke
+from matplotlib.ticker import FuncFormatter
 from torchvision.utils import make_grid
 
+from lvm.numerics.torus import translate
 from lvm.plotting.axes import ImageAxes
 from lvm.priors import InvertiblePrior
 
-__all__ = ["ImageAxes", "subplots", "coordinate_label", "plot_embedding", "plot_code_on_data", "latent_grid",
-           "plot_image_grid", "plot_decoded_grid", "plot_reconstructions", "plot_decoded_modes", "plot_latent_field",
-           "plot_posterior_comparison"]
+__all__ = ["ImageAxes", "subplots", "coordinate_label", "view_coordinates", "latent_axes", "plot_embedding",
+           "plot_code_on_data", "latent_grid", "plot_image_grid", "plot_decoded_grid", "plot_reconstructions",
+           "plot_decoded_modes", "plot_latent_field", "plot_posterior_comparison"]
 
 MAX_CATEGORIES = 20  # integer labels with at most this many values get a legend, not a colour bar
 RECONSTRUCTION_HEADER = ("original", "decoded")  # the column titles over each test image and its reconstruction
@@ -35,18 +43,52 @@ def subplots(*grid, figsize: tuple[float, float], layout: str | None = None, **k
     return figure, figure.subplots(*grid, **kwargs)
 
 
-def coordinate_label(i: int, periodic: bool = False) -> str:
-    """The axis label of latent coordinate ``i`` (counted from 0): ``"z1"``, on the torus ``"z1 (period 1)"``."""
-    return f"z{i + 1} (period 1)" if periodic else f"z{i + 1}"
+def coordinate_label(i: int, periodic: bool = False, offset: float | None = None) -> str:
+    """The axis label of latent coordinate ``i`` (counted from 0): ``"z1"``, on the torus ``"z1 (period 1)"``, in a
+    view re-centred by ``offset`` ``"z1 (period 1; seam at 0.37)"``."""
+    if not periodic:
+        return f"z{i + 1}"
+    return f"z{i + 1} (period 1)" if offset is None else f"z{i + 1} (period 1; seam at {float(offset):.2f})"
+
+
+def view_coordinates(z: np.ndarray, periodic: bool, offsets: np.ndarray | None) -> np.ndarray:
+    """Where latents ``z [..., d]`` are drawn: ``u = (z - c) mod 1`` in a torus view re-centred by ``offsets`` ``c
+    [d]``, ``z`` itself without offsets."""
+    if offsets is None:
+        return z
+    if not periodic:
+        raise ValueError("offsets re-centre a view of the torus, and this latent space is not periodic.")
+    return translate(np.asarray(z, dtype=float), -np.asarray(offsets, dtype=float))
+
+
+def latent_axes(ax, dims: tuple[int, ...], periodic: bool, offsets: np.ndarray | None = None) -> None:
+    """Label the x axis (and the y axis, for two ``dims``) of ``ax`` as the latent coordinates ``dims``. On the torus
+    each spans one period [0, 1]; in a view re-centred by ``offsets`` ``c [d]`` (drawn at ``u = (z - c) mod 1``,
+    :func:`view_coordinates`) its ticks show the original coordinates ``(u + c) mod 1`` and its label the seam."""
+    for i, axis, limits in zip(dims, (ax.xaxis, ax.yaxis), (ax.set_xlim, ax.set_ylim)):
+        offset = None if offsets is None else float(offsets[i])
+        axis.set_label_text(coordinate_label(i, periodic, offset))
+        if periodic:
+            limits(0, 1)
+        if offset is not None:
+            axis.set_major_formatter(FuncFormatter(lambda u, _, c=offset: _original_coordinate(u, c)))
+
+
+def _original_coordinate(u: float, offset: float) -> str:
+    """The tick label at ``u`` of a view re-centred by ``offset``: ``(u + c) mod 1``, "1.00" at the right end of an
+    unshifted axis."""
+    value = u + offset
+    return f"{value - 1 if value > 1.005 else value:.2f}"
 
 
 TORUS_NOTE = "torus: edges with matching arrows are glued\n(a cluster cut by an edge is one cluster)"
+RECENTRED_NOTE = "view re-centred (edges moved to the emptiest rows and columns); ticks show original coordinates"
 
 
-def mark_torus_seams(ax) -> None:
+def mark_torus_seams(ax, recentred: bool = False) -> None:
     """Draw the identification of the fundamental square's edges, as topology texts draw a torus: one arrowhead up
     on the left and right edges, two to the right on the bottom and top edges (patches in axes coordinates, on the
-    frame), and say under the figure what they mean."""
+    frame), and say under the figure what they mean (and, for a ``recentred`` view, that it is shifted)."""
     from matplotlib.patches import FancyArrowPatch
 
     def arrow(start, end):
@@ -60,7 +102,8 @@ def mark_torus_seams(ax) -> None:
             arrow((0.43 + offset, y), (0.53 + offset, y))
     figure = ax.get_figure()
     if not getattr(figure, "_torus_note", False):  # once per figure, below everything (saved with a tight box)
-        figure.text(0.5, -0.04, TORUS_NOTE.replace("\n", " "), ha="center", va="top", fontsize=8, color="tab:red")
+        note = TORUS_NOTE.replace("\n", " ") + ("\n" + RECENTRED_NOTE if recentred else "")
+        figure.text(0.5, -0.04, note, ha="center", va="top", fontsize=8, color="tab:red")
         figure._torus_note = True
 
 
@@ -71,17 +114,19 @@ def _coordinates(z) -> str:
 
 def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, periodic: bool = False,
                    title: str = "Posterior-mean embedding", label_names: list[str] | None = None,
-                   label_title: str = "label") -> Figure:
+                   label_title: str = "label", offsets: np.ndarray | None = None) -> Figure:
     """Scatter an embedding ``[n, d]`` coloured by label: 2-D directly, 3-D as its three pairwise projections
     side by side, higher as its first two coordinates (the title says so: "(z1, z2 of d)"). A 1-D embedding
     is drawn against its labels: one strip per category, z1 against a real-valued label, or without labels
     a histogram. On the torus the axes span exactly one period [0, 1). Categorical labels (integer codes
     named by ``label_names``, or integers with at most ``MAX_CATEGORIES`` values) get a legend titled
-    ``label_title``; real-valued ones a colour bar labelled ``label_title``."""
+    ``label_title``; real-valued ones a colour bar labelled ``label_title``. ``offsets`` ``[d]``: the torus view
+    re-centred there (module docstring)."""
     d = embedding.shape[1]
     categories = _categories(labels, label_names)
+    embedding = view_coordinates(embedding, periodic, offsets)  # [n, d] where the points are drawn
     if d == 1:
-        return _plot_embedding_1d(embedding[:, 0], labels, categories, periodic, title, label_title)
+        return _plot_embedding_1d(embedding[:, 0], labels, categories, periodic, title, label_title, offsets)
     pairs = [(0, 1), (0, 2), (1, 2)] if d == 3 else [(0, 1)]
     fig, axes = subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
@@ -91,13 +136,10 @@ def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, peri
             for colour, (code, name) in zip(_category_colours(len(categories)), categories):
                 chosen = labels == code
                 ax.scatter(embedding[chosen, i], embedding[chosen, j], color=colour, s=6, alpha=0.8, label=name)
-        ax.set_xlabel(coordinate_label(i, periodic))
-        ax.set_ylabel(coordinate_label(j, periodic))
+        latent_axes(ax, (i, j), periodic, offsets)
         if periodic:
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
             ax.set_aspect("equal")
-            mark_torus_seams(ax)
+            mark_torus_seams(ax, recentred=offsets is not None)
     if categories is not None:
         axes[0, -1].legend(title=label_title, loc="upper left", bbox_to_anchor=(1.02, 1), markerscale=2, fontsize=8)
     elif labels is not None:
@@ -107,8 +149,9 @@ def plot_embedding(embedding: np.ndarray, labels: np.ndarray | None = None, peri
 
 
 def _plot_embedding_1d(z: np.ndarray, labels: np.ndarray | None, categories: list[tuple[int, str]] | None,
-                       periodic: bool, title: str, label_title: str) -> Figure:
-    """A 1-D embedding ``[n]``: a strip of z1 per category, z1 against a real-valued label, or a histogram."""
+                       periodic: bool, title: str, label_title: str, offsets: np.ndarray | None) -> Figure:
+    """A 1-D embedding ``[n]`` (where drawn): a strip of z1 per category, z1 against a real-valued label, or a
+    histogram."""
     fig, ax = subplots(figsize=(6, 4.5))
     if labels is None:
         ax.hist(z, bins=int(np.clip(np.sqrt(len(z)), 10, 50)), range=(0, 1) if periodic else None, color="tab:blue")
@@ -123,9 +166,7 @@ def _plot_embedding_1d(z: np.ndarray, labels: np.ndarray | None, categories: lis
             ax.scatter(z[chosen], row + jitter[chosen], color=colour, s=6, alpha=0.8)
         ax.set_yticks(range(len(categories)), [name for _, name in categories])
         ax.set_ylabel(label_title)
-    ax.set_xlabel(coordinate_label(0, periodic))
-    if periodic:
-        ax.set_xlim(0, 1)
+    latent_axes(ax, (0,), periodic, offsets)
     fig.suptitle(title)
     return fig
 
@@ -160,14 +201,16 @@ def plot_code_on_data(data: np.ndarray, code: np.ndarray, title: str = "Data col
     return fig
 
 
-def latent_grid(prior, per_side: int = 10, codes: torch.Tensor | None = None) -> torch.Tensor:
+def latent_grid(prior, per_side: int = 10, codes: torch.Tensor | None = None,
+                offsets: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """The latent points ``[per_side**2, d]`` (float64) of the decoded grid: the cell centres of a regular
     ``per_side x per_side`` grid on the unit square, row-major with z2 decreasing down the rows (the top row has
     the largest z2), mapped into the latent space on the first two coordinates; a 1-D latent gets one row of
     ``per_side`` points along z1. A prior reached from the unit cube maps the square by inversion, the other
     coordinates at the cube's centre (0.5 on the torus, 0 under a standard normal); any other prior needs
     ``codes`` ``[n, d]`` (e.g. the test embedding), whose range the square is stretched over, the other
-    coordinates at their mean."""
+    coordinates at their mean. On the torus, ``offsets`` ``c [d]`` re-centre the view: the grid's cells sit at ``u``
+    in the view, so the latents are ``(u + c) mod 1`` (the coordinates not shown at ``(0.5 + c) mod 1``)."""
     centres = (torch.arange(per_side, dtype=torch.float64) + 0.5) / per_side
     if prior.dim == 1:
         cube = centres[:, None]
@@ -175,6 +218,10 @@ def latent_grid(prior, per_side: int = 10, codes: torch.Tensor | None = None) ->
         z2, z1 = torch.meshgrid(centres.flip(0), centres, indexing="ij")  # top row = largest z2
         cube = torch.full((per_side**2, prior.dim), 0.5, dtype=torch.float64)
         cube[:, 0], cube[:, 1] = z1.reshape(-1), z2.reshape(-1)
+    if offsets is not None:
+        if not prior.periodic:
+            raise ValueError(f"offsets re-centre a view of the torus, and a {type(prior).__name__} is not periodic.")
+        cube = translate(cube, torch.as_tensor(offsets, dtype=torch.float64))
     if isinstance(prior, InvertiblePrior):
         return prior.from_unit_cube(cube)
     if codes is None:
@@ -255,12 +302,15 @@ def _tile_grid(images: torch.Tensor, per_row: int, title: str, axes: ImageAxes |
 
 
 def plot_decoded_grid(images: torch.Tensor, grid: np.ndarray, per_side: int, title: str = "Decoded latent grid",
-                      axes: ImageAxes | None = None, periodic: bool = False) -> Figure:
+                      axes: ImageAxes | None = None, periodic: bool = False,
+                      offsets: np.ndarray | None = None) -> Figure:
     """The images ``[n, C, H, W]`` decoded from the latent points ``grid`` ``[n, d]`` of :func:`latent_grid`,
     laid out on the latent plane: z1 along the columns, z2 up the rows, each axis ticked at the tile centres
     with their latent coordinates (a 1-D latent: one row along z1). Coordinates held fixed (z3 and above) are
     named in the title. With ``axes`` (spectrograms) the tiles keep their own ticks in the axes' units at the
-    bottom and left, and the latent coordinates move to the top and right."""
+    bottom and left, and the latent coordinates move to the top and right. A grid of a re-centred torus view
+    (:func:`latent_grid` with ``offsets``) is laid out as that view, ticked with the latents decoded there; pass the
+    same ``offsets`` for the axis labels to say where the seam is."""
     grid = np.asarray(grid, dtype=float)
     dim = grid.shape[1]
     z1 = grid[:per_side, 0]
@@ -294,9 +344,10 @@ def plot_decoded_grid(images: torch.Tensor, grid: np.ndarray, per_side: int, tit
     latent.set_xticks(x_centres, [f"{v:.2f}" for v in z1], rotation=90 if per_side > 12 else 0)
     latent.set_yticks(y_centres, [f"{v:.2f}" for v in z2])
     latent.tick_params(labelsize=7, length=2)
-    latent.set_xlabel(coordinate_label(0, periodic))
+    seams = [None] * dim if offsets is None else [float(c) for c in offsets]
+    latent.set_xlabel(coordinate_label(0, periodic, seams[0]))
     if dim > 1:
-        latent.set_ylabel(coordinate_label(1, periodic))
+        latent.set_ylabel(coordinate_label(1, periodic, seams[1]))
     return fig
 
 
@@ -321,13 +372,16 @@ def plot_decoded_modes(images: torch.Tensor, modes: np.ndarray, title: str = "De
 
 def plot_latent_field(points: np.ndarray, values: np.ndarray, title: str, markers: np.ndarray | None = None,
                       path: np.ndarray | None = None, periodic: bool = False, log: bool = False, *,
-                      value_label: str) -> Figure:
+                      value_label: str, offsets: np.ndarray | None = None) -> Figure:
     """A scalar field over latent points ``[m, d]`` (a density, a Jacobian norm), drawn as 2-D
     histograms weighted by ``values`` (averaged per cell; ``log``: their natural log): the plane for d = 2,
     the three coordinate pairs for d = 3, each panel's colour bar then naming the coordinate averaged out.
     ``value_label`` labels the colour bars: what is drawn (after ``log``) and in which unit.
-    ``markers`` (modes, densest first) as red dots numbered 1..K, ``path`` (a geodesic) as a white line."""
+    ``markers`` (modes, densest first) as red dots numbered 1..K, ``path`` (a geodesic) as a white line.
+    ``offsets`` ``[d]``: the torus view re-centred there (module docstring); points, markers and path are latents."""
     d = points.shape[1]
+    points, markers, path = (None if z is None else view_coordinates(z, periodic, offsets)
+                             for z in (points, markers, path))  # where they are drawn
     pairs = [(0, 1)] if d == 2 else [(0, 1), (0, 2), (1, 2)]
     fig, axes = subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4.5), squeeze=False, layout="constrained")
     for ax, (i, j) in zip(axes[0], pairs):
@@ -351,10 +405,9 @@ def plot_latent_field(points: np.ndarray, values: np.ndarray, title: str, marker
                 wraps = np.flatnonzero((np.abs(np.diff(xs)) > 0.5) | (np.abs(np.diff(ys)) > 0.5)) + 1
                 xs, ys = np.insert(xs, wraps, np.nan), np.insert(ys, wraps, np.nan)
             ax.plot(xs, ys, "w-", lw=1.5)
-        ax.set_xlabel(coordinate_label(i, periodic))
-        ax.set_ylabel(coordinate_label(j, periodic))
+        latent_axes(ax, (i, j), periodic, offsets)
         if periodic:
-            mark_torus_seams(ax)
+            mark_torus_seams(ax, recentred=offsets is not None)
     fig.suptitle(title)
     return fig
 

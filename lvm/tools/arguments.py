@@ -11,7 +11,7 @@ import yaml
 from lvm.analysis.formats import SPLITS
 from lvm.runs.usage import UsageError
 
-__all__ = ["data_overrides", "checkpoint_parser", "checkpoint_embedding", "run_command"]
+__all__ = ["data_overrides", "yes_or_no", "checkpoint_parser", "checkpoint_embedding", "run_command"]
 
 
 def data_overrides(arguments: list[str]) -> dict:
@@ -33,7 +33,8 @@ def data_overrides(arguments: list[str]) -> dict:
     return overrides
 
 
-def _true(text: str) -> bool:
+def yes_or_no(text: str) -> bool:
+    """A yes/no option's value: 1, true or yes (any case) is true, anything else false."""
     return text.lower() in ("1", "true", "yes")
 
 
@@ -48,7 +49,7 @@ def checkpoint_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--num_points", type=int, default=None,
                         help="lattice size of the posterior (default: the model's eval_num_points)")
     parser.add_argument("--batch_size", type=int, default=None, help="examples per batch (default: the datamodule's)")
-    parser.add_argument("--log_likelihood", type=_true, default=True,
+    parser.add_argument("--log_likelihood", type=yes_or_no, default=True,
                         help="add each example's held-out log-likelihood (true/false; one held-out evaluation)")
     return parser
 
