@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from lvm.analysis.formats import SPLITS
 from lvm.batches import batch_data, label_columns
 
-__all__ = ["SPLITS", "posterior_summary", "embedding_table", "dataset_indices", "embed_loader", "shared_embeddings"]
+__all__ = ["SPLITS", "latent_columns", "posterior_summary", "embedding_table", "dataset_indices", "embed_loader", "shared_embeddings"]
 
 
 
@@ -81,6 +81,12 @@ def posterior_summary(model, x: torch.Tensor, num_points: int | None = None) -> 
 
 
 @torch.no_grad()
+def latent_columns(dim: int, prefix: str = "z") -> list[str]:
+    """The names of an embedding table's columns of ``dim`` latent coordinates: ``["z1", ..., "zd"]`` (the posterior
+    mean; ``prefix`` "mode" or "spread" for the other summaries)."""
+    return [f"{prefix}{k + 1}" for k in range(dim)]
+
+
 def embed_loader(model, loader, reduce: str = "mean", num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:meth:`LatentVariableModel.embed` of every batch of ``loader`` ``[n, d]`` (on the CPU) and the labels
     (``batch[1]``: ``[n]`` or ``[n, f]``; ``None`` for unlabelled batches), in the loader's order.
@@ -159,7 +165,7 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
         if len(examples):
             for key, prefix in (("mean", "z"), ("mode", "mode"), ("spread", "spread")):
                 values = torch.cat(parts[key]).double().numpy()  # [n, d]
-                columns.update({f"{prefix}{k + 1}": values[:, k] for k in range(values.shape[1])})
+                columns.update(zip(latent_columns(values.shape[1], prefix), values.T))
             columns["entropy"] = torch.cat(parts["entropy"]).double().numpy()
             if log_likelihood:
                 columns["log_likelihood"] = torch.cat(parts["log_likelihood"]).double().numpy()
@@ -175,7 +181,7 @@ def shared_embeddings(tables: list[pd.DataFrame], dim: int) -> list[np.ndarray]:
     """The posterior means ``[n, d]`` of the examples that every table (of :func:`embedding_table`, one split) holds,
     in one order (matched on ``example``): the input of :func:`lvm.analysis.consistency.consistency` for runs that differ only
     by their seed."""
-    latents = [f"z{k + 1}" for k in range(dim)]
+    latents = latent_columns(dim)
     if any(not set(latents) <= set(table) for table in tables):
         raise ValueError(f"Consistency compares runs with the same latent space; not every run has {dim}-D latents.")
     indexed = [table.set_index("example")[latents] for table in tables]

@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lvm.analysis.embedding import latent_columns
 from lvm.tools.arguments import yes_or_no, checkpoint_embedding, checkpoint_parser, run_command
 from lvm.plotting.explorer import LatentGrid, explorer_html
 from lvm.numerics.torus import circular_mean, seam_offsets, translate
 from lvm.runs.files import write_atomically
 
-__all__ = ["plot_bounds", "latent_columns", "latent_grids", "hover_images", "build_explorer", "main"]
+__all__ = ["plot_bounds", "latent_grids", "hover_images", "build_explorer", "main"]
 
 HIDDEN_COLUMNS = ("index",)  # positions within a split; ``example`` identifies the row
 
@@ -37,11 +38,6 @@ def _centre(values: np.ndarray, periodic: bool) -> float:
     if periodic:
         return float(circular_mean(torch.tensor(np.asarray(values, dtype=np.float64))))
     return float(np.median(values))
-
-
-def latent_columns(dim: int) -> list[str]:
-    """The latent coordinate columns of an embedding table: ``["z1", ..., "zd"]``."""
-    return [f"z{k + 1}" for k in range(dim)]
 
 
 def plot_bounds(embedding: np.ndarray, periodic: bool, margin: float = 0.05) -> list[tuple[float, float]]:

@@ -23,7 +23,7 @@ from lvm.analysis.arrays import json_ready
 from lvm.analysis.clusters import cluster_structure, lattice_modes
 from lvm.analysis.consistency import consistency, consistency_summary
 from lvm.analysis.decodability import knn_decodability
-from lvm.analysis.embedding import embedding_table, shared_embeddings
+from lvm.analysis.embedding import embedding_table, latent_columns, shared_embeddings
 from lvm.runs.files import load_checkpoint
 from lvm.tools.arguments import data_overrides, run_command
 from lvm.batches import factor_names
@@ -60,8 +60,7 @@ def checkpoint_diagnostics(checkpoints: list[str | Path], fields: list[str] = ()
     for ckpt in checkpoints:
         model, datamodule = load_checkpoint(ckpt, overrides)
         table, _ = embedding_table(model, datamodule, (split,), log_likelihood=False)
-        latents = [f"z{k + 1}" for k in range(model.prior.dim)]
-        embedding, periodic = table[latents].to_numpy(), bool(model.prior.periodic)
+        embedding, periodic = table[latent_columns(model.prior.dim)].to_numpy(), bool(model.prior.periodic)
         result = {"n": len(table), "latent_dim": model.prior.dim, "periodic": periodic, "decodability": {},
                   "skipped": {}}
         for name, values in label_fields(table, datamodule, list(fields)).items():
