@@ -209,12 +209,9 @@ class LVMCLI(LightningCLI):
         the shape (ours read only the file's header, and cache what they open for the run's own instance)."""
         data = config.data
         module_name, _, class_name = data.class_path.rpartition(".")
+        datamodule_class = getattr(import_module(module_name), class_name)  # resolved by the parser already
         if "quantization_step" in config.model and config.model.quantization_step is None:
-            try:
-                config.model.quantization_step = getattr(getattr(import_module(module_name), class_name),
-                                                         "quantization_step", None)
-            except (ImportError, AttributeError):  # an unknown class is the datamodule's own error, said later
-                pass
+            config.model.quantization_step = getattr(datamodule_class, "quantization_step", None)
         targets = [key for key in _keys(config.model.get("decoder"), "model.decoder") if key.endswith(".data_shape")
                    and config[key] is None and config.get(key.replace(".data_shape", ".image_size")) is None]
         # (a decoder given its image_size keeps it: a mismatch with the data is then the shape check's error, with
@@ -222,7 +219,7 @@ class LVMCLI(LightningCLI):
         if not targets:
             return
         try:
-            datamodule = getattr(import_module(module_name), class_name)(**_plain(data.get("init_args")))
+            datamodule = datamodule_class(**_plain(data.get("init_args")))
             data_shape = getattr(datamodule, "data_shape", None)
             if data_shape is None and self.read_data and int(os.environ.get("LOCAL_RANK", 0)) == 0:
                 datamodule.prepare_data()  # absent or unreadable files: their error, not a decoder's missing shape
