@@ -32,6 +32,22 @@ def test_compare_writes_one_row_per_run_and_the_report(tmp_path, monkeypatch):
     assert (tmp_path / "report.png").stat().st_size > 0
 
 
+def test_the_epoch_timer_is_a_lightning_callback_under_both_paths():
+    """``EpochTimer`` lives in :mod:`lvm.tools.epoch_timer` (so that ``--help`` needs no Lightning) and is still
+    ``lvm.tools.compare.EpochTimer`` (the path older runs' configs name)."""
+    import importlib
+
+    import lightning as L
+
+    from lvm.tools.compare import EpochTimer
+    from lvm.tools.epoch_timer import EpochTimer as timer
+
+    assert EpochTimer is timer and issubclass(timer, L.Callback)
+    assert getattr(importlib.import_module("lvm.tools.compare"), "EpochTimer") is timer
+    with pytest.raises(AttributeError):
+        importlib.import_module("lvm.tools.compare").NoSuchName
+
+
 def test_one_seed_leaves_the_spread_empty_and_the_figure_says_so(tmp_path):
     """With one seed the standard deviation over seeds is undefined: not 0 in the table, not '± sd over 1 seed(s)'."""
     from lvm.tools.compare import _report

@@ -1,9 +1,12 @@
-"""The short ``train.py --help``: fast, readable, and true to the full parser."""
+"""The short ``train.py --help``: fast, readable, and true to the full parser; the tools' ``--help`` imports none of
+the heavy libraries."""
 
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,3 +39,23 @@ def test_the_short_help_imports_no_lightning_and_names_only_real_options():
 def test_the_help_of_one_class_still_works():
     result = _train_py("--model.objective.help", "lvm.objectives.QMCObjective")
     assert result.returncode == 0 and "--model.objective.num_points" in result.stdout
+
+
+# an option each tool's help names (its own or the shared checkpoint options), and the libraries its --help must not
+# import (each costs seconds: Lightning alone about 5 s on 2 cores)
+TOOL_OPTIONS = {"embed": "--out", "explore": "--max_images", "trust": "--bandwidth", "compare": "--configs"}
+HEAVY = ("torch", "lightning", "pandas", "bokeh", "matplotlib", "sklearn")
+
+
+@pytest.mark.parametrize("tool", sorted(TOOL_OPTIONS))
+def test_a_tools_help_imports_neither_pytorch_nor_the_other_heavy_libraries(tool):
+    """``python -m lvm.tools.<tool> --help`` as the command runs it (``runpy``, as ``-m`` does), then the heavy
+    modules in ``sys.modules`` (a behavioural check, not a timing: ``benchmarks/startup.py`` times it)."""
+    code = (f"import runpy, sys\nsys.argv = ['lvm.tools.{tool}', '--help']\n"
+            f"try:\n    runpy.run_module('lvm.tools.{tool}', run_name='__main__', alter_sys=True)\n"
+            "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            f"print('imported:', sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert TOOL_OPTIONS[tool] in result.stdout and "usage:" in result.stdout
+    assert result.stdout.splitlines()[-1] == "imported: []"

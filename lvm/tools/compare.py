@@ -26,18 +26,22 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
-import pandas as pd
 import yaml
 
-from lvm.plotting.figures import subplots
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lvm.tools.epoch_timer import EpochTimer
+
+# Lightning, pandas and matplotlib are imported inside the functions that use them (``EpochTimer`` lives in
+# :mod:`lvm.tools.epoch_timer` and is imported on first use of ``lvm.tools.compare.EpochTimer``), so that ``--help``
+# (argument parsing) imports none of them.
 
 __all__ = ["EpochTimer", "train_run", "compare", "seed_consistency", "main"]
 
@@ -46,24 +50,14 @@ METRICS = {"log_likelihood": "test/log_likelihood", "bits_per_dim": "test/bits_p
            "collapsed_fraction": "test/collapsed_fraction"}
 
 
-class EpochTimer(L.Callback):
-    """Writes ``timing.json`` into the run directory when fitting ends: seconds per epoch (mean gap between epoch
-    starts after the first epoch) and the peak resident memory of the process (MB)."""
+def __getattr__(name: str):
+    """``EpochTimer``, imported from :mod:`lvm.tools.epoch_timer` (and Lightning with it) when first asked for."""
+    if name == "EpochTimer":
+        from lvm.tools.epoch_timer import EpochTimer
 
-    def __init__(self):
-        self.starts: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.starts.append(time.perf_counter())
-
-    def on_fit_end(self, trainer, pl_module):
-        self.starts.append(time.perf_counter())
-        gaps = [b - a for a, b in zip(self.starts[1:-1], self.starts[2:])] or [b - a for a, b in
-                                                                              zip(self.starts, self.starts[1:])]
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-        if trainer.is_global_zero:
-            (Path(trainer.default_root_dir) / "timing.json").write_text(
-                json.dumps({"seconds_per_epoch": sum(gaps) / len(gaps), "peak_memory_mb": peak_mb}))
+        globals()["EpochTimer"] = EpochTimer
+        return EpochTimer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def train_run(config: Path, seed: int, runs_dir: Path, overrides: list[str]) -> Path:
@@ -71,7 +65,7 @@ def train_run(config: Path, seed: int, runs_dir: Path, overrides: list[str]) -> 
     name = f"{config.stem}-seed{seed}"
     command = [sys.executable, "-c", "from lvm.runs.cli import cli_main; cli_main()", "--config", str(config),
                "--trainer.logger", "false", *overrides, "--seed_everything", str(seed), "--run_name", name,
-               "--trainer.default_root_dir", str(runs_dir), "--trainer.callbacks+=lvm.tools.compare.EpochTimer"]
+               "--trainer.default_root_dir", str(runs_dir), "--trainer.callbacks+=lvm.tools.epoch_timer.EpochTimer"]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path.cwd()), os.environ.get("PYTHONPATH", "")])})
     if result.returncode:
@@ -96,6 +90,8 @@ def _row(config: Path, seed: int, run_dir: Path) -> dict:
 def _report(table: pd.DataFrame, out: Path, seeds: int, overrides: list[str]) -> pd.DataFrame:
     """Write ``report.md`` and ``report.png``; return the per-config summary. With one seed the spread over seeds is
     undefined: ``log_likelihood_sd`` stays empty and the figure says so instead of drawing zero-width bars."""
+    from lvm.plotting.figures import subplots
+
     summary = table.groupby("config", sort=False).agg(
         objective=("objective", "first"), latent_dim=("latent_dim", "first"),
         log_likelihood=("log_likelihood", "mean"), log_likelihood_sd=("log_likelihood", "std"),
@@ -135,6 +131,8 @@ def _report(table: pd.DataFrame, out: Path, seeds: int, overrides: list[str]) ->
 
 def compare(configs: list[Path], out: Path, seeds: int = 1, overrides: list[str] | None = None) -> pd.DataFrame:
     """Train every config for every seed, write ``results.csv``, ``report.md`` and ``report.png`` into ``out``."""
+    import pandas as pd
+
     missing = [str(config) for config in configs if not config.is_file()]
     if missing:
         raise FileNotFoundError(f"No such config: {', '.join(missing)}.")
@@ -156,6 +154,8 @@ def seed_consistency(table: pd.DataFrame) -> pd.DataFrame:
     """Per config, the aligned R² between the test-set embeddings of every pair of seeds
     (:func:`lvm.analysis.consistency.consistency`; 1: the same embedding up to the latent space's symmetries). A config whose
     embeddings cannot be compared is left out with a warning saying why."""
+    import pandas as pd
+
     from lvm.analysis.consistency import consistency
     from lvm.analysis.embedding import embedding_table, shared_embeddings
     from lvm.runs.files import load_checkpoint

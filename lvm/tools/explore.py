@@ -17,16 +17,19 @@ shifted so that its edges run through the emptiest rows and columns of the embed
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-import torch
-
-from lvm.analysis.embedding import latent_columns
 from lvm.tools.arguments import yes_or_no, checkpoint_embedding, checkpoint_parser, run_command
-from lvm.plotting.explorer import LatentGrid, explorer_html
-from lvm.numerics.torus import circular_mean, seam_offsets, translate
-from lvm.runs.files import write_atomically
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from lvm.plotting.explorer import LatentGrid
+
+# NumPy, PyTorch, Bokeh and the model's modules are imported inside the functions that use them, so that ``--help``
+# (argument parsing) imports none of them; importing this module as a library stays cheap until a function runs.
 
 __all__ = ["plot_bounds", "latent_grids", "hover_images", "build_explorer", "main"]
 
@@ -35,6 +38,11 @@ HIDDEN_COLUMNS = ("index",)  # positions within a split; ``example`` identifies 
 
 def _centre(values: np.ndarray, periodic: bool) -> float:
     """The circular mean on the unit torus, the median otherwise."""
+    import numpy as np
+    import torch
+
+    from lvm.numerics.torus import circular_mean
+
     if periodic:
         return float(circular_mean(torch.tensor(np.asarray(values, dtype=np.float64))))
     return float(np.median(values))
@@ -43,6 +51,8 @@ def _centre(values: np.ndarray, periodic: bool) -> float:
 def plot_bounds(embedding: np.ndarray, periodic: bool, margin: float = 0.05) -> list[tuple[float, float]]:
     """The latent ranges shown: the fundamental square ``[0, 1]`` on the torus, the data's range widened by
     ``margin`` of its width otherwise."""
+    import numpy as np
+
     if periodic:
         return [(0.0, 1.0)] * embedding.shape[1]
     low, high = embedding.min(axis=0), embedding.max(axis=0)
@@ -52,6 +62,8 @@ def plot_bounds(embedding: np.ndarray, periodic: bool, margin: float = 0.05) -> 
 
 def _decoded_pictures(model, z: torch.Tensor, flip: bool) -> np.ndarray:
     """Decoded means at latents ``z [g, d]`` as the explorer draws them (:func:`_displayable`)."""
+    import torch
+
     with torch.no_grad():
         decoded = model.decode(z.to(model.device, model.dtype)).cpu().float()  # [g, *data_shape]
     return _displayable(decoded, flip)
@@ -75,6 +87,12 @@ def latent_grids(model, embedding: np.ndarray, bounds: list[tuple[float, float]]
     shown (z1 alone for a 1-D latent; the pairs of the first three coordinates otherwise), the other coordinates held
     at the data's median (circular mean on the torus). In a torus view re-centred by ``offsets`` ``c [d]`` the cells
     are regular in the view: a cell drawn at ``u`` decodes ``z = (u + c) mod 1``, and its ``coords`` are that ``z``."""
+    import numpy as np
+    import torch
+
+    from lvm.numerics.torus import translate
+    from lvm.plotting.explorer import LatentGrid
+
     dim, periodic = embedding.shape[1], model.prior.periodic
     centre = torch.tensor([_centre(embedding[:, k], periodic) for k in range(dim)], dtype=torch.float64)
     planes = [(0,)] if dim == 1 else list(itertools.combinations(range(min(dim, 3)), 2))
@@ -94,6 +112,9 @@ def latent_grids(model, embedding: np.ndarray, bounds: list[tuple[float, float]]
 def hover_images(datamodule, table: pd.DataFrame, max_images: int, flip: bool,
                  seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
     """Images (or vectors) of a seeded subsample of at most ``max_images`` rows of ``table`` and their row positions."""
+    import numpy as np
+    import torch
+
     rows = np.arange(len(table))
     if len(rows) > max_images:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_images, replace=False))
@@ -111,6 +132,11 @@ def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 200
     """The explorer's HTML for ``table`` (from :func:`lvm.analysis.embedding.embedding_table`) of ``model`` and
     ``datamodule``; on the torus in the view re-centred by ``offsets`` ``[d]`` (:func:`lvm.numerics.torus.seam_offsets`
     of an embedding; ``None``: the square as it is)."""
+    import torch
+
+    from lvm.analysis.embedding import latent_columns
+    from lvm.plotting.explorer import explorer_html
+
     dim, periodic = model.prior.dim, model.prior.periodic
     columns = latent_columns(dim)
     embedding = table[columns].to_numpy()  # [n, d]
@@ -141,6 +167,10 @@ def main(argv: list[str] | None = None) -> None:
     args, rest = parser.parse_known_args(argv)
 
     def explore() -> None:
+        from lvm.analysis.embedding import latent_columns  # (after the options: --help stays fast)
+        from lvm.numerics.torus import seam_offsets
+        from lvm.runs.files import write_atomically
+
         model, datamodule, table, _ = checkpoint_embedding(args, rest)
         recentred = args.recentre and model.prior.periodic
         offsets = seam_offsets(table[latent_columns(model.prior.dim)].to_numpy()) if recentred else None

@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from lvm.analysis.arrays import json_ready
-from lvm.analysis.clusters import cluster_structure, lattice_modes
-from lvm.analysis.consistency import consistency, consistency_summary
-from lvm.analysis.decodability import knn_decodability
-from lvm.analysis.embedding import embedding_table, latent_columns, shared_embeddings
-from lvm.runs.files import load_checkpoint
+from lvm.runs.usage import UsageError
 from lvm.tools.arguments import data_overrides, run_command
-from lvm.batches import factor_names
-from lvm.runs.files import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+# NumPy, pandas, PyTorch, scikit-learn and the model's modules are imported inside the functions that use them, so
+# that ``--help`` (argument parsing) imports none of them.
 
 __all__ = ["label_fields", "checkpoint_diagnostics", "main"]
 
@@ -36,6 +34,8 @@ def label_fields(table: pd.DataFrame, datamodule, fields: list[str]) -> dict[str
     """The columns of an embedding table to decode: the label (``label_name`` where there are names; each factor of
     2-D labels), unless it is only the example index, and ``fields``. The table names its label columns by
     :func:`lvm.batches.label_columns`."""
+    from lvm.batches import factor_names
+
     columns = {}
     if "label" not in table:  # no labels, or ground-truth factors: the table has a column per factor
         names = factor_names(datamodule, table.shape[1])  # as many default names as columns: the factors are among them
@@ -56,6 +56,12 @@ def checkpoint_diagnostics(checkpoints: list[str | Path], fields: list[str] = ()
                            bandwidth: float = 0.1) -> dict:
     """Per checkpoint ``decodability`` (per label/field) and ``clusters``; with two or more checkpoints,
     ``consistency`` (per pair) and its summary. Analyses that do not apply say why under ``skipped``."""
+    from lvm.analysis.clusters import cluster_structure, lattice_modes
+    from lvm.analysis.consistency import consistency, consistency_summary
+    from lvm.analysis.decodability import knn_decodability
+    from lvm.analysis.embedding import embedding_table, latent_columns, shared_embeddings
+    from lvm.runs.files import load_checkpoint
+
     runs, tables, dims = {}, [], set()
     for ckpt in checkpoints:
         model, datamodule = load_checkpoint(ckpt, overrides)
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     args, rest = parser.parse_known_args(argv)
 
     def diagnose() -> None:
+        from lvm.analysis.arrays import json_ready  # (after the options: --help stays fast)
+
         report = checkpoint_diagnostics(args.ckpt, args.fields, args.split, data_overrides(rest), args.k, args.folds,
                                         bandwidth=args.bandwidth)
         out = Path(args.out)
