@@ -91,7 +91,8 @@ class TrustDiagnostics(L.Callback):
             if result is not None:
                 report.setdefault("decodability", {})[name] = result
         loader = trainer.datamodule.test_dataloader()
-        modes = report.run("the mean-shift modes", lattice_modes, pl_module, islice(loader, self.max_batches),
+        batches = loader if self.max_batches is None else islice(loader, self.max_batches)  # the loader: the test pass's
+        modes = report.run("the mean-shift modes", lattice_modes, pl_module, batches,
                            self.bandwidth, self.num_points)
         if modes is None:
             report.skip("cluster structure", "it needs the mean-shift modes, which were skipped")

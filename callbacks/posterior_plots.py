@@ -15,6 +15,7 @@ from lvm.analysis.landscape import (aggregated_posterior, density_at, density_ge
                           weighted_mean_shift)
 from lvm.plotting.figures import (plot_decoded_modes, plot_image_grid, plot_latent_field, plot_posterior_comparison,
                        plot_reconstructions)
+from lvm.analysis.embedding import embed_loader
 from lvm.batches import batch_data
 from lvm.posteriors import DiagonalGaussianPosterior
 from lvm.priors import InvertiblePrior
@@ -84,9 +85,8 @@ class PosteriorPlots(L.Callback):
         """Each figure in its own guarded step (:class:`lvm.callbacks.figures.Figures`): one failing, or skipped for
         want of what it shows (no modes), leaves the others standing."""
         loader = trainer.datamodule.test_dataloader()
-        batches = list(track(islice(loader, self.max_batches), description="Posterior plots: test batches",
-                             disable=not trainer.progress_bar_callback))
-        x = batch_data(batches[0])
+        first = batch_data(next(iter(loader)))
+        x = first
         images = x.dim() == 4
         axes = getattr(trainer.datamodule, "image_axes", None)  # spectrograms: kHz and ms, low rows at the bottom
         if images:
@@ -99,10 +99,14 @@ class PosteriorPlots(L.Callback):
                 f"Samples: decoded means E[x | z] (not draws of x) of {self.per_side**2} latent draws from {source}",
                 axes))
             figures.draw("reconstructions", lambda: plot_reconstructions(
-                x, pl_module.decode(pl_module.embed(x)), self.per_side,
+                x, pl_module.decode(self._codes(pl_module, loader, len(x))), self.per_side,
                 "Test images beside their reconstructions, decoded from the posterior-mean code", axes))
         if pl_module.prior.dim == 2 and isinstance(pl_module.posterior, DiagonalGaussianPosterior):
-            figures.draw("posterior_comparison", self._posterior_comparison, pl_module, batch_data(batches[0])[:4])
+            figures.draw("posterior_comparison", self._posterior_comparison, pl_module, first[:4])
+        # the whole loader is read from the test pass (LatentVariableModel.results_for); a part is computed here
+        batches = loader if self.max_batches is None else track(
+            islice(loader, self.max_batches), description="Posterior plots: test batches",
+            total=self.max_batches, disable=not trainer.progress_bar_callback)
         aggregated = figures.run("aggregated posterior", aggregated_posterior, pl_module, batches, self.num_points)
         if aggregated is None:
             for name in ("aggregated_posterior", "jacobian_norm", "geodesic") + ("mode_reconstructions",) * images:
@@ -163,6 +167,12 @@ class PosteriorPlots(L.Callback):
         upright = decoded_modes.flip(-2) if axes is not None else decoded_modes  # W&B draws row 0 at the top
         figures.run("prototypes table", lambda: self._log_prototypes(
             trainer, modes, density_at(cube, torch.as_tensor(per_volume), modes_cube, periodic), upright))
+
+    def _codes(self, pl_module, loader, n: int) -> torch.Tensor:
+        """The posterior means of the first ``n`` test examples ``[n, d]``: the test set's embedding that the other
+        figures share (read from the test pass where it covered the test set)."""
+        embedding, _ = embed_loader(pl_module, loader, "mean", self.num_points)
+        return embedding[:n].to(pl_module.device, pl_module.dtype)
 
     def _posterior_comparison(self, pl_module, x: torch.Tensor):
         x = x.to(pl_module.device)

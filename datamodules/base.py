@@ -166,9 +166,11 @@ class TensorBatches(Dataset):
     method), or of a chain of :class:`~torch.utils.data.Subset` s of one, fetched a batch at a time: the
     DataLoader's ``__getitems__`` path gathers each tensor once per batch (one indexing op) instead of indexing every
     example and stacking them (64 ``select`` s and a ``stack`` per tensor), a tenth of the digits' epoch. Same
-    examples, same order."""
+    examples, same order. ``source`` is the dataset it views (the same data, for
+    :meth:`lvm.estimators.summaries.EvaluationResults.matches`)."""
 
     def __init__(self, dataset: Dataset):
+        self.source = dataset
         self.indices = torch.arange(len(dataset))
         while isinstance(dataset, Subset):
             self.indices = torch.as_tensor(dataset.indices)[self.indices]

@@ -15,7 +15,9 @@ from torch import nn
 
 from lvm.batches import batch_data
 from lvm.estimators.heldout import HeldOutEvaluation
-from lvm.estimators.qmc import qmc_log_likelihood, qmc_posterior
+from lvm.estimators.qmc import pairwise_table
+from lvm.estimators.summaries import EvaluationResults, lattice_posterior_summary
+from lvm.numerics.logspace import log_mean_exp
 from lvm.legacy import upgraded_source
 from lvm.likelihoods import Likelihood
 from lvm.numerics.geometry import Immersion
@@ -60,6 +62,9 @@ class LatentVariableModel(L.LightningModule):
         eval_num_points: lattice size for the held-out QMC log-likelihood (``val/`` and ``test/log_likelihood``);
             ``None`` picks the dense default for the latent dimension.
         eval_chunk_size: decode at most this many lattice points at once during evaluation.
+        eval_cache_bytes: without autograd (evaluation, embeddings, plots) the decoded lattice is kept while the
+            parameters stay unchanged, so each evaluation decodes its fixed lattice once rather than once per batch
+            (:meth:`lattice_table`), if its decoder outputs fit in this many bytes; ``0``: never kept.
         eval_num_samples: K for the importance-sampled held-out estimates (see :mod:`lvm.estimators.heldout`).
         eval_shift_seed: the seed of the lattice shift of the held-out QMC estimate (one shift for all
             batches and processes; ``None``: a fresh shift per batch).
@@ -94,6 +99,7 @@ class LatentVariableModel(L.LightningModule):
         eval_shift_seed: int | None = 0,
         eval_every_n_epochs: int = 10,
         quantization_step: float | None = None,
+        eval_cache_bytes: int = 2**30,
     ):
         super().__init__()
         with warnings.catch_warnings():
@@ -113,6 +119,9 @@ class LatentVariableModel(L.LightningModule):
         self.evaluation = HeldOutEvaluation(prior, posterior, eval_num_samples)
         self.eval_num_points = eval_num_points
         self.eval_chunk_size, self.eval_shift_seed = eval_chunk_size, eval_shift_seed
+        self.eval_cache_bytes = eval_cache_bytes
+        self._decoded_lattices: list[tuple[tuple, torch.Tensor, torch.Tensor]] = []  # (state, z [m, d], params [m, P])
+        self.test_results: EvaluationResults | None = None  # the last test pass (on_test_epoch_end)
         if eval_every_n_epochs < 0:
             raise ValueError(f"eval_every_n_epochs must be >= 0 (0: only the last epoch); got {eval_every_n_epochs}.")
         self.eval_every_n_epochs = eval_every_n_epochs
@@ -235,9 +244,46 @@ class LatentVariableModel(L.LightningModule):
         prior. The shift is random, or drawn from ``shift_seed`` (the same for every batch and process: held-out
         evaluation uses ``eval_shift_seed``, so its values are reproducible and identical under DDP).
         """
-        x_flat = self.flatten(x)
-        z = self.lattice_latents(self.shifted_lattice(num_points, shift_seed), x_flat)  # [m, d]
-        return qmc_log_likelihood(lambda z_: self.pairwise_log_likelihood(x_flat, z_), z, self.eval_chunk_size)
+        return log_mean_exp(self.lattice_table(self.flatten(x), self.shifted_lattice(num_points, shift_seed)), dim=1)
+
+    def parameter_versions(self) -> tuple:
+        """A key that changes whenever a parameter or buffer of the components that define p(x, z) and q(z | x) (the
+        decoder, likelihood, prior, encoder, posterior) is replaced or changed in place (an optimiser step, a loaded
+        state dict), or the train/eval mode changes: results computed under an equal key are still valid."""
+        modules = [m for m in (self.decoder, self.likelihood, self.prior, self.encoder, self.posterior)
+                   if isinstance(m, nn.Module)]
+        state = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        return (self.training, *((id(t), t._version) for t in state))
+
+    def lattice_table(self, x_flat: torch.Tensor, cube_points: torch.Tensor) -> torch.Tensor:
+        """``log p(x_i | z_j)`` ``[b, m]`` for flattened data ``[b, D]`` and the latent points ``z_j =
+        prior.from_unit_cube(c_j)`` of unit-cube points ``[m, d]``, decoded in chunks of ``eval_chunk_size``.
+
+        Without autograd, the decoder's outputs on the lattice are kept (up to ``eval_cache_bytes``; the last two
+        lattices, e.g. the held-out estimate's shifted one and the posteriors' unshifted one) and reused while the
+        parameters are unchanged (:meth:`parameter_versions`): an evaluation decodes its fixed lattice once, and each
+        batch only evaluates its likelihood against the kept outputs. The values are those of decoding afresh."""
+        z = self.lattice_latents(cube_points, x_flat)  # [m, d]
+        params = None if torch.is_grad_enabled() else self._decoded_lattice(z)
+        if params is None:
+            return pairwise_table(lambda z_: self.pairwise_log_likelihood(x_flat, z_), z, self.eval_chunk_size)
+        return pairwise_table(lambda p: self.likelihood.pairwise_log_prob(x_flat, p), params, self.eval_chunk_size)
+
+    def _decoded_lattice(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The decoder's outputs ``[m, P]`` on the latent points ``z`` ``[m, d]``, kept (see :meth:`lattice_table`), or
+        ``None`` where they would not fit in ``eval_cache_bytes``."""
+        state = self.parameter_versions()
+        for key, points, params in self._decoded_lattices:
+            if key == state and points.shape == z.shape and points.device == z.device and points.dtype == z.dtype \
+                    and torch.equal(points, z):
+                return params
+        per_point = self.data_size * self.likelihood.params_per_dim * z.element_size()
+        if len(z) * per_point > self.eval_cache_bytes:
+            return None
+        params = torch.cat([self.decoder_params(chunk) for chunk in z.split(self.eval_chunk_size)])  # [m, P]
+        kept = [entry for entry in self._decoded_lattices if entry[0] == state]  # older states are stale
+        self._decoded_lattices = [*kept[-1:], (state, z.clone(), params)]
+        return params
 
     @torch.no_grad()
     def posterior_on_lattice(self, x: torch.Tensor, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,7 +291,26 @@ class LatentVariableModel(L.LightningModule):
         proportional to ``p(x | z_j)`` (Fig. 1C)."""
         x_flat = self.flatten(x)
         z = self.lattice_latents(self.lattice_points(num_points), x_flat)  # [m, d]
-        return z, qmc_posterior(lambda z_: self.pairwise_log_likelihood(x_flat, z_), z, self.eval_chunk_size)
+        return z, torch.softmax(self.lattice_table(x_flat, self.lattice_points(num_points)), dim=1)
+
+    @torch.no_grad()
+    def posterior_summary(self, x: torch.Tensor, num_points: int | None = None
+                          ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+        """The posterior of each example, ``{"mean", "mode", "spread": [b, d], "entropy": [b]}``, and the lattice
+        posterior it came from (points ``[m, d]``, weights ``[b, m]``), or ``None`` for encoder posteriors.
+
+        Lattice posteriors: :func:`lvm.estimators.summaries.lattice_posterior_summary` (circular mean and spread on
+        the torus, entropy of the density ``w_j m p(z_j)``). Encoder posteriors (where :meth:`embed` uses the
+        encoder's code): mean = mode = the code; spread and entropy from the family
+        (:meth:`lvm.posteriors.Posterior.spread_and_entropy`: a diagonal Gaussian's standard deviations and
+        ``sum_k 0.5 log(2 pi e sigma_k^2)``; NaN for point masses and other families without a closed form)."""
+        if not self.uses_lattice_posterior:
+            params = self.encode(x)
+            code = self.posterior.code(params)
+            spread, entropy = self.posterior.spread_and_entropy(params)
+            return {"mean": code, "mode": code, "spread": spread, "entropy": entropy}, None
+        z, weights = self.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
+        return lattice_posterior_summary(z, weights, self.prior), (z, weights)
 
     @property
     def uses_lattice_posterior(self) -> bool:
@@ -341,11 +406,14 @@ class LatentVariableModel(L.LightningModule):
         n = self.eval_every_n_epochs
         return (last is not None and last > 0 and epoch >= last) or (n > 0 and epoch % n == 0)
 
-    def _heldout_step(self, batch, stage: str):
+    def _heldout_step(self, batch, stage: str) -> dict[str, torch.Tensor] | None:
+        """The objective's terms, and when due the held-out estimates, of a batch (logged); returns the held-out
+        estimates' per-example values, or ``None`` when they were not due."""
         x = batch_data(batch)
         self._log_objective(self.objective(self, x), stage, len(x))
         if self.heldout_due():
-            self.evaluation.update(self, x, stage)
+            return self.evaluation.update(self, x, stage)
+        return None
 
     def validation_step(self, batch, batch_idx):
         self._heldout_step(batch, "val")
@@ -368,8 +436,43 @@ class LatentVariableModel(L.LightningModule):
         return (f"The training loss is {loss} at global step {self.global_step} (batch {batch_idx}). Training stopped "
                 f"before the optimiser step. {advice}")
 
+    def on_test_epoch_start(self) -> None:
+        """Start keeping the test pass's per-example results (:attr:`test_results`) when one process sees the whole
+        test set (under DDP each process sees a shard; the analyses then compute what they need themselves)."""
+        loaders = self.trainer.test_dataloaders
+        single = not isinstance(loaders, (list, tuple)) or len(loaders) == 1
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) and loaders else loaders
+        dataset = getattr(loader, "dataset", None)
+        keep = single and dataset is not None and hasattr(dataset, "__len__") and self.trainer.world_size == 1
+        self.test_results = (EvaluationResults(dataset, self.posterior_points(), self.parameter_versions())
+                             if keep else None)
+
     def test_step(self, batch, batch_idx):
-        self._heldout_step(batch, "test")
+        values = self._heldout_step(batch, "test")
+        if self.test_results is not None:  # one pass: the posterior summaries beside the held-out estimate
+            summary, lattice = self.posterior_summary(batch_data(batch))
+            labels = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+            self.test_results.add({**values, **summary}, labels, *(lattice or (None, None)))
+
+    def on_test_epoch_end(self) -> None:
+        if self.test_results is not None:
+            self.test_results.finish(self.parameter_versions())
+
+    def posterior_points(self, num_points: int | None = None) -> int | None:
+        """The lattice size of the posterior summaries for ``num_points`` (``None``: the evaluation default); ``None``
+        for models whose embeddings come from the encoder."""
+        if not self.uses_lattice_posterior:
+            return None
+        return num_points or self.eval_num_points or default_num_points(self.prior.dim)
+
+    def results_for(self, dataset, num_points: int | None = None) -> EvaluationResults | None:
+        """The last test pass's per-example results (:class:`lvm.estimators.summaries.EvaluationResults`: the
+        held-out estimate, posterior summaries, labels and aggregated posterior) if that pass covered exactly
+        ``dataset`` with this lattice size and the model has not changed since; else ``None``."""
+        results = self.test_results
+        if results is None or not results.matches(dataset, self.posterior_points(num_points), self.parameter_versions()):
+            return None
+        return results
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         """The configured optimizer over the model's parameters, with PyTorch's fused kernel when the optimizer has

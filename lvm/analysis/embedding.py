@@ -21,7 +21,6 @@ The fingerprints are a SHA-256 of each split's data in table order, which the pr
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 import pandas as pd
@@ -48,55 +47,34 @@ def _root_dataset(dataset: Dataset) -> Dataset:
 
 @torch.no_grad()
 def posterior_summary(model, x: torch.Tensor, num_points: int | None = None) -> dict[str, torch.Tensor]:
-    """The posterior of each example: ``mean``, ``mode`` and ``spread`` ``[b, d]`` and ``entropy`` ``[b]`` (nats).
-
-    Lattice posteriors (:meth:`LatentVariableModel.posterior_on_lattice`, weights ``w_j`` on the lattice points
-    ``z_j = T(c_j)``): each point stands for a cell of volume ``1/m`` in the unit cube, ``1 / (m p(z_j))`` in the
-    latent space, so the posterior density there is ``w_j m p(z_j)`` and the differential entropy is
-    ``h = -sum_j w_j log(w_j m p(z_j))`` (0 for the uniform posterior on the unit torus). The spread is the circular
-    standard deviation ``sqrt(-2 ln R_k) / 2 pi`` per coordinate on the torus (``R_k = |sum_j w_j exp(2 pi i z_jk)|``),
-    the weighted standard deviation otherwise.
-
-    Encoder posteriors (where :meth:`LatentVariableModel.embed` uses the encoder's code): mean = mode = the code;
-    spread and entropy from the family (:meth:`lvm.posteriors.Posterior.spread_and_entropy`: a diagonal Gaussian's
-    standard deviations and ``sum_k 0.5 log(2 pi e sigma_k^2)``; NaN for point masses and other families without a
-    closed form).
-    """
-    if not model.uses_lattice_posterior:
-        params = model.encode(x)
-        code = model.posterior.code(params)
-        spread, entropy = model.posterior.spread_and_entropy(params)
-        return {"mean": code, "mode": code, "spread": spread, "entropy": entropy}
-    z, weights = model.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
-    mean = model.prior.weighted_mean(z, weights)  # [b, d]
-    if model.prior.periodic:
-        angle = 2 * math.pi * z
-        resultant = torch.hypot(weights @ torch.cos(angle), weights @ torch.sin(angle))  # [b, d]
-        spread = torch.sqrt(-2 * torch.log(resultant.clamp(1e-12, 1.0))) / (2 * math.pi)
-    else:
-        spread = torch.sqrt((weights @ z.pow(2) - mean.pow(2)).clamp_min(0))
-    log_cell_density = math.log(len(z)) + model.prior.log_prob(z)  # [m]: log(m p(z_j))
-    entropy = -(torch.xlogy(weights, weights) + weights * log_cell_density).sum(1)
-    return {"mean": mean, "mode": z[weights.argmax(dim=1)], "spread": spread, "entropy": entropy}
+    """The posterior of each example: ``mean``, ``mode`` and ``spread`` ``[b, d]`` and ``entropy`` ``[b]`` (nats):
+    :meth:`LatentVariableModel.posterior_summary` (lattice posteriors: circular mean and spread on the torus, the
+    entropy of the density ``w_j m p(z_j)``; encoder posteriors: the code, and the family's spread and entropy)."""
+    return model.posterior_summary(x, num_points)[0]
 
 
-@torch.no_grad()
 def latent_columns(dim: int, prefix: str = "z") -> list[str]:
     """The names of an embedding table's columns of ``dim`` latent coordinates: ``["z1", ..., "zd"]`` (the posterior
     mean; ``prefix`` "mode" or "spread" for the other summaries)."""
     return [f"{prefix}{k + 1}" for k in range(dim)]
 
 
+@torch.no_grad()
 def embed_loader(model, loader, reduce: str = "mean", num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:meth:`LatentVariableModel.embed` of every batch of ``loader`` ``[n, d]`` (on the CPU) and the labels
     (``batch[1]``: ``[n]`` or ``[n, f]``; ``None`` for unlabelled batches), in the loader's order.
 
-    The last result for a DataLoader is kept on the model and returned again while its data set, the arguments and the
-    model's parameters and buffers (their in-place versions) are unchanged, so the callbacks that all read the
-    test-set embedding at the end of testing compute it once."""
+    Nothing is recomputed where the model's last test pass covered the loader's data set with this lattice and the
+    model has not changed since (:meth:`LatentVariableModel.results_for`). Otherwise the last result for a
+    DataLoader is kept on the model and returned again while its data set, the arguments and the model's parameters
+    (:meth:`LatentVariableModel.parameter_versions`) are unchanged."""
     dataset = getattr(loader, "dataset", None)  # any other iterable of batches is embedded afresh
-    state = [*model.parameters(), *model.buffers()]
-    key = (id(dataset), reduce, num_points, tuple((id(t), t._version) for t in state))
+    if reduce not in ("mean", "mode"):
+        raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
+    results = model.results_for(dataset, num_points) if dataset is not None else None
+    if results is not None:
+        return results[reduce], results.label_tensor()
+    key = (id(dataset), reduce, num_points, model.parameter_versions())
     cached = getattr(model, "_loader_embedding", None)
     if dataset is not None and cached is not None and cached[0] == key:
         return cached[1]
@@ -145,19 +123,27 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
     for split in splits:
         dataset = getattr(datamodule, f"{split}_set")
         loader = DataLoader(dataset, batch_size=batch_size or getattr(datamodule, "batch_size", 256), shuffle=False)
-        digest, parts, labels = hashlib.sha256(), {"mean": [], "mode": [], "spread": [], "entropy": [],
-                                                   "log_likelihood": []}, []
+        # the last test pass's per-example results where they describe this split (nothing recomputed)
+        done = model.results_for(dataset, num_points)
+        if done is not None and log_likelihood and "log_likelihood" not in done:
+            done = None
+        names = ("mean", "mode", "spread", "entropy") + ("log_likelihood",) * log_likelihood
+        digest, parts, labels = hashlib.sha256(), {name: [] for name in names}, []
         for batch in loader:
             x = batch_data(batch)
             digest.update(x.to(torch.float32).contiguous().numpy().tobytes())
+            if isinstance(batch, (list, tuple)) and len(batch) > 1:
+                labels.append(torch.as_tensor(batch[1]).cpu())
+            if done is not None:
+                continue
             x = x.to(device)
             summary = posterior_summary(model, x, num_points)
             if log_likelihood:
                 summary["log_likelihood"] = model.evaluation.log_likelihood(model, x)["log_likelihood"]
             for key, value in summary.items():
                 parts[key].append(value.cpu())
-            if isinstance(batch, (list, tuple)) and len(batch) > 1:
-                labels.append(torch.as_tensor(batch[1]).cpu())
+        if done is not None:
+            parts = {name: [done[name]] for name in names}
         fingerprints[split] = digest.hexdigest()
         examples = dataset_indices(dataset)
         columns: dict[str, np.ndarray] = {"split": np.full(len(examples), split), "index": np.arange(len(examples)),

@@ -32,12 +32,18 @@ FLAT_RTOL = 1e-4  # a density varying by less than this fraction of its maximum 
 @torch.no_grad()
 def aggregated_posterior(model, batches, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Lattice points ``[m, d]`` and the aggregated posterior E_x[p(z_j | x)] ``[m]`` (sums to 1) over
-    the examples of ``batches`` (an iterable of ``x`` or ``(x, ...)``)."""
+    the examples of ``batches`` (an iterable of ``x`` or ``(x, ...)``). A DataLoader whose data set the model's last
+    test pass covered, unchanged since, is read from that pass (:meth:`LatentVariableModel.results_for`)."""
+    dataset = getattr(batches, "dataset", None)
+    results = model.results_for(dataset, num_points) if dataset is not None else None
+    if results is not None and results.weight_sum is not None:
+        points, density = results.aggregated_posterior()
+        return points.to(model.device), density.to(model.device)
     total, count, points = 0.0, 0, None
     for batch in batches:
         x = batch_data(batch).to(model.device)
         points, weights = model.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
-        total, count = total + weights.sum(0), count + len(x)
+        total, count = total + weights.double().sum(0), count + len(x)
     if points is None:
         raise ValueError("aggregated_posterior needs at least one batch.")
     return points, total / count

@@ -93,7 +93,8 @@ def _example_normals(x_flat: torch.Tensor, seed: int | None, salt: int, k: int, 
 def defensive_log_likelihood(log_likelihood: LogLikelihood, pairwise: Pairwise, prior: InvertiblePrior,
                              x_flat: torch.Tensor, cube_points: torch.Tensor, num_samples: int = 100, stages: int = 5,
                              chunk_size: int | None = None, seed: int | None = None,
-                             q: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                             q: tuple[torch.Tensor, torch.Tensor] | None = None,
+                             lattice_table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``log p_hat(x)`` ``[b]`` (module docstring) and the effective sample size ``[b]`` for the examples ``x_flat``
     ``[b, D]`` under a prior reached from the unit cube, from ``log_likelihood: z [n, b, d] -> log p(x_b | z_nb) [n, b]``
     and ``pairwise: z [c, d] -> log p(x_i | z_j) [b, c]``; ``cube_points`` ``[m, d]`` is the shifted lattice in the unit
@@ -102,14 +103,18 @@ def defensive_log_likelihood(log_likelihood: LogLikelihood, pairwise: Pairwise, 
     ``num_samples`` is K per stage (and for q); ``chunk_size`` bounds the decoded points per call. An example whose
     lattice (and q) samples already have an effective sample size of at least K (a posterior broader than the
     lattice spacing) keeps that estimate, eq. 5 combined with q; the adaptive stages run for the others. ``seed``
-    makes every example's draws a function of the example (:func:`_example_normals`)."""
+    makes every example's draws a function of the example (:func:`_example_normals`). ``lattice_table``
+    ``[b, m]``: ``pairwise`` on the lattice's latent points, where the caller already has it (e.g. from decoder outputs
+    it keeps across batches); otherwise computed here."""
     periodic = prior.periodic
     b, m = len(x_flat), len(cube_points)
     z_lattice = prior.from_unit_cube(cube_points.to(x_flat))  # [m, d]
     d = z_lattice.shape[1]
     mixture = _Mixture(prior)
     mixture.add_source(m, prior.log_prob)
-    mixture.add_block(z_lattice[:, None].expand(m, b, d), pairwise_table(pairwise, z_lattice, chunk_size).T)
+    if lattice_table is None:
+        lattice_table = pairwise_table(pairwise, z_lattice, chunk_size)  # [b, m]
+    mixture.add_block(z_lattice[:, None].expand(m, b, d), lattice_table.T)
     if q is not None and not periodic:
         mean_q, log_var_q = q
         mixture.add_source(num_samples, lambda z: diagonal_gaussian_log_prob(z, mean_q, log_var_q))

@@ -109,13 +109,15 @@ class DefensiveEstimator(HeldOutEstimator):
     def __call__(self, model, x, num_samples):
         x_flat = model.flatten(x)
         cube = model.shifted_lattice(shift_seed=model.eval_shift_seed)  # [m, d]
+        table = model.lattice_table(x_flat, cube)  # [b, m]: the kept decoded lattice when the shift is fixed
         q = model.posterior.mean_and_log_var(model.encode(x)) if self.with_q else None
         # its proposals' draws are seeded by eval_shift_seed and each example, so an example gets the same estimate
         # in any batch and process (DDP), and the training RNG stream is untouched
         value, ess = defensive_log_likelihood(lambda z_: model.log_prob(x, z_),
                                               lambda z_: model.pairwise_log_likelihood(x_flat, z_), model.prior,
                                               x_flat, cube, num_samples,
-                                              chunk_size=model.eval_chunk_size, seed=model.eval_shift_seed, q=q)
+                                              chunk_size=model.eval_chunk_size, seed=model.eval_shift_seed, q=q,
+                                              lattice_table=table)
         return {"log_likelihood": value, "log_likelihood_ess": ess}
 
 
@@ -231,8 +233,9 @@ class HeldOutEvaluation(nn.Module):
         return self.estimator(model, x, self.num_samples)
 
     @torch.no_grad()
-    def update(self, model, x: torch.Tensor, stage: str) -> None:
-        """Update the ``stage`` metrics with a batch and log them through ``model.log``."""
+    def update(self, model, x: torch.Tensor, stage: str) -> dict[str, torch.Tensor]:
+        """Update the ``stage`` metrics with a batch and log them through ``model.log``; returns the batch's values
+        (``{"log_likelihood": [b], "bits_per_dim": [b], ...}``)."""
         values = {}
         if self.variational:
             params = model.encode(x)
@@ -259,3 +262,4 @@ class HeldOutEvaluation(nn.Module):
             metric = self.means[f"{stage}_{name}"]
             metric.update(value)
             model.log(f"{stage}/{name}", metric, prog_bar=name == "log_likelihood")
+        return values
