@@ -22,6 +22,7 @@ from lvm.legacy import upgraded_source
 from lvm.likelihoods import Likelihood
 from lvm.numerics.geometry import Immersion
 from lvm.numerics.lattices import default_num_points, lattice_rule, random_shift
+from lvm.numerics.snapshots import TensorSnapshot
 from lvm.objective import Objective
 from lvm.posteriors import Posterior
 from lvm.priors import InvertiblePrior, Prior
@@ -120,7 +121,7 @@ class LatentVariableModel(L.LightningModule):
         self.eval_num_points = eval_num_points
         self.eval_chunk_size, self.eval_shift_seed = eval_chunk_size, eval_shift_seed
         self.eval_cache_bytes = eval_cache_bytes
-        self._decoded_lattices: list[tuple[tuple, torch.Tensor, torch.Tensor]] = []  # (state, z [m, d], params [m, P])
+        self._decoded_lattices: list[tuple[TensorSnapshot, torch.Tensor, torch.Tensor]] = []  # (state, z [m, d], params [m, P])
         self.test_results: EvaluationResults | None = None  # the last test pass (on_test_epoch_end)
         if eval_every_n_epochs < 0:
             raise ValueError(f"eval_every_n_epochs must be >= 0 (0: only the last epoch); got {eval_every_n_epochs}.")
@@ -246,14 +247,19 @@ class LatentVariableModel(L.LightningModule):
         """
         return log_mean_exp(self.lattice_table(self.flatten(x), self.shifted_lattice(num_points, shift_seed)), dim=1)
 
-    def parameter_versions(self) -> tuple:
-        """A key that changes whenever a parameter or buffer of the components that define p(x, z) and q(z | x) (the
-        decoder, likelihood, prior, encoder, posterior) is replaced or changed in place (an optimiser step, a loaded
-        state dict), or the train/eval mode changes: results computed under an equal key are still valid."""
+    def parameter_state(self) -> TensorSnapshot:
+        """An exact record of the parameters and buffers of the components that define p(x, z) and q(z | x) (the
+        decoder, likelihood, prior, encoder, posterior) and of the train/eval mode: results computed under an equal
+        state are still valid (:class:`lvm.numerics.snapshots.TensorSnapshot`; version counters are not enough, as
+        fused optimiser steps do not bump them). The record is copied only when something has changed."""
         modules = [m for m in (self.decoder, self.likelihood, self.prior, self.encoder, self.posterior)
                    if isinstance(m, nn.Module)]
-        state = [t for m in modules for t in (*m.parameters(), *m.buffers())]
-        return (self.training, *((id(t), t._version) for t in state))
+        tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        last = self.__dict__.get("_parameter_state")
+        if last is None or not last.describes(tensors, self.training):
+            last = TensorSnapshot(tensors, self.training)
+            self.__dict__["_parameter_state"] = last
+        return last
 
     def lattice_table(self, x_flat: torch.Tensor, cube_points: torch.Tensor) -> torch.Tensor:
         """``log p(x_i | z_j)`` ``[b, m]`` for flattened data ``[b, D]`` and the latent points ``z_j =
@@ -261,7 +267,7 @@ class LatentVariableModel(L.LightningModule):
 
         Without autograd, the decoder's outputs on the lattice are kept (up to ``eval_cache_bytes``; the last two
         lattices, e.g. the held-out estimate's shifted one and the posteriors' unshifted one) and reused while the
-        parameters are unchanged (:meth:`parameter_versions`): an evaluation decodes its fixed lattice once, and each
+        parameters are unchanged (:meth:`parameter_state`): an evaluation decodes its fixed lattice once, and each
         batch only evaluates its likelihood against the kept outputs. The values are those of decoding afresh."""
         z = self.lattice_latents(cube_points, x_flat)  # [m, d]
         params = None if torch.is_grad_enabled() else self._decoded_lattice(z)
@@ -272,7 +278,7 @@ class LatentVariableModel(L.LightningModule):
     def _decoded_lattice(self, z: torch.Tensor) -> torch.Tensor | None:
         """The decoder's outputs ``[m, P]`` on the latent points ``z`` ``[m, d]``, kept (see :meth:`lattice_table`), or
         ``None`` where they would not fit in ``eval_cache_bytes``."""
-        state = self.parameter_versions()
+        state = self.parameter_state()
         for key, points, params in self._decoded_lattices:
             if key == state and points.shape == z.shape and points.device == z.device and points.dtype == z.dtype \
                     and torch.equal(points, z):
@@ -444,7 +450,7 @@ class LatentVariableModel(L.LightningModule):
         loader = loaders[0] if isinstance(loaders, (list, tuple)) and loaders else loaders
         dataset = getattr(loader, "dataset", None)
         keep = single and dataset is not None and hasattr(dataset, "__len__") and self.trainer.world_size == 1
-        self.test_results = (EvaluationResults(dataset, self.posterior_points(), self.parameter_versions())
+        self.test_results = (EvaluationResults(dataset, self.posterior_points(), self.parameter_state())
                              if keep else None)
 
     def test_step(self, batch, batch_idx):
@@ -456,7 +462,7 @@ class LatentVariableModel(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         if self.test_results is not None:
-            self.test_results.finish(self.parameter_versions())
+            self.test_results.finish(self.parameter_state())
 
     def posterior_points(self, num_points: int | None = None) -> int | None:
         """The lattice size of the posterior summaries for ``num_points`` (``None``: the evaluation default); ``None``
@@ -470,7 +476,7 @@ class LatentVariableModel(L.LightningModule):
         held-out estimate, posterior summaries, labels and aggregated posterior) if that pass covered exactly
         ``dataset`` with this lattice size and the model has not changed since; else ``None``."""
         results = self.test_results
-        if results is None or not results.matches(dataset, self.posterior_points(num_points), self.parameter_versions()):
+        if results is None or not results.matches(dataset, self.posterior_points(num_points), self.parameter_state()):
             return None
         return results
 

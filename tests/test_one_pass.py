@@ -61,6 +61,28 @@ def test_the_lattice_is_decoded_once_per_evaluation_and_gives_the_values_of_deco
     assert sum(decoded) == 2 * 610
 
 
+def test_a_fused_optimiser_step_invalidates_the_kept_lattice():
+    """Regression: fused Adam (the model's default optimiser where PyTorch has the kernel) updates the parameters in
+    place without bumping their version counters; a kept lattice keyed on those counters went stale, and validation
+    scored the new likelihood against old decoder outputs (held-out log-likelihood -108 where it was -22)."""
+    model = _model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    x = torch.rand(6, 1, 4, 4).round()
+    cube = model.lattice_points()
+    with torch.no_grad():
+        before = model.lattice_table(model.flatten(x), cube)
+    model.train()
+    model.objective(model, x)["loss"].backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        after = model.lattice_table(model.flatten(x), cube)
+        fresh = pairwise_table(lambda z_: model.pairwise_log_likelihood(model.flatten(x), z_),
+                               model.prior.from_unit_cube(cube.float()))
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, fresh, rtol=1e-6, atol=1e-5)
+
+
 def test_a_lattice_too_large_for_the_budget_is_decoded_per_call():
     model = _model(eval_cache_bytes=610 * 16 * 4 - 1)  # one byte short of the decoded lattice's float32 logits
     decoded = _count_decoded(model)

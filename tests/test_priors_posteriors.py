@@ -155,6 +155,24 @@ def test_brownian_prior_integrates_to_one_within_its_stated_error(float64):
     assert model.prior.log_normaliser(model.immersion()).item() != pytest.approx(log_normaliser.item(), abs=1e-9)
 
 
+def test_a_fused_optimiser_step_renews_the_brownian_normaliser(float64):
+    """Regression: fused Adam updates parameters in place without bumping their version counters, and the normaliser
+    was cached on those counters, so after a step the prior's density kept the old log Z."""
+    torch.manual_seed(0)
+    model = _rvae()
+    cached = model.prior.log_normaliser(model.immersion())
+    decoder = [p for p in model.decoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(decoder, lr=0.05, fused=True)
+    for parameter in decoder:
+        parameter.grad = torch.ones_like(parameter)
+    optimizer.step()
+    renewed = model.prior.log_normaliser(model.immersion())
+    model.prior._normaliser_cache = None
+    fresh = model.prior.log_normaliser(model.immersion())
+    assert renewed.item() == pytest.approx(fresh.item(), abs=1e-12) and renewed.item() != pytest.approx(cached.item(),
+                                                                                                        abs=1e-9)
+
+
 def test_no_component_holds_a_reference_to_its_model():
     """The data flow goes model -> component (the decoder's immersion is an argument), never component -> model."""
     model = _rvae()

@@ -67,14 +67,14 @@ def embed_loader(model, loader, reduce: str = "mean", num_points: int | None = N
     Nothing is recomputed where the model's last test pass covered the loader's data set with this lattice and the
     model has not changed since (:meth:`LatentVariableModel.results_for`). Otherwise the last result for a
     DataLoader is kept on the model and returned again while its data set, the arguments and the model's parameters
-    (:meth:`LatentVariableModel.parameter_versions`) are unchanged."""
+    (:meth:`LatentVariableModel.parameter_state`) are unchanged."""
     dataset = getattr(loader, "dataset", None)  # any other iterable of batches is embedded afresh
     if reduce not in ("mean", "mode"):
         raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
     results = model.results_for(dataset, num_points) if dataset is not None else None
     if results is not None:
         return results[reduce], results.label_tensor()
-    key = (id(dataset), reduce, num_points, model.parameter_versions())
+    key = (id(dataset), reduce, num_points, model.parameter_state())
     cached = getattr(model, "_loader_embedding", None)
     if dataset is not None and cached is not None and cached[0] == key:
         return cached[1]

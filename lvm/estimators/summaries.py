@@ -45,7 +45,7 @@ class EvaluationResults:
     Args:
         dataset: the data set the pass runs over (its identity is what :meth:`matches` checks).
         num_points: the lattice size of the posterior summaries and of the aggregated posterior (``None``: no lattice).
-        key: the model state the results belong to (``LatentVariableModel.parameter_versions()``).
+        key: the model state the results belong to (``LatentVariableModel.parameter_state()``).
     """
 
     def __init__(self, dataset, num_points: int | None, key: tuple):

@@ -78,18 +78,15 @@ def immersion(decoder: Map, std_decoder: Map | None = None) -> Map:
 class Immersion:
     """A decoder's immersion ``z [n, d] -> F(z) [n, D']`` as a callable, with the tensors it depends on (the decoder's
     parameters and buffers): what a component defined through the decoder's geometry (the Brownian-motion prior, the
-    Brownian-step posterior) receives from the model that holds them, instead of the model itself. :meth:`version`
-    changes when any of the tensors changes in place (an optimiser step, loading a checkpoint), so a component can
-    cache what it derives from the map."""
+    Brownian-step posterior) receives from the model that holds them, instead of the model itself. A component that
+    caches what it derives from the map keeps a :class:`lvm.numerics.snapshots.TensorSnapshot` of ``tensors`` beside it
+    (an optimiser step or a loaded checkpoint changes them in place)."""
 
     map: Map
     tensors: tuple[torch.Tensor, ...] = ()
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.map(z)
-
-    def version(self) -> tuple:
-        return tuple((id(t), t._version) for t in self.tensors)
 
 
 def _ambient_steps(embed: Map, points: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from lvm.numerics.geometry import (Immersion, brownian_motion, geodesic, image_a
                                    straight_line_energy)
 from lvm.numerics.lattices import MAX_LATTICE_DIM, default_num_points, lattice_rule
 from lvm.numerics.logspace import effective_sample_size, log_mean_exp
+from lvm.numerics.snapshots import TensorSnapshot
 from lvm.priors.base import Prior
 
 __all__ = ["BrownianMotionPrior", "log_heat_kernel"]
@@ -67,7 +68,7 @@ class BrownianMotionPrior(Prior):
         self.log_time = nn.Parameter(torch.tensor(math.log(time)))
         self.centre = nn.Parameter(torch.zeros(dim))
         self.register_buffer("placed", torch.tensor(False))
-        self._normaliser_cache: tuple | None = None  # (what the density depends on, log Z)
+        self._normaliser_cache: tuple | None = None  # (a snapshot of what the density depends on, log Z)
         self.normalisation_error = math.nan
 
     @property
@@ -135,8 +136,8 @@ class BrownianMotionPrior(Prior):
         points plus 1 / the effective sample size of the ratios (both small when g covers the density). Cached until a
         tensor of the immersion (the decoder's parameters and buffers) or of the prior changes in place (an optimiser
         step, loading a checkpoint, placing RBF centres)."""
-        key = (immersion.version(), tuple((id(t), t._version) for t in self.parameters()))
-        if self._normaliser_cache is not None and self._normaliser_cache[0] == key:
+        depends_on = [*immersion.tensors, *self.parameters()]
+        if self._normaliser_cache is not None and self._normaliser_cache[0].describes(depends_on):
             return self._normaliser_cache[1]
         metric = pullback_metric(immersion, self.centre[None])[0]  # G(mu_p): [d, d]
         metric = metric + 1e-6 * metric.diagonal().mean().clamp_min(1e-12) * torch.eye(self.dim).to(metric)
@@ -150,7 +151,7 @@ class BrownianMotionPrior(Prior):
         log_z, coarse = log_mean_exp(log_ratio), log_mean_exp(log_ratio[::2])  # all points, every other point
         ess = float(effective_sample_size(log_ratio))
         self.normalisation_error = abs(math.expm1(float(coarse - log_z))) + 1.0 / ess
-        self._normaliser_cache = (key, log_z)
+        self._normaliser_cache = (TensorSnapshot(depends_on), log_z)
         return log_z
 
     @torch.no_grad()
