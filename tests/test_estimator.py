@@ -4,14 +4,16 @@ input, a normal run directory that the lvm.tools commands read, save/load, and s
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from lvm.tools.estimator import Embedding
 
-FAST = dict(max_epochs=2, hidden=(16,), num_points=55, eval_num_points=89, batch_size=64)
+FAST = dict(max_epochs=2, hidden=(16,), num_points=55, eval_num_points=89, batch_size=64, n_init=1)
 
 
 def _counts(n=200, d=8, seed=0):
@@ -47,6 +49,33 @@ def test_fit_transform_decode_score_sample_save_and_load(tmp_path):
     embed.main(["--ckpt", str(saved), "--out", str(tmp_path / "embedding.csv"), "--log_likelihood", "false"])
     table = pd.read_csv(tmp_path / "embedding.csv").sort_values("example")
     assert list(table.animal[:4]) == ["a0", "a1", "a2", "a0"] and list(table.label[:5]) == [0, 1, 2, 3, 0]
+
+
+def test_several_initialisations_go_on_with_the_best_and_leave_one_run(tmp_path, monkeypatch):
+    import lvm.tools.estimator as estimator_module
+
+    runs = []  # (run directory, validation log-likelihood) of each run the fit starts
+
+    class Recorded(estimator_module.LVMCLI):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            runs.append((Path(self.trainer.default_root_dir), float(self.trainer.callback_metrics["val/log_likelihood"])))
+
+    monkeypatch.setattr(estimator_module, "LVMCLI", Recorded)
+    x = _counts()
+    estimator = Embedding(likelihood="poisson", root_dir=str(tmp_path), **{**FAST, "max_epochs": 3, "n_init": 3,
+                                                                          "init_epochs": 1}).fit(x)
+    trials, resumed = runs[:3], runs[3:]
+    assert [run.name.split("-")[1] for run, _ in trials] == ["init1", "init2", "init3"] and len(resumed) == 1
+    best = max(trials, key=lambda trial: trial[1])[0]
+    assert resumed[0][0] == best == estimator.run_dir_  # the best start went on, in its own run directory
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name != ".data") == [best.name]  # the others gone
+    assert (best / "config-resume-1.yaml").is_file()
+    assert json.loads((best / "metrics.json").read_text())["epoch"] == 2  # trained on to max_epochs (3 epochs)
+    seeds = [yaml.safe_load((best / name).read_text())["seed_everything"] for name in ("config.yaml", "config-resume-1.yaml")]
+    assert seeds[0] == seeds[1] == int(best.name.split("-")[1][4:]) - 1  # random_state + k
+    with pytest.raises(ValueError, match="n_init must be a positive integer"):
+        Embedding(n_init=0).fit(x)
 
 
 def test_tables_and_anndata_are_read_by_column_and_sparse(tmp_path):
