@@ -66,6 +66,10 @@ class LatentVariableModel(L.LightningModule):
         eval_cache_bytes: without autograd (evaluation, embeddings, plots) the decoded lattice is kept while the
             parameters stay unchanged, so each evaluation decodes its fixed lattice once rather than once per batch
             (:meth:`lattice_table`), if its decoder outputs fit in this many bytes; ``0``: never kept.
+        compile_decoder: run the decoder through ``torch.compile`` (``True``: the default backend, Inductor; or a
+            backend's name). Opt-in: compiling takes tens of seconds at the first batch and again for new shapes
+            (the lattice chunks), and pays off on GPUs for long runs. The parameters and checkpoints are the
+            decoder's own.
         eval_num_samples: K for the importance-sampled held-out estimates (see :mod:`lvm.estimators.heldout`).
         eval_shift_seed: the seed of the lattice shift of the held-out QMC estimate (one shift for all
             batches and processes; ``None``: a fresh shift per batch).
@@ -101,6 +105,7 @@ class LatentVariableModel(L.LightningModule):
         eval_every_n_epochs: int = 10,
         quantization_step: float | None = None,
         eval_cache_bytes: int = 2**30,
+        compile_decoder: bool | str = False,
     ):
         super().__init__()
         with warnings.catch_warnings():
@@ -130,6 +135,10 @@ class LatentVariableModel(L.LightningModule):
             raise ValueError(f"quantization_step must be > 0 (the spacing of the data's levels) or null; got "
                              f"{quantization_step}.")
         self.quantization_step = quantization_step
+        self.compile_decoder = compile_decoder
+        if compile_decoder:  # kept outside the module tree: the state dict stays the decoder's own
+            backend = compile_decoder if isinstance(compile_decoder, str) else "inductor"
+            self.__dict__["_compiled_decoder"] = torch.compile(decoder, backend=backend)
         self.latent_sampler = latent_sampler
         if latent_sampler is not None:
             latent_sampler.attach(prior.dim)
@@ -152,13 +161,28 @@ class LatentVariableModel(L.LightningModule):
                              "datamodule's batches; a single example needs x.unsqueeze(0)).")
         return x.flatten(start_dim=1)  # [b, D]
 
+    @property
+    def _decoder(self) -> nn.Module:
+        """The decoder, compiled where ``compile_decoder`` asks for it."""
+        compiled = self.__dict__.get("_compiled_decoder")
+        return self.decoder if compiled is None else compiled
+
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latent values ``z: [n, d]``, flattened to ``[n, D]``."""
-        return self.decoder(self.prior.features(z)).flatten(start_dim=1)
+        return self._decoder(self.prior.features(z)).flatten(start_dim=1)
 
     def pairwise_log_likelihood(self, x_flat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``log p(x_i | z_j)`` for flattened data ``[b, D]`` and latent values ``[m, d]`` -> ``[b, m]``."""
-        return self.likelihood.pairwise_log_prob(x_flat, self.decoder_params(z))
+        return self.pairwise_from_params(x_flat, self.decoder_params(z))
+
+    def pairwise_from_params(self, x_flat: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """``log p(x_i | params_j)`` ``[b, m]`` for data ``[b, D]`` and decoder outputs ``[m, P]``, always in at least
+        float32: under mixed precision (``trainer.precision: bf16-mixed``) the decoder runs in bfloat16, but a table of
+        log-likelihoods of hundreds of nats in bfloat16 (8 significant bits) would be off by nats, and the log-sum-exp
+        over it with them; autocast is off here and the inputs are promoted."""
+        with torch.autocast(params.device.type, enabled=False):
+            dtype = torch.promote_types(params.dtype, torch.float32)
+            return self.likelihood.pairwise_log_prob(x_flat.to(dtype), params.to(dtype))
 
     def immersion(self) -> Immersion:
         """The decoder's immersion ``z -> (mu(z), sigma(z))`` (R-VAE paper, eq. 2.4), which the components defined
@@ -179,7 +203,9 @@ class LatentVariableModel(L.LightningModule):
         pass over all ``k * b`` latents."""
         k, b, d = z.shape
         params = self.decoder_params(z.reshape(k * b, d)).view(k, b, -1)  # [k, b, D]
-        return self.likelihood.log_prob(self.flatten(x)[None], params)
+        with torch.autocast(params.device.type, enabled=False):  # in float32 at least, as pairwise_from_params
+            dtype = torch.promote_types(params.dtype, torch.float32)
+            return self.likelihood.log_prob(self.flatten(x)[None].to(dtype), params.to(dtype))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's output ``[b, posterior.output_size(d)]``: the parameters of q(z | x) that ``model.posterior``
@@ -204,7 +230,7 @@ class LatentVariableModel(L.LightningModule):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoded mean ``f_theta(z) = E[x | z]`` with the data's shape ``[n, *data_shape]``."""
-        out = self.decoder(self.prior.features(z))  # [n, *data_shape] or [n, k, *data_shape]
+        out = self._decoder(self.prior.features(z))  # [n, *data_shape] or [n, k, *data_shape]
         data_shape = out.shape[1:] if self.likelihood.params_per_dim == 1 else out.shape[2:]
         return self.likelihood.mean(out.flatten(start_dim=1)).view(-1, *data_shape)
 
@@ -273,7 +299,7 @@ class LatentVariableModel(L.LightningModule):
         params = None if torch.is_grad_enabled() else self._decoded_lattice(z)
         if params is None:
             return pairwise_table(lambda z_: self.pairwise_log_likelihood(x_flat, z_), z, self.eval_chunk_size)
-        return pairwise_table(lambda p: self.likelihood.pairwise_log_prob(x_flat, p), params, self.eval_chunk_size)
+        return pairwise_table(lambda p: self.pairwise_from_params(x_flat, p), params, self.eval_chunk_size)
 
     def _decoded_lattice(self, z: torch.Tensor) -> torch.Tensor | None:
         """The decoder's outputs ``[m, P]`` on the latent points ``z`` ``[m, d]``, kept (see :meth:`lattice_table`), or

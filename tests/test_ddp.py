@@ -50,3 +50,30 @@ def test_heldout_likelihood_under_ddp_equals_the_single_process_value():
     # ranks with different batch counts neither deadlock nor bias the example-weighted mean
     uneven = _test(2, UnevenDigits())
     assert uneven["test/log_likelihood"] == pytest.approx(single["test/log_likelihood"], abs=1e-5)
+
+
+def test_every_process_of_a_multi_process_run_names_one_run_directory(tmp_path, monkeypatch):
+    """Regression: under DDP the processes Lightning launches ran the CLI again and each made its own timestamped run
+    directory (a 2-process quick start left an empty second one). They now inherit the first process's, and tasks a
+    scheduler starts together name theirs after the job."""
+    from lvm.runs import cli
+
+    for variable in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_STEP_ID",
+                     "TORCHELASTIC_RUN_ID", "WORLD_SIZE", cli.RUN_DIR_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+    first = cli.new_run_dir(tmp_path, "quickstart")
+    assert first.parent == tmp_path and first.name.startswith("quickstart-")
+    first.mkdir()  # (the CLI creates it once the config is checked)
+    monkeypatch.setenv(cli.RUN_DIR_VARIABLE, str(first))  # what the first process sets before DDP launches the others
+    assert cli.new_run_dir(tmp_path, "quickstart") != first  # a later run of the first process: a new directory
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert cli.new_run_dir(tmp_path, "quickstart") == first  # a launched process: the first one's
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.delenv(cli.RUN_DIR_VARIABLE)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    for rank in ("0", "5"):
+        monkeypatch.setenv("SLURM_PROCID", rank)
+        assert cli.new_run_dir(tmp_path, "quickstart") == tmp_path / "quickstart-job4242"
+    monkeypatch.setenv("SLURM_NTASKS", "1")  # one task: an ordinary run
+    assert cli.new_run_dir(tmp_path, "quickstart").name != "quickstart-job4242"

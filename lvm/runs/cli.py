@@ -66,8 +66,31 @@ def encoder_out_features(dim: int, posterior: Namespace | None) -> int | None:
     return family.output_size(dim)
 
 
+RUN_DIR_VARIABLE = "LVM_RUN_DIR"  # the first process's run directory, which the processes it launches inherit
+
+
+def _process_rank() -> int:
+    """This process's rank among the training processes (0 for a run of one process)."""
+    for variable in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return 0
+
+
 def new_run_dir(root: Path, name: str) -> Path:
-    """``root/<name>-<YYYYmmdd-HHMMSS>``, with a numeric suffix if that already exists."""
+    """``root/<name>-<YYYYmmdd-HHMMSS>``, with a numeric suffix if that already exists; one directory for all the
+    processes of a multi-process run: those that Lightning launches (DDP on one node) inherit the first one's
+    (``LVM_RUN_DIR``), and processes started together by a scheduler share one name from the job
+    (``<name>-job<SLURM_JOB_ID>[-<step>]`` under SLURM with several tasks, ``<name>-<TORCHELASTIC_RUN_ID>`` under
+    torchrun), as their clocks and the order they start in could differ."""
+    inherited = os.environ.get(RUN_DIR_VARIABLE)
+    if inherited and _process_rank() > 0:
+        return Path(inherited)
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and os.environ.get("SLURM_JOB_ID"):
+        step = os.environ.get("SLURM_STEP_ID")
+        return root / (f"{name}-job{os.environ['SLURM_JOB_ID']}" + (f"-{step}" if step and step != "0" else ""))
+    if os.environ.get("TORCHELASTIC_RUN_ID") and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return root / f"{name}-{os.environ['TORCHELASTIC_RUN_ID']}"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     candidate, suffix = root / f"{name}-{stamp}", 1
     while candidate.exists():
@@ -191,6 +214,8 @@ class LVMCLI(LightningCLI):
         )
         self._check_before_writing()
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: a mistake found above leaves nothing behind
+        if _process_rank() == 0:
+            os.environ[RUN_DIR_VARIABLE] = str(self.run_dir)  # for the processes DDP launches from this one
         if fit_and_test:
             self.run()
 
