@@ -152,6 +152,26 @@ def test_the_test_time_analyses_read_the_test_pass_instead_of_recomputing_it(tmp
     assert float(density.sum()) == pytest.approx(1.0)
 
 
+def test_the_trust_diagnostics_from_the_test_pass_equal_those_computed_afresh(tmp_path):
+    from lvm.callbacks import TrustDiagnostics
+
+    cli = _fit_and_test(tmp_path)
+    model, trainer = cli.model.eval(), cli.trainer
+    callback = next(c for c in trainer.callbacks if isinstance(c, TrustDiagnostics))
+    path = Path(trainer.default_root_dir) / "diagnostics.json"
+    assert model.results_for(cli.datamodule.test_set) is not None
+    callback.on_test_end(trainer, model)
+    kept = json.loads(path.read_text())
+    model.test_results = None
+    callback.on_test_end(trainer, model)
+    fresh = json.loads(path.read_text())
+    assert kept["skipped"] == fresh["skipped"] == {}
+    assert kept["decodability"]["label"] == pytest.approx(fresh["decodability"]["label"])
+    assert kept["clusters"]["num_modes"] == fresh["clusters"]["num_modes"] > 0
+    np.testing.assert_allclose(kept["clusters"]["modes"], fresh["clusters"]["modes"], atol=1e-6)
+    assert kept["clusters"]["silhouette"] == pytest.approx(fresh["clusters"]["silhouette"], abs=1e-6)
+
+
 def test_a_partial_test_pass_is_not_read_as_the_whole_test_set(tmp_path):
     cli = _fit_and_test(tmp_path, "--trainer.limit_test_batches", "2")
     model, datamodule = cli.model, cli.datamodule
