@@ -18,7 +18,15 @@ An epoch's time is the mean gap between consecutive epoch starts over ``--epochs
 validation, checkpointing and logging are included; start-up is not). Targets on the digits: ``lvm_fast_over_plain``
 <= 1.2, ``lvm_default_over_plain`` <= 1.5.
 
-Usage: ``python benchmarks/epoch_time.py [--epochs 21]``. The last output line is one JSON object.
+``--qlvm-mnist`` times the 2-D MNIST QLVM epoch instead (``configs/qlvm_mnist.yaml``: m = 2584 lattice points,
+batch 128, Adam) on MNIST-sized random images in MNIST's files (``--train-size`` training images, 55 000 as MNIST's
+60 000 less the 5 000 validation images): ``lvm_s`` with the config's validation every epoch, ``lvm_train_s`` with
+no validation in the timed epochs, each with ``--trainer.logger false``, no progress bar and no callbacks, and
+``plain_s``, the same model's QMC step in a hand-written loop over the images kept on ``--device``. Target on a GPU:
+an epoch <= 2 s.
+
+Usage: ``python benchmarks/epoch_time.py [--epochs 21]``, or ``python benchmarks/epoch_time.py --qlvm-mnist [--epochs 3]
+[--device cuda] [--train-size 55000] [--points 2584]``. The last output line is one JSON object.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from lvm.runs.cli import LVMCLI  # noqa: E402
 from lvm.networks import MLPDecoder, MLPEncoder  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_vae.yaml"
+QLVM_MNIST_CONFIG = CONFIG.parent / "qlvm_mnist.yaml"
 
 
 class RandomImages(SplitDataModule):
@@ -146,9 +155,9 @@ def lightning_floor(datamodule, epochs: int, validate_and_checkpoint: bool) -> f
     return seconds_per_epoch(clock.starts)
 
 
-def lvm_run(extra: list[str], epochs: int) -> float:
+def lvm_run(extra: list[str], epochs: int, config: Path = CONFIG) -> float:
     with tempfile.TemporaryDirectory() as root:
-        cli = LVMCLI(["--config", str(CONFIG), "--trainer.default_root_dir", root, "--trainer.max_epochs",
+        cli = LVMCLI(["--config", str(config), "--trainer.default_root_dir", root, "--trainer.max_epochs",
                       str(epochs + 1), "--trainer.callbacks", "[]", *extra], fit_and_test=False)
         clock = EpochClock()
         cli.trainer.callbacks.append(clock)
@@ -159,12 +168,78 @@ def lvm_run(extra: list[str], epochs: int) -> float:
     return seconds_per_epoch(clock.starts)
 
 
+def plain_qmc_loop(train_set, device: torch.device, points: int, epochs: int) -> float:
+    """The QLVM floor: the config's model and QMC step, Adam, batches of 128 drawn from images kept on ``device``."""
+    from lvm.likelihoods import BernoulliLikelihood
+    from lvm.model import LatentVariableModel
+    from lvm.objectives import QMCObjective
+    from lvm.priors import TorusPrior
+
+    torch.manual_seed(0)
+    x = next(iter(DataLoader(train_set, batch_size=len(train_set))))[0].to(device)  # [n, 1, 28, 28]
+    model = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), TorusPrior(2),
+                                QMCObjective(points)).to(device)
+    model.decoder_params(torch.zeros(1, 2, device=device))  # materialise the lazy first layer
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    starts = []
+    for _ in range(epochs + 1):
+        sync()
+        starts.append(time.perf_counter())
+        for index in torch.randperm(len(x), device=device).split(128):
+            loss = model.objective(model, x[index])["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return seconds_per_epoch(starts)
+
+
+def qlvm_mnist(args) -> dict:
+    """The 2-D MNIST QLVM epoch: lvm with and without validation, and the plain loop."""
+    from datamodules.miniatures import write_mnist
+    from lvm.datamodules import MNISTDataModule
+
+    device = torch.device(args.device)
+    val_size = min(5000, max(1, args.train_size // 10))
+    quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+             "--trainer.enable_model_summary", "false"]
+    with tempfile.TemporaryDirectory() as root:
+        write_mnist(Path(root), args.train_size + val_size, 100)  # uniform random grey levels in MNIST's IDX files
+        common = ["--data.init_args.root", root, "--data.init_args.download", "false", "--data.init_args.val_size",
+                  str(val_size), "--model.objective.init_args.num_points", str(args.points),
+                  "--trainer.accelerator", "gpu" if device.type == "cuda" else "cpu", "--trainer.devices", "1", *quiet]
+        with_validation = lvm_run(common, args.epochs, QLVM_MNIST_CONFIG)
+        train_only = lvm_run([*common, "--trainer.check_val_every_n_epoch", str(args.epochs + 2)], args.epochs,
+                             QLVM_MNIST_CONFIG)
+        datamodule = MNISTDataModule(root, download=False, val_size=val_size)
+        datamodule.setup("fit")
+        plain = plain_qmc_loop(datamodule.train_set, device, args.points, args.epochs)
+    figures = {"device": str(device), "train_size": args.train_size, "points": args.points, "batch": 128,
+               "epochs_timed": args.epochs - 1, "plain_s": plain, "lvm_s": with_validation, "lvm_train_s": train_only,
+               "lvm_over_plain": with_validation / plain, "lvm_train_over_plain": train_only / plain}
+    print(f"2-D MNIST QLVM, {args.train_size} images, m = {args.points}, batch 128, {device}: plain {plain:.2f} "
+          f"s/epoch; "
+          f"lvm {train_only:.2f} s/epoch without validation ({train_only / plain:.2f}x), {with_validation:.2f} s with "
+          f"the config's validation ({with_validation / plain:.2f}x); target <= 2 s on a GPU", flush=True)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=21)
+    parser.add_argument("--qlvm-mnist", action="store_true", help="time the 2-D MNIST QLVM epoch instead")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="with --qlvm-mnist: where the model trains")
+    parser.add_argument("--train-size", type=int, default=55_000, help="with --qlvm-mnist: training images")
+    parser.add_argument("--points", type=int, default=2584, help="with --qlvm-mnist: lattice points m")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
+    if args.qlvm_mnist:
+        if args.epochs < 2:
+            parser.error("--qlvm-mnist times the epochs after the first: --epochs must be >= 2")
+        print(json.dumps({"qlvm_mnist": qlvm_mnist(args)}))
+        return
     fast = ["--model.eval_every_n_epochs", "0", "--trainer.check_val_every_n_epoch", "10", "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
     data = {

@@ -4,10 +4,16 @@ The randomized-QMC log-likelihood of 10 000 MNIST-sized examples (D = 784) with 
 m = 6765 points (the 2-D default) and the MNIST MLP decoder, as ``model.log_likelihood`` runs it in
 batches (chunked over lattice points), against its pure matrix-product lower bound on this machine:
 the [n, D] x [D, m] product alone (target <= 2x). Peak memory is the resident-set peak of one evaluation
-in a fresh process.
+in a fresh process (on CUDA the allocator's peak).
 
-Usage: ``python benchmarks/heldout_eval.py [--examples 10000] [--points 6765] [--batch 1000]``.
-The last output line is one JSON object with all figures.
+``--device cuda`` runs the evaluation and the floor on the GPU (the default stays the CPU); ``--data spectrogram``
+scores 128 x 128 spectrogram-sized examples (D = 16384) with the conv decoder of ``configs/qlvm_vocalizations.yaml``;
+``--no-grad`` evaluates without autograd, as validation and test do, where the decoded lattice is kept and decoded once
+for all batches (:meth:`lvm.model.LatentVariableModel.lattice_table`); by default autograd is on and each batch
+decodes the lattice.
+
+Usage: ``python benchmarks/heldout_eval.py [--examples 10000] [--points 6765] [--batch 1000] [--device cpu|cuda]
+[--data mnist|spectrogram] [--no-grad]``. The last output line is one JSON object with all figures.
 """
 
 from __future__ import annotations
@@ -26,19 +32,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.measure import PeakMemory  # noqa: E402
 from lvm.likelihoods import BernoulliLikelihood  # noqa: E402
 from lvm.model import LatentVariableModel  # noqa: E402
-from lvm.networks import MLPDecoder  # noqa: E402
+from lvm.networks import ConvDecoder, MLPDecoder  # noqa: E402
 from lvm.priors import TorusPrior  # noqa: E402
 from lvm.objectives import QMCObjective  # noqa: E402
+
+DATA = {  # data shape and decoder: MNIST's MLP decoder (Fig. A2), the vocalization config's conv decoder
+    "mnist": ((1, 28, 28), lambda: MLPDecoder([1, 28, 28], [256, 512])),
+    "spectrogram": ((1, 128, 128), lambda: ConvDecoder(image_size=128, out_channels=1, channels=[64, 64, 32, 32, 16])),
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def evaluate(args) -> float:
     torch.manual_seed(0)
-    model = LatentVariableModel(MLPDecoder([1, 28, 28], [256, 512]), BernoulliLikelihood(), TorusPrior(2),
-                                QMCObjective(args.points), eval_num_points=args.points)
-    x = torch.bernoulli(torch.full((args.examples, 1, 28, 28), 0.15))
+    device = torch.device(args.device)
+    shape, make_decoder = DATA[args.data]
+    model = LatentVariableModel(make_decoder(), BernoulliLikelihood(), TorusPrior(2),
+                                QMCObjective(args.points), eval_num_points=args.points).to(device)
+    x = torch.bernoulli(torch.full((args.examples, *shape), 0.15, device=device))
+    _sync(device)
     start = time.perf_counter()
-    for batch in x.split(args.batch):
-        model.log_likelihood(batch, shift_seed=0)
+    with torch.set_grad_enabled(not args.no_grad):
+        for batch in x.split(args.batch):
+            model.log_likelihood(batch, shift_seed=0)
+    _sync(device)
     return time.perf_counter() - start
 
 
@@ -47,29 +68,42 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=6765)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data", choices=tuple(DATA), default="mnist",
+                        help="MNIST-sized (1 x 28 x 28, MLP decoder) or spectrogram-sized (128 x 128, conv decoder)")
+    parser.add_argument("--no-grad", action="store_true", help="evaluate without autograd, as validation and test do")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.memory_only:
-        with PeakMemory(torch.device("cpu")) as peak:
+        with PeakMemory(device) as peak:
             evaluate(args)
         print(peak.bytes)
         return
     evaluate(argparse.Namespace(**{**vars(args), "examples": args.batch}))  # warm-up
     seconds = evaluate(args)
-    x = torch.rand(args.examples, 784)
-    params = torch.randn(args.points, 784)
+    shape = DATA[args.data][0]
+    data_dim = shape[0] * shape[1] * shape[2]
+    x = torch.rand(args.examples, data_dim, device=device)
+    params = torch.randn(args.points, data_dim, device=device)
     x @ params[:10].T  # warm-up
+    _sync(device)
     start = time.perf_counter()
     for batch in x.split(args.batch):
         batch @ params.T  # [b, m]: the one product eq. 5 cannot avoid
+    _sync(device)
     floor = time.perf_counter() - start
     command = [sys.executable, __file__, "--memory-only", "--examples", str(args.examples), "--points",
-               str(args.points), "--batch", str(args.batch)]
+               str(args.points), "--batch", str(args.batch), "--device", args.device, "--data", args.data,
+               *(["--no-grad"] if args.no_grad else [])]
     peak = int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    figures = {"examples": args.examples, "points": args.points, "batch": args.batch, "data_dim": 784,
+    figures = {"examples": args.examples, "points": args.points, "batch": args.batch, "data_dim": data_dim,
+               **({"device": str(device)} if device.type != "cpu" else {}),
+               **({"no_grad": True} if args.no_grad else {}),
                "seconds": seconds, "matmul_floor_seconds": floor, "over_floor": seconds / floor,
                "examples_per_s": args.examples / seconds, "peak_memory_mb": peak / 2**20}
-    print(f"held-out QMC log-likelihood of {args.examples} examples, m = {args.points}, D = 784, batches of {args.batch}")
+    print(f"held-out QMC log-likelihood of {args.examples} examples, m = {args.points}, D = {data_dim}, batches of "
+          f"{args.batch}" + (f", {device}" if device.type != "cpu" else ""))
     print(f"time {seconds:.2f} s ({figures['examples_per_s']:.0f} examples/s); matrix-product floor {floor:.2f} s "
           f"-> {figures['over_floor']:.2f}x (target <= 2); peak memory {figures['peak_memory_mb']:.0f} MB")
     print(json.dumps(figures))

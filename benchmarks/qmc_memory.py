@@ -11,8 +11,10 @@ one step of eq. 5 (forward + backward) through ``QMCObjective``:
 * the relative difference of the two paths' gradients (float32), and each one's relative error against the float64
   gradient of the same weights (the scale of float32 rounding for this step).
 
-Usage: ``python benchmarks/qmc_memory.py [--device cuda] [--repeats 3] [--batch 32]``. The last output line is one
-JSON object with all figures.
+``--points M1 M2`` measures at other lattice sizes (the time and the gradients at the first; the figures' names say m).
+
+Usage: ``python benchmarks/qmc_memory.py [--device cuda] [--repeats 3] [--batch 32] [--points 610 2584]``. The last
+output line is one JSON object with all figures.
 """
 
 from __future__ import annotations
@@ -61,8 +63,11 @@ def peak_mb_in_fresh_process(num_points: int, chunked: bool) -> float:
 
 def main() -> None:
     parser = benchmark_parser(__doc__, repeats=3, batch=32)
+    parser.add_argument("--points", type=int, nargs=2, default=list(LATTICE_SIZES), metavar="M",
+                        help="the two lattice sizes")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: "m:chunked" -> one step's peak MB
     args = parser.parse_args()
+    sizes = tuple(args.points)
     device = torch.device(args.device)
 
     if args.memory_of:
@@ -75,14 +80,15 @@ def main() -> None:
         return
 
     figures = {}
-    for num_points in LATTICE_SIZES:
+    for num_points in sizes:
         for chunked, name in ((True, "chunked"), (False, "single")):
             figures[f"peak_mb_{name}_m{num_points}"] = round(peak_mb_in_fresh_process(num_points, chunked), 1)
             print(f"m = {num_points:5d}  {name:8s} peak {figures[f'peak_mb_{name}_m{num_points}']:9.1f} MB", flush=True)
 
-    chunked_model, x = build(device, LATTICE_SIZES[0], True, args.batch)
-    single_model, _ = build(device, LATTICE_SIZES[0], False, args.batch)
-    figures["chunk_size_m610"] = chunked_model.objective.points_per_chunk(chunked_model, chunked_model.flatten(x))
+    chunked_model, x = build(device, sizes[0], True, args.batch)
+    single_model, _ = build(device, sizes[0], False, args.batch)
+    figures[f"chunk_size_m{sizes[0]}"] = chunked_model.objective.points_per_chunk(chunked_model,
+                                                                                  chunked_model.flatten(x))
     chunked_time = median_seconds(lambda: step(chunked_model, x), device, args.repeats)
     single_time = median_seconds(lambda: step(single_model, x), device, args.repeats)
     figures["chunked_over_single_time"] = round(chunked_time / single_time, 3)
@@ -95,7 +101,7 @@ def main() -> None:
     for name, gradient in (("single", single_gradient), ("chunked", chunked_gradient)):
         figures[f"{name}_rel_error_vs_float64"] = ((gradient.double() - reference).norm() / reference.norm()).item()
     figures["device"] = str(device)
-    print(f"chunked step {chunked_time:.2f} s, single pass {single_time:.2f} s at m = {LATTICE_SIZES[0]}; "
+    print(f"chunked step {chunked_time:.2f} s, single pass {single_time:.2f} s at m = {sizes[0]}; "
           f"gradient relative difference {figures['gradient_rel_diff']:.2e} (float32 error against float64: single "
           f"{figures['single_rel_error_vs_float64']:.2e}, chunked {figures['chunked_rel_error_vs_float64']:.2e})")
     print(json.dumps(figures))

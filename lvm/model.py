@@ -229,9 +229,11 @@ class LatentVariableModel(L.LightningModule):
         return torch.cat([self.latent_code(batch_data(batch).to(self.device)) for batch in loader])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoded mean ``f_theta(z) = E[x | z]`` with the data's shape ``[n, *data_shape]``."""
+        """The decoded mean ``f_theta(z) = E[x | z]`` with the data's shape ``[n, *data_shape]``, in float32 at least
+        (under bf16 mixed precision the decoder's bfloat16 outputs are promoted: plots and exports read them)."""
         out = self._decoder(self.prior.features(z))  # [n, *data_shape] or [n, k, *data_shape]
         data_shape = out.shape[1:] if self.likelihood.params_per_dim == 1 else out.shape[2:]
+        out = out.to(torch.promote_types(out.dtype, torch.float32))
         return self.likelihood.mean(out.flatten(start_dim=1)).view(-1, *data_shape)
 
     @torch.no_grad()
@@ -336,13 +338,14 @@ class LatentVariableModel(L.LightningModule):
         encoder's code): mean = mode = the code; spread and entropy from the family
         (:meth:`lvm.posteriors.Posterior.spread_and_entropy`: a diagonal Gaussian's standard deviations and
         ``sum_k 0.5 log(2 pi e sigma_k^2)``; NaN for point masses and other families without a closed form)."""
-        if not self.uses_lattice_posterior:
-            params = self.encode(x)
-            code = self.posterior.code(params)
-            spread, entropy = self.posterior.spread_and_entropy(params)
-            return {"mean": code, "mode": code, "spread": spread, "entropy": entropy}, None
-        z, weights = self.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
-        return lattice_posterior_summary(z, weights, self.prior), (z, weights)
+        with self.full_precision():
+            if not self.uses_lattice_posterior:
+                params = self.encode(x)
+                code = self.posterior.code(params)
+                spread, entropy = self.posterior.spread_and_entropy(params)
+                return {"mean": code, "mode": code, "spread": spread, "entropy": entropy}, None
+            z, weights = self.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
+            return lattice_posterior_summary(z, weights, self.prior), (z, weights)
 
     @property
     def uses_lattice_posterior(self) -> bool:
@@ -357,12 +360,19 @@ class LatentVariableModel(L.LightningModule):
         encoder's code (the mean and mode of q(z | x))."""
         if reduce not in ("mean", "mode"):
             raise ValueError(f"reduce must be 'mean' or 'mode'; got {reduce!r}.")
-        if not self.uses_lattice_posterior:
-            return self.latent_code(x)
-        z, weights = self.posterior_on_lattice(x, num_points)
-        if reduce == "mode":
-            return z[weights.argmax(dim=1)]
-        return self.prior.weighted_mean(z, weights)
+        with self.full_precision():
+            if not self.uses_lattice_posterior:
+                return self.latent_code(x)
+            z, weights = self.posterior_on_lattice(x, num_points)
+            if reduce == "mode":
+                return z[weights.argmax(dim=1)]
+            return self.prior.weighted_mean(z, weights)
+
+    def full_precision(self):
+        """A context without autocast: under mixed precision (``trainer.precision: bf16-mixed``) training runs the
+        decoder in bfloat16, while held-out estimates, posteriors and embeddings are computed in float32, so that they
+        compare across runs whatever precision trained them."""
+        return torch.autocast(self.device.type, enabled=False)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
@@ -444,7 +454,8 @@ class LatentVariableModel(L.LightningModule):
         x = batch_data(batch)
         self._log_objective(self.objective(self, x), stage, len(x))
         if self.heldout_due():
-            return self.evaluation.update(self, x, stage)
+            with self.full_precision():
+                return self.evaluation.update(self, x, stage)
         return None
 
     def validation_step(self, batch, batch_idx):

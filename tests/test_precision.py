@@ -35,7 +35,8 @@ def test_bf16_mixed_keeps_the_table_in_float32_and_the_loss_within_rounding(like
         mixed_table = model.pairwise_log_likelihood(model.flatten(x), z)
         assert model.decoder_params(z[:4]).dtype == torch.bfloat16  # the decoder does run in bfloat16
         naive = model.likelihood.pairwise_log_prob(model.flatten(x), model.decoder_params(z))  # no float32 table
-    assert mixed_table.dtype == mixed.dtype == torch.float32
+        decoded = model.decode(z[:4])
+    assert mixed_table.dtype == mixed.dtype == decoded.dtype == torch.float32  # (plots read decoded images as numpy)
     # the decoder's outputs rounded to 8 significant bits move each log-likelihood by a little; a bfloat16 table
     # would also round the sums of 64 pixels' terms
     assert (mixed - full).abs() < 0.01 * full.abs()
@@ -72,3 +73,24 @@ def test_a_compiled_decoder_gives_the_same_values_and_state_dict():
     loss.backward()
     assert next(compiled.decoder.parameters()).grad is not None  # the compiled module trains the decoder's parameters
     assert compiled.hparams["compile_decoder"] == "eager"  # and a checkpoint compiles it again
+
+
+def test_held_out_estimates_and_embeddings_are_float32_whatever_precision_trained(tmp_path):
+    """Under bf16-mixed the held-out log-likelihood, the posterior summaries the test pass keeps and the embeddings are
+    computed without autocast: the same values as a float32 test of the same weights."""
+    x = (torch.rand(128, 1, 8, 8) < torch.linspace(0.1, 0.9, 64).view(1, 1, 8, 8)).float()
+    loader = DataLoader(TensorDataset(x), batch_size=64)
+    results = {}
+    for precision in ("32-true", "bf16-mixed"):
+        model = _model(eval_num_points=610)
+        trainer = L.Trainer(precision=precision, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+        metrics = trainer.test(model, loader, verbose=False)[0]
+        results[precision] = (metrics["test/log_likelihood"], model.test_results["mean"], model.test_results["entropy"])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert model.eval().embed(x[:4]).dtype == torch.float32
+    (full, mean, entropy), (mixed, mixed_mean, mixed_entropy) = results.values()
+    assert mixed_mean.dtype == mixed_entropy.dtype == torch.float32
+    assert mixed == pytest.approx(full, rel=1e-6)
+    torch.testing.assert_close(mixed_mean, mean)
+    torch.testing.assert_close(mixed_entropy, entropy)
