@@ -11,7 +11,9 @@ directory of HDF5 files (``*.h5`` / ``*.hdf5``), each holding
   ``audio_filenames``, and any features or annotations (e.g. ``mean_freq``, ``duration``, ``species``,
   ``individual``; numbers or strings);
 * optionally, as attributes, the spectrogram parameters (``min_freq``, ``max_freq``, ``mel``,
-  ``max_dur``, ``time_stretch``), from which plots label their axes in kHz and ms;
+  ``max_dur``, ``time_stretch``, ...), from which plots label their axes in kHz and ms, and with the recording's
+  sample rate ``fs`` the spectrograms turn back into sound (:meth:`VocalizationsDataModule.inversion_params`,
+  :func:`lvm.numerics.spectrograms.spectrogram_to_audio`);
 
 or a single ``.npz`` with the same keys. Spectrograms outside [0, 1] are min-max scaled over the whole
 set (Bernoulli-compatible). Batches are ``(spec [1, F, T], label)`` with the label the metadata field
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from lvm.numerics.spectrograms import INVERSION_KEYS, inversion_params
 from lvm.plotting.axes import ImageAxes
 
 from ..base import (SplitDataModule, categorical, encode_labels, grouped_split, metadata_field, npz_array,
@@ -44,6 +47,14 @@ from .frequencies import frequency_axis
 __all__ = ["VocalizationsDataModule", "spectrogram_axes"]
 
 CHUNK = 1024  # spectrograms read at once when scanning a file
+PREPROCESS = "python -m lvm.datamodules.vocalizations.preprocess"
+
+
+def _plain(value):
+    """An HDF5 attribute as a plain Python value (numbers, booleans, strings, lists)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
 
 
 def spectrogram_axes(attrs, shape: tuple[int, int]) -> ImageAxes:
@@ -77,6 +88,8 @@ class VocalizationsDataModule(SplitDataModule):
         self.metadata: dict[str, np.ndarray] = {}
         self.label_names: list[str] | None = None
         self.image_axes: ImageAxes | None = None
+        self._file_params: list[tuple[Path, dict]] = []  # each file and its attributes
+        self._example_files = np.zeros(0, dtype=np.int64)  # [N] each example's file (index into _file_params)
 
     @property
     def shape_hint(self) -> str:
@@ -162,10 +175,12 @@ class VocalizationsDataModule(SplitDataModule):
                     raise ValueError(f"{files[0]}: 'specs' has shape {specs.shape}, expected (N, F, T).")
                 self.metadata = self._read_metadata(archive, files[0], len(specs))
             self.image_axes = spectrogram_axes({}, specs.shape[1:])
+            self._file_params, self._example_files = [(files[0], {})], np.zeros(len(specs), dtype=np.int64)
             low, high = self._range(specs, files[0])
             dataset = TensorDataset(torch.from_numpy((specs - low) / (high - low)).unsqueeze(1), self._labels(len(specs)))
         else:
             rows, metadata, low, high, shape = [], [], np.inf, -np.inf, None
+            self._file_params = []
             for index, path in enumerate(files):
                 with h5py.File(path, "r") as handle:
                     specs = require_dataset(handle, "specs", path, (None, *(shape or (None, None))), np.float32)
@@ -176,6 +191,8 @@ class VocalizationsDataModule(SplitDataModule):
                     low, high = min(low, lo), max(high, hi)
                     metadata.append(self._read_metadata(handle, path, len(specs)))
                     rows += [(index, row) for row in range(len(specs))]
+                    self._file_params.append((path, {key: _plain(value) for key, value in handle.attrs.items()}))
+            self._example_files = np.array([index for index, _ in rows], dtype=np.int64)
             self.metadata = {key: np.concatenate([m[key] for m in metadata]) for key in metadata[0]
                              if all(key in m for m in metadata)}
             labels = self._labels(len(rows))
@@ -210,3 +227,53 @@ class VocalizationsDataModule(SplitDataModule):
         values = None if self.label_key is None else self._field(self.label_key, "label_key")
         labels, self.label_names = encode_labels(values, n)
         return labels
+
+    @property
+    def spectrogram_params(self) -> dict | None:
+        """The preprocessing's parameters (the files' HDF5 attributes, as plain Python values) that every file
+        shares; one that differs between files (``fs`` when the recordings have several sample rates) is left out
+        (:meth:`inversion_params` gives each example's own). ``None`` before ``setup`` or when the files hold no
+        spectrogram parameters (``.npz``, AVA's own files)."""
+        if not self._file_params or "min_freq" not in self._file_params[0][1]:
+            return None
+        first = self._file_params[0][1]
+        return {key: value for key, value in first.items()
+                if all(key in params and params[key] == value for _, params in self._file_params[1:])}
+
+    @property
+    def durations(self) -> np.ndarray | None:
+        """Each syllable's duration (s) in the dataset's order, ``offsets - onsets`` (what the spectrogram shows;
+        ``[N]``), for :func:`lvm.numerics.spectrograms.spectrogram_to_audio`; ``None`` without onsets and offsets."""
+        if "onsets" in self.metadata and "offsets" in self.metadata:
+            return self.metadata["offsets"].astype(float) - self.metadata["onsets"].astype(float)
+        return self.metadata["duration"].astype(float) if "duration" in self.metadata else None
+
+    def inversion_params(self, index: int | None = None, **given) -> dict:
+        """The parameters :func:`lvm.numerics.spectrograms.spectrogram_to_audio` needs, for the example ``index``
+        (dataset order: its file's attributes) or, with ``None``, for an image without a file of its own (a decoded
+        one: the attributes every file shares). ``given`` values fill in or replace attributes, e.g. ``fs=32000`` for
+        files written before the preprocessing recorded the sample rate, or AVA's. A missing parameter is a one-line
+        ``ValueError`` naming the file and the preprocessing flag that sets it; asked for only here, so such files
+        still train and plot."""
+        if not self._file_params:
+            raise RuntimeError("Call setup() before inversion_params(): the parameters are read with the data.")
+        if index is None:
+            params = {**(self.spectrogram_params or {}), **given}
+            files = self._file_params
+        else:
+            path, attributes = self._file_params[int(self._example_files[index])]
+            params, files = {**attributes, **given}, [(path, attributes)]
+        for key in INVERSION_KEYS:
+            if key in params:
+                continue
+            lacking = [path for path, attributes in files if key not in attributes]
+            if not lacking:  # every file has it, with different values
+                values = sorted({attributes[key] for _, attributes in files})
+                raise ValueError(f"The files in {self.root} differ in {key!r} ({', '.join(map(str, values))}); give "
+                                 f"the value for images without a file of their own: inversion_params({key}=...).")
+            setting = ("the recording's sample rate, which earlier versions of the preprocessing did not write"
+                       if key == "fs" else f"set by {PREPROCESS} --params.{key}")
+            raise ValueError(f"{lacking[0]} has no attribute {key!r} ({setting}), needed to turn its spectrograms into "
+                             f"sound: write the files again with {PREPROCESS}, or give it: "
+                             f"inversion_params(..., {key}=...).")
+        return inversion_params(params, source=str(files[0][0]))

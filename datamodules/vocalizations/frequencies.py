@@ -1,27 +1,13 @@
 """The frequency axis of the vocalization spectrograms: the frequency (Hz) of each row, linearly or mel-spaced.
 
-Its own module, imported by the datamodule and the preprocessing alike, so that importing the package does not import
-the ``python -m lvm.datamodules.vocalizations.preprocess`` command (runpy warns when the module it runs is already
+Defined once in :mod:`lvm.numerics.spectrograms` (which also inverts the spectrograms to audio) and re-exported here
+for the datamodule and the preprocessing. Its own module, so that importing the package does not import the
+``python -m lvm.datamodules.vocalizations.preprocess`` command (runpy warns when the module it runs is already
 imported).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from lvm.numerics.spectrograms import frequency_axis, hz_to_mel, mel_to_hz
 
-__all__ = ["frequency_axis"]
-
-
-def _mel(hz: np.ndarray) -> np.ndarray:
-    return 1127.0 * np.log(1 + hz / 700.0)
-
-
-def _inverse_mel(mel: np.ndarray) -> np.ndarray:
-    return 700.0 * (np.exp(mel / 1127.0) - 1)
-
-
-def frequency_axis(min_freq: float, max_freq: float, bins: int, mel: bool) -> np.ndarray:
-    """The frequency (Hz) of each spectrogram row, ``[bins]``, increasing: mel- or linearly spaced."""
-    if mel:
-        return _inverse_mel(np.linspace(_mel(min_freq), _mel(max_freq), bins))
-    return np.linspace(min_freq, max_freq, bins)
+__all__ = ["frequency_axis", "hz_to_mel", "mel_to_hz"]

@@ -20,7 +20,9 @@ scaled the same way.
 Each recording gives ``<out_dir>/<recording path with / as __>.h5`` with ``specs`` (N, F, T) float32,
 ``onsets``, ``offsets`` (s), ``audio_filenames``, ``duration`` (s), ``mean_freq`` (the spectral centroid
 of the scaled syllable, Hz), every further column of the segments CSV (numbers as floats, anything else
-as UTF-8 strings), and the spectrogram parameters as attributes. ``preprocess_summary.json`` counts the
+as UTF-8 strings), and as attributes the spectrogram parameters and ``fs``, the recording's sample rate (Hz; with
+them :func:`lvm.numerics.spectrograms.spectrogram_to_audio` turns the images back into sound; files written before
+``fs`` was recorded cannot be inverted without it). ``preprocess_summary.json`` counts the
 syllables written and skipped (with the reason for each skipped row). The output appears at once at the
 end of a successful run (files are written to a hidden folder and moved), so a failed run leaves none.
 
@@ -230,7 +232,7 @@ def _column(values: pd.Series) -> np.ndarray:
 
 
 def _write_recording(target: Path, name: str, rows: pd.DataFrame, specs: np.ndarray, mean_freq: np.ndarray,
-                     extra: list[str], params: SpectrogramParams) -> None:
+                     extra: list[str], params: SpectrogramParams, rate: float) -> None:
     with h5py.File(target, "w") as handle:
         handle["specs"] = specs
         handle["onsets"] = rows.onset.to_numpy()
@@ -242,6 +244,7 @@ def _write_recording(target: Path, name: str, rows: pd.DataFrame, specs: np.ndar
             handle[column] = _column(rows[column])
         for key, value in dataclasses.asdict(params).items():
             handle.attrs[key] = value
+        handle.attrs["fs"] = float(rate)
 
 
 def preprocess(audio_dir: str, segments: str, out_dir: str, params: SpectrogramParams = SpectrogramParams(),
@@ -298,7 +301,7 @@ def preprocess(audio_dir: str, segments: str, out_dir: str, params: SpectrogramP
             if file_name in names:
                 raise ValueError(f"{name} and {names[file_name]} would both be written to {file_name}; rename one.")
             names[file_name] = name
-            _write_recording(partial / file_name, name, rows, specs, mean_freq, extra, params)
+            _write_recording(partial / file_name, name, rows, specs, mean_freq, extra, params, rate)
             counts["written"] += len(rows)
         _check_outputs(counts, skipped, params)
         summary = {"syllables": len(table), **counts, "skipped": len(skipped),
