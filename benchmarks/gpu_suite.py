@@ -4,7 +4,7 @@ Runs each benchmark script as a subprocess with its own timeout, most important 
 held-out evaluation at m = 2584 and 6765 on MNIST-sized data, the 2-D MNIST QLVM epoch, the test phase, then the same
 QMC step and held-out evaluation on 128 x 128 spectrogram-sized data, the QMC step and the test phase under bf16 mixed
 precision, the chunked QMC step's memory, the other likelihoods' QMC steps, the MLAE, Taylor and R-VAE steps and the
-test phase with a compiled decoder. Whatever no longer fits in ``--budget-s`` is skipped with a note; a benchmark that
+spectrogram inversion's throughput and the test phase with a compiled decoder. Whatever no longer fits in ``--budget-s`` is skipped with a note; a benchmark that
 fails or times out is recorded with its exit status and error, and the suite goes on.
 
 Each benchmark's last output line (one JSON object) is kept in ``<out>/<stem>/<benchmark>.json`` with its command, wall
@@ -123,6 +123,9 @@ BENCHMARKS = (
     Benchmark("rvae_epoch", "rvae_epoch.py", ("--batch", "100", "--repeats", "11", "--pairs", "64"),
               ("--batch", "16", "--repeats", "1", "--pairs", "4"), 120,
               ("epoch_ratio_paper_schedule", "prior_phase_over_vae", "geodesic_solves_per_s")),
+    Benchmark("inversion", "inversion.py", ("--repeats", "3", "--cpu-batches", "16", "--cuda-batches", "64", "256", "1024"),
+              ("--repeats", "1", "--syllables", "8", "--cpu-batches", "4", "--cuda-batches", "8"), 90,
+              ("devices.*.best_syllables_per_s", "quality.all.spectral_convergence_median"), takes_device=False),
     Benchmark("test_phase_compile", "test_phase.py",
               ("--train", "5000", "--test", "10000", "--steps", "40", "--compile"),
               ("--train", "1200", "--test", "300", "--steps", "3", "--compile"), 240, _TEST_PHASE, takes_device=False),
