@@ -282,7 +282,8 @@ class LatentVariableModel(L.LightningModule):
         fused optimiser steps do not bump them). The record is copied only when something has changed."""
         modules = [m for m in (self.decoder, self.likelihood, self.prior, self.encoder, self.posterior)
                    if isinstance(m, nn.Module)]
-        tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())
+                   if not nn.parameter.is_lazy(t)]  # a lazy layer's weights count once they exist
         last = self.__dict__.get("_parameter_state")
         if last is None or not last.describes(tensors, self.training):
             last = TensorSnapshot(tensors, self.training)
@@ -493,9 +494,14 @@ class LatentVariableModel(L.LightningModule):
     def test_step(self, batch, batch_idx):
         values = self._heldout_step(batch, "test")
         if self.test_results is not None:  # one pass: the posterior summaries beside the held-out estimate
-            summary, lattice = self.posterior_summary(batch_data(batch))
+            x = batch_data(batch)
+            summary, lattice = self.posterior_summary(x)
             labels = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
-            self.test_results.add({**values, **summary}, labels, *(lattice or (None, None)))
+            per_example = {name: value for name, value in (values or {}).items()  # (not the scalar diagnostics)
+                           if value.dim() > 0 and len(value) == len(x)}
+            if self.test_results.count == 0:  # the state the pass runs under: lazy layers exist after a first batch
+                self.test_results.key = self.parameter_state()
+            self.test_results.add({**per_example, **summary}, labels, *(lattice or (None, None)))
 
     def on_test_epoch_end(self) -> None:
         if self.test_results is not None:

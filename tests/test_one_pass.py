@@ -192,3 +192,30 @@ def test_results_of_a_changed_model_or_another_lattice_are_not_reused(tmp_path):
     with torch.no_grad():
         next(model.decoder.parameters()).add_(0.1)
     assert model.results_for(datamodule.test_set) is None
+
+
+def test_a_test_pass_keeps_only_per_example_values_of_an_r_vae(tmp_path):
+    """Regression: the R-VAE's held-out evaluation also returns a scalar (the prior normaliser's relative error), which
+    the per-example results took as a batch and failed on (len() of a 0-d tensor)."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import lvm.objectives
+    from lvm.likelihoods import HeteroscedasticGaussianLikelihood
+    from lvm.networks import MeanPrecisionDecoder, MLPEncoder, RBFPrecision
+    from lvm.posteriors import BrownianStepPosterior
+    from lvm.priors import BrownianMotionPrior
+
+    torch.manual_seed(0)
+    decoder = MeanPrecisionDecoder(MLPDecoder([6], [8], activation="elu"), RBFPrecision(2, 6, num_centers=4))
+    model = LatentVariableModel(decoder, HeteroscedasticGaussianLikelihood("identity"), BrownianMotionPrior(2),
+                                lvm.objectives.RiemannianELBO(), MLPEncoder(3, [8]), BrownianStepPosterior(),
+                                eval_num_samples=4)
+    dataset = TensorDataset(torch.randn(20, 6), torch.arange(20))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    metrics = trainer.test(model, DataLoader(dataset, batch_size=8), verbose=False)[0]
+    assert "test/prior_normalisation_error" in metrics
+    results = model.eval().results_for(dataset)
+    assert results is not None and results["log_likelihood"].shape == (20,) and results["mean"].shape == (20, 2)
+    assert "prior_normalisation_error" not in results and results.label_tensor().tolist() == list(range(20))
