@@ -28,10 +28,12 @@ class Explorer(L.Callback):
         max_images: test examples that show their image on hover (a seeded subsample; every point is drawn).
         per_side: decoded images per side of each latent grid.
         recentre: re-centre the torus view (``False``: the square with its seams at 0).
+        audio: for spectrograms of recordings, a click plays a point's original clip (and offers its reconstruction)
+            or a grid cell's decoded sound (:func:`lvm.tools.explore.explorer_audio`); ``False``: no sound.
     """
 
-    def __init__(self, max_images: int = 2000, per_side: int = 24, recentre: bool = True):
-        self.max_images, self.per_side, self.recentre = max_images, per_side, recentre
+    def __init__(self, max_images: int = 2000, per_side: int = 24, recentre: bool = True, audio: bool = True):
+        self.max_images, self.per_side, self.recentre, self.audio = max_images, per_side, recentre, audio
 
     @rank_zero_only
     def on_test_end(self, trainer, pl_module):
@@ -41,6 +43,6 @@ class Explorer(L.Callback):
     def _write(self, trainer, pl_module) -> None:
         table, _ = embedding_table(pl_module, trainer.datamodule, ("test",))
         html = build_explorer(pl_module, trainer.datamodule, table, self.max_images, self.per_side,
-                              offsets=view_offsets(trainer, pl_module, self.recentre))
+                              offsets=view_offsets(trainer, pl_module, self.recentre), audio=self.audio)
         write_atomically(Path(trainer.default_root_dir) / "plots" / "explorer.html",
                          lambda partial: partial.write_text(html, encoding="utf-8"))

@@ -693,7 +693,7 @@ def test_the_explore_command_recentres_by_default_and_not_with_recentre_false(tm
     model = SimpleNamespace(prior=SimpleNamespace(dim=2, periodic=True))
     given = []
     monkeypatch.setattr(explore, "checkpoint_embedding", lambda args, rest: (model, None, table, {}))
-    monkeypatch.setattr(explore, "build_explorer", lambda *args, offsets=None: given.append(offsets) or "<html>")
+    monkeypatch.setattr(explore, "build_explorer", lambda *args, offsets=None, audio=True: given.append(offsets) or "<html>")
     for option in ([], ["--recentre", "false"]):
         explore.main(["--ckpt", "x.ckpt", "--out", str(tmp_path / "e.html"), *option])
     np.testing.assert_allclose(given[0], seam_offsets(table[["z1", "z2"]].to_numpy()))

@@ -17,7 +17,12 @@ In the page you can
   its edges run through the emptiest rows and columns, :func:`lvm.numerics.torus.seam_offsets`): points and cells are
   drawn at ``u = (z - c) mod 1``, while the ticks, the tooltips and the table give ``z``;
 - recolour the points by any metadata field with the "Colour by" selector;
-- pan, zoom, box-select (selections are linked across the projections of a 3-D latent), reset and save a PNG.
+- pan, zoom, box-select (selections are linked across the projections of a 3-D latent), reset and save a PNG;
+- with sound (``audio``, :class:`ExplorerAudio`: spectrograms of vocalizations), click a point of the picture
+  subsample to hear its original recording (the "reconstruction" button then plays the sound of its decoded
+  spectrogram), or empty space to hear the decoded sound of that grid cell; the "Playback speed" selector slows
+  playback (x0.25, x0.1) with the pitch falling by the same factor (time expansion, for ultrasonic calls). The
+  clips are inlined as Ogg/Opus data URIs (:func:`audio_data_uri`) and played by an HTML ``Audio`` element.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import numpy as np
 import pandas as pd
 from bokeh.embed import file_html
 from bokeh.layouts import column, gridplot
-from bokeh.models import (BoxAnnotation, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, CustomJSTickFormatter,
+from bokeh.events import Tap
+from bokeh.models import (BoxAnnotation, Button, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, CustomJSTickFormatter,
                           Div, HoverTool, Legend, LegendItem, LinearColorMapper, PanTool, Range1d, ResetTool, SaveTool,
                           Select, Tooltip, WheelZoomTool)
 from bokeh.palettes import Category10, Category20, Turbo256, Viridis256, linear_palette
@@ -42,7 +48,7 @@ from bokeh.resources import INLINE
 
 from lvm.numerics.torus import translate
 
-__all__ = ["LatentGrid", "explorer_html"]
+__all__ = ["LatentGrid", "Sound", "ExplorerAudio", "audio_data_uri", "explorer_html"]
 
 MAX_COLOR_CATEGORIES = 50  # by default a non-numeric column is a colour field if it has at most this many values
 MAX_INTEGER_CATEGORIES = 20  # integer columns with at most this many values are categorical, as in lvm.plotting.figures
@@ -56,6 +62,13 @@ ROW_COLUMN = "__explorer_row"  # row position: the y axis of a 1-D latent withou
 CELL_COLUMN = "__explorer_cell"  # latent coordinates of a grid cell, as text
 CODE_COLUMN_PREFIX = "__explorer_code:"  # integer codes 0..k-1 of a categorical colour field, -1 where missing
 VIEW_COLUMN_PREFIX = "__explorer_view:"  # where a latent is drawn in a re-centred torus view, (z - c) mod 1
+AUDIO_COLUMN = "__explorer_audio"  # data URI of a row's original clip (of a cell's decoded sound), "" for none
+RECONSTRUCTION_COLUMN = "__explorer_reconstruction"  # data URI of the sound of a row's decoded spectrogram, or ""
+SPEED_SUFFIX = ":speed"  # the playback rate at which a clip of that column plays at its true speed (see audio_data_uri)
+PLAYBACK_SPEEDS = {"x1": 1.0, "x0.25": 0.25, "x0.1": 0.1}  # the playback-rate selector's options
+OPUS_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)  # the sample rates Opus encodes
+OPUS_COMPRESSION = 0.85  # libsndfile's compression level for Opus (0: best quality, 1: smallest)
+TAP_RADIUS_PX = 8  # a click this close (screen pixels) to a point with sound plays it
 PROJECTIONS = {1: [(0,)], 2: [(0, 1)], 3: [(0, 1), (0, 2), (1, 2)]}  # latent dims plotted, by number of latents
 
 
@@ -66,6 +79,70 @@ class LatentGrid:
     dims: tuple[int, ...]  # the latent coordinates that vary: (i, j) for a plane, (i,) for a 1-D latent (0-based)
     coords: np.ndarray  # [g, len(dims)] grid coordinates, cell centres of a regular grid
     images: np.ndarray  # [g, H, W] (grey) or [g, H, W, 3] (RGB), floats in [0, 1], row 0 at the top; or [g, D] vectors
+
+
+@dataclass
+class Sound:
+    """A mono sound: samples (floats, full scale 1) at ``sample_rate`` Hz."""
+
+    waveform: np.ndarray  # [n]
+    sample_rate: float
+
+
+@dataclass
+class ExplorerAudio:
+    """The sounds of an explorer page: of each picture row (in the order of ``image_rows``) its original recording
+    and the sound of its decoded spectrogram (None where there is none, e.g. the recording is missing), and of each
+    grid (in the order of ``grids``) the decoded sound of each cell."""
+
+    originals: list[Sound | None]
+    reconstructions: list[Sound | None]
+    grids: list[list[Sound]] = ()
+
+
+def audio_data_uri(sound: Sound | None) -> tuple[str, float]:
+    """``(uri, speed)``: the sound as an Ogg/Opus ``data:`` URI, peak-normalised to 0.9 of full scale, and the
+    ``playbackRate`` that plays it at its true speed; ``("", 1.0)`` for None or an empty sound. Opus encodes only
+    8, 12, 16, 24 and 48 kHz: a sound at up to 48 kHz is resampled (polyphase) to the lowest of these at or above
+    its rate (speed 1); one at a higher rate (ultrasound) is stored sample for sample as if at 48 kHz, i.e. slowed
+    down by ``rate / 48000``, and played back at ``speed = rate / 48000`` (Opus keeps up to 20 kHz of the stored
+    48 kHz, so up to ``20 kHz * rate / 48 kHz`` of the original)."""
+    import soundfile
+    from scipy.signal import resample_poly
+
+    if sound is None or len(sound.waveform) == 0:
+        return "", 1.0
+    wave = np.asarray(sound.waveform, dtype=np.float64)
+    rate = float(sound.sample_rate)
+    speed = 1.0
+    if rate > OPUS_RATES[-1]:
+        stored, speed = OPUS_RATES[-1], rate / OPUS_RATES[-1]
+    else:
+        stored = next(r for r in OPUS_RATES if r >= rate - 1e-6)
+        if abs(stored - rate) > 1e-6:
+            up, down = _rational(stored / rate)
+            wave = resample_poly(wave, up, down)
+    peak = np.abs(wave).max()
+    wave = np.zeros_like(wave) if not peak > 0 else 0.9 * wave / peak
+    buffer = io.BytesIO()
+    soundfile.write(buffer, wave.astype(np.float32), stored, format="OGG", subtype="OPUS",
+                    compression_level=OPUS_COMPRESSION)
+    return "data:audio/ogg;codecs=opus;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), speed
+
+
+def _rational(ratio: float) -> tuple[int, int]:
+    from fractions import Fraction
+
+    fraction = Fraction(ratio).limit_denominator(1000)
+    return fraction.numerator, fraction.denominator
+
+
+def _audio_columns(sounds: list[Sound | None], column: str, rows: np.ndarray | None, n_rows: int) -> dict:
+    """The data URI and speed columns of ``sounds``, placed at ``rows`` of ``n_rows`` (all rows when None)."""
+    uris, speeds = [""] * n_rows, np.ones(n_rows, dtype=np.float32)
+    for position, sound in zip(range(n_rows) if rows is None else rows, sounds):
+        uris[position], speeds[position] = audio_data_uri(sound)
+    return {column: uris, column + SPEED_SUFFIX: speeds}
 
 
 @dataclass
@@ -106,7 +183,8 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
                   decoded: np.ndarray | None = None, grids: list[LatentGrid] = (),
                   color_fields: list[str] | None = None, categories: dict[str, list[str]] | None = None,
                   cmap: str = "gray", title: str = "Embedding explorer",
-                  bounds: list[tuple[float, float]] | None = None, offsets: np.ndarray | None = None) -> str:
+                  bounds: list[tuple[float, float]] | None = None, offsets: np.ndarray | None = None,
+                  audio: ExplorerAudio | None = None) -> str:
     """The text of a self-contained HTML page exploring an embedding.
 
     Args:
@@ -136,6 +214,9 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
             :func:`lvm.numerics.torus.seam_offsets`): the points and the grid cells (whose ``coords`` are the latents
             decoded) are drawn at ``u = (z - c) mod 1``, the axes ticked with the original ``(u + c) mod 1`` and
             labelled with the seam; tooltips show original coordinates. ``None``: the square as it is.
+        audio: the sounds of the picture rows (their original clips and the sounds of their decoded
+            spectrograms) and of the grid cells (:class:`ExplorerAudio`): a click on a point plays its clip, a click
+            in a cell its decoded sound, at the speed of the page's "Playback speed" selector. ``None``: no sound.
     """
     _check_table(table, latent_columns, periodic, bounds, offsets)
     table = table.reset_index(drop=True)
@@ -145,6 +226,11 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
     line_plots = _line_plots(images, decoded, grids)
     data = {name: _column_values(table[name]) for name in table.columns}
     data[IMAGE_COLUMN] = _point_image_tags(len(table), images, image_rows, decoded, cmap, line_plots)
+    grid_sounds = _check_audio(audio, image_rows, grids)
+    if audio is not None:
+        rows = np.asarray(image_rows)
+        data.update(_audio_columns(audio.originals, AUDIO_COLUMN, rows, len(table)))
+        data.update(_audio_columns(audio.reconstructions, RECONSTRUCTION_COLUMN, rows, len(table)))
     for field in fields:
         if field.codes is not None:
             data[field.data_column] = field.codes
@@ -172,7 +258,7 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
                         formats=[_value_format(table[name]) for name in tooltip_columns], image_column=IMAGE_COLUMN,
                         cell_column=CELL_COLUMN, point_caption=point_caption, cell_caption=cell_caption,
                         max_points=MAX_TOOLTIP_POINTS)
-    plots, renderers = [], []
+    plots, renderers, cell_sources = [], [], []
     for dims in projections:
         x_axis = latent_axes[dims[0]]
         y_axis = latent_axes[dims[1]] if len(dims) == 2 else value_axis
@@ -180,17 +266,18 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
         frame = (side, side if len(dims) == 2 else 300)  # frame width and height, pixels
         plot = _projection_figure(x_axis, y_axis, periodic, frame, square=len(dims) == 2)
         cells = [_draw_grid(plot, grid, latent_axes, cmap, line_plots,
-                            strip_range=None if len(dims) == 2 else y_axis.range)
+                            strip_range=None if len(dims) == 2 else y_axis.range, sounds=grid_sounds.get(id(grid)))
                  for grid in grids_by_projection[dims]]
         renderer = _draw_points(plot, points, x_axis, y_axis, fields, len(table))
         _add_hover(plot, renderer, cells, x_axis, y_axis, frame, shared_hover)
         plots.append(plot)
         renderers.append(renderer)
+        cell_sources.append([cell.data_source for cell in cells])
 
     legend, color_bar, legend_items = _color_keys(plots[-1], fields, renderers[-1])
     n_images = 0 if images is None else len(images)
     header = Div(text=_header_html(title, len(table), n_images, sum(len(grid.coords) for grid in grids), periodic,
-                                   latent_axes, line_plots))
+                                   latent_axes, line_plots, audio is not None))
     controls = []
     if fields:
         selector = Select(title="Colour by", name="colour-selector", value=fields[0].name,
@@ -201,6 +288,8 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
                       legend_items=legend_items),
             code=_RECOLOUR_JS))
         controls.append(selector)
+    if audio is not None:
+        controls.append(_audio_controls(plots, points, cell_sources, latent_axes, value_axis, projections))
     page = column(header, *controls, gridplot([plots], toolbar_location="right", toolbar_options=dict(logo=None)))
     return file_html(page, resources=INLINE, title=title)
 
@@ -261,7 +350,7 @@ const significant = (value) => {  // printf's %.4g
     const exponent = Math.floor(Math.log10(Math.abs(value)))
     const text = exponent < -4 || exponent >= 4 ? value.toExponential(3) : value.toPrecision(4)
     const [mantissa, power] = text.split("e")
-    const trimmed = mantissa.includes(".") ? mantissa.replace(/\.?0+$/, "") : mantissa
+    const trimmed = mantissa.includes(".") ? mantissa.replace(/\\.?0+$/, "") : mantissa
     return power == null ? trimmed : `${trimmed}e${power}`
 }
 const picture = (box, tag, caption) => {
@@ -315,6 +404,138 @@ if (key == null) {
         tooltip.explorer_key = key
     }
     tooltip.show({x: sx, y: sy})
+}
+"""
+
+
+def _check_audio(audio: ExplorerAudio | None, image_rows: np.ndarray | None, grids: list[LatentGrid]) -> dict:
+    """The sounds of each grid's cells by ``id(grid)``; errors for sounds that do not match the rows or cells."""
+    if audio is None:
+        return {}
+    count = 0 if image_rows is None else len(image_rows)
+    if len(audio.originals) != count or len(audio.reconstructions) != count:
+        raise ValueError(f"audio needs one original and one reconstruction (or None) per picture row: got "
+                         f"{len(audio.originals)} and {len(audio.reconstructions)} for {count} image_rows")
+    if len(audio.grids) not in (0, len(grids)):
+        raise ValueError(f"audio.grids has the sounds of {len(audio.grids)} grids for {len(grids)} grids")
+    sounds = {}
+    for grid, cell_sounds in zip(grids, audio.grids):
+        if len(cell_sounds) != len(grid.coords):
+            raise ValueError(f"the grid over dims {tuple(grid.dims)} has {len(grid.coords)} cells but "
+                             f"{len(cell_sounds)} sounds")
+        sounds[id(grid)] = cell_sounds
+    return sounds
+
+
+def _audio_controls(plots: list, points: ColumnDataSource, cell_sources: list[list[ColumnDataSource]],
+                    latent_axes: list[_Axis], value_axis: _Axis | None, projections: list[tuple[int, ...]]):
+    """The playback-speed selector, the buttons replaying a clicked point's original and reconstruction, a status
+    line, and on each plot the click (tap) handler that plays a point's clip or a grid cell's decoded sound."""
+    from bokeh.layouts import row
+
+    speed = Select(title="Playback speed (pitch falls with it)", name="playback-speed", value=next(iter(PLAYBACK_SPEEDS)),
+                   options=list(PLAYBACK_SPEEDS), width=220)
+    original = Button(label="\u25b6 original", name="play-original", width=110, disabled=True)
+    reconstruction = Button(label="\u25b6 reconstruction", name="play-reconstruction", width=140, disabled=True)
+    status = Div(text="Click a point to hear it, or empty space to hear the decoded sound there.",
+                 name="audio-status", width=520)
+    shared = dict(speed=speed, speeds=PLAYBACK_SPEEDS, status=status, original_button=original,
+                  reconstruction_button=reconstruction)
+    speed.js_on_change("value", CustomJS(args=shared, code=_PLAY_JS + _SPEED_JS))
+    original.js_on_event("button_click", CustomJS(args=dict(shared, which="original"), code=_PLAY_JS + _REPLAY_JS))
+    reconstruction.js_on_event("button_click", CustomJS(args=dict(shared, which="reconstruction"),
+                                                        code=_PLAY_JS + _REPLAY_JS))
+    for plot, dims, cells in zip(plots, projections, cell_sources):
+        x_axis = latent_axes[dims[0]]
+        y_axis = latent_axes[dims[1]] if len(dims) == 2 else value_axis
+        plot.js_on_event(Tap, CustomJS(code=_PLAY_JS + _TAP_JS, args=dict(
+            shared, plot=plot, points=points, cells=cells, x_column=x_axis.data_column, y_column=y_axis.data_column,
+            x_range=x_axis.range, y_range=y_axis.range, audio_column=AUDIO_COLUMN,
+            reconstruction_column=RECONSTRUCTION_COLUMN, speed_suffix=SPEED_SUFFIX, cell_column=CELL_COLUMN,
+            radius=TAP_RADIUS_PX)))
+    return row(speed, original, reconstruction, status)
+
+
+# the one Audio element playing at a time, in window.explorer_audio with the clicked point's clips
+_PLAY_JS = """
+const state = (window.explorer_audio ??= {element: null, point: null})
+const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+const play = (uri, clip_speed, what) => {
+    if (state.element != null)
+        state.element.pause()
+    state.element = null
+    if (!uri) {
+        status.text = escape(`No sound: ${what}`)
+        return
+    }
+    const audio = new Audio(uri)
+    audio.preservesPitch = false  // slower playback lowers the pitch: time expansion
+    audio.mozPreservesPitch = false
+    audio.webkitPreservesPitch = false
+    audio.explorer_speed = clip_speed
+    audio.defaultPlaybackRate = audio.playbackRate = clip_speed * speeds[speed.value]
+    state.element = audio
+    status.text = escape(`Playing ${what} at ${speed.value}`)
+    audio.play().catch((error) => {
+        if (error.name === "AbortError" || state.element !== audio)
+            return  // paused for the next clip before it started
+        status.text = escape(`Cannot play ${what}: ${error.message}`)
+        console.warn(`explorer: cannot play ${what}: ${error.message}`)
+    })
+}
+"""
+
+_SPEED_JS = """
+if (state.element != null)
+    state.element.playbackRate = state.element.explorer_speed * speeds[speed.value]
+"""
+
+_REPLAY_JS = """
+if (state.point == null)
+    status.text = "Click a point first."
+else
+    play(...state.point[which], `the ${which} of ${state.point.label}`)
+"""
+
+_TAP_JS = """
+const {x, y} = cb_obj
+const pixels_per_unit = [plot.frame_width / (x_range.end - x_range.start),
+                         plot.frame_height / (y_range.end - y_range.start)]
+const xs = points.data[x_column], ys = points.data[y_column]
+const originals = points.data[audio_column], reconstructions = points.data[reconstruction_column]
+let nearest = -1, best = radius
+for (let i = 0; i < xs.length; i++) {
+    if (!originals[i] && !reconstructions[i])
+        continue
+    const distance = Math.hypot((xs[i] - x) * pixels_per_unit[0], (ys[i] - y) * pixels_per_unit[1])
+    if (distance <= best) {
+        best = distance
+        nearest = i
+    }
+}
+if (nearest >= 0) {
+    const i = nearest
+    state.point = {original: [originals[i], points.data[audio_column + speed_suffix][i]],
+                   reconstruction: [reconstructions[i], points.data[reconstruction_column + speed_suffix][i]],
+                   label: `point ${i + 1}`}
+    original_button.disabled = !originals[i]
+    reconstruction_button.disabled = !reconstructions[i]
+    if (originals[i])
+        play(...state.point.original, `the original of point ${i + 1}`)
+    else
+        play(...state.point.reconstruction, `the reconstruction of point ${i + 1} (its recording is missing)`)
+} else {
+    for (const source of cells) {
+        const d = source.data
+        const clips = d[audio_column]
+        if (clips == null)
+            continue
+        const k = d.x.findIndex((cx, j) => Math.abs(x - cx) <= d.width[j] / 2 && Math.abs(y - d.y[j]) <= d.height[j] / 2)
+        if (k >= 0) {
+            play(clips[k], d[audio_column + speed_suffix][k], `the decoded sound at ${d[cell_column][k]}`)
+            break
+        }
+    }
 }
 """
 
@@ -631,7 +852,7 @@ def _marker_style(count: int) -> tuple[float, float]:
 
 
 def _draw_grid(plot, grid: LatentGrid, latent_axes: list[_Axis], cmap: str, line_plots: _LinePlots | None,
-               strip_range: Range1d | None):
+               strip_range: Range1d | None, sounds: list[Sound] | None = None):
     """Faint cells centred on the grid's coordinates (where the view draws them), holding the decoded images (or line
     plots of the decoded vectors); for a 1-D latent vertical strips spanning ``strip_range``."""
     coords = np.asarray(grid.coords, dtype=float)
@@ -653,6 +874,8 @@ def _draw_grid(plot, grid: LatentGrid, latent_axes: list[_Axis], cmap: str, line
     cells[IMAGE_COLUMN] = _picture_tags(pictures, cmap, line_plots, [MEAN_LINE_COLOR])
     cells[CELL_COLUMN] = [", ".join(f"{axis.label} = {value:.3g}" for axis, value in zip(axes, point))
                           for point in coords]
+    if sounds is not None:
+        cells.update(_audio_columns(sounds, AUDIO_COLUMN, None, len(coords)))
     return plot.rect(x="x", y="y", width="width", height="height", source=ColumnDataSource(cells),
                      fill_color="#808080", fill_alpha=0.03, line_color="#999999", line_alpha=0.25,
                      hover_fill_color="#808080", hover_fill_alpha=0.15, hover_line_color="#555555")
@@ -692,13 +915,16 @@ def _line_plot_captions(line_plots: _LinePlots | None, decoded: bool) -> tuple[s
 
 
 def _header_html(title: str, n_points: int, n_images: int, n_cells: int, periodic: bool, latent_axes: list[_Axis],
-                 line_plots: _LinePlots | None) -> str:
+                 line_plots: _LinePlots | None, audio: bool = False) -> str:
     kind = "an image" if line_plots is None else "a line plot"
     details = [f"{n_points:,} points, {n_images:,} of them with {kind} on hover"]
     if len(latent_axes) > 3:
         details.append(f"the first 3 of {len(latent_axes)} latent coordinates")
     if n_cells:
         details.append(f"{n_cells:,} decoded grid cells: hover empty space to see what the model generates there")
+    if audio:
+        details.append("click a point with a picture to hear its recording (and its reconstruction), empty space "
+                       "to hear the decoded sound there")
     if periodic:
         details.append("torus: edges identified")
     if latent_axes[0].offset is not None:

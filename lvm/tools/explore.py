@@ -1,6 +1,6 @@
 """An interactive explorer of a trained model's embedding:
 ``python -m lvm.tools.explore --ckpt CKPT --out explorer.html [--splits test] [--max_images 2000] [--recentre false]
-[--data.init_args.* ...]``.
+[--audio false] [--data.init_args.* ...]``.
 
 Writes one self-contained HTML file (:func:`lvm.plotting.explorer.explorer_html`; it opens without a network): the
 embedding (posterior means, :mod:`lvm.analysis.embedding`) coloured by any label or metadata field; hovering a point shows
@@ -11,6 +11,10 @@ latent over it. 3-D latents are shown as three linked 2-D projections, the third
 data's median (circular mean on the torus). On the torus the view is re-centred (``--recentre false``: not): the square
 shifted so that its edges run through the emptiest rows and columns of the embedding shown
 (:func:`lvm.numerics.torus.seam_offsets`), its ticks and tooltips giving the original coordinates.
+For a model of vocalization spectrograms (a datamodule with ``inversion_params``) the page also plays sound
+(:func:`explorer_audio`; ``--audio false``: not): a click on a point with a picture plays its original clip, cut from
+the recording named in its metadata, and offers the sound of its decoded spectrogram; a click in empty space plays
+the decoded sound of that grid cell (at the data set's median duration); a selector slows playback (x0.25, x0.1).
 :class:`lvm.callbacks.Explorer` writes the same file for the test set as ``plots/explorer.html``.
 """
 
@@ -31,9 +35,12 @@ if TYPE_CHECKING:
 # NumPy, PyTorch, Bokeh and the model's modules are imported inside the functions that use them, so that ``--help``
 # (argument parsing) imports none of them; importing this module as a library stays cheap until a function runs.
 
-__all__ = ["plot_bounds", "latent_grids", "hover_images", "build_explorer", "main"]
+__all__ = ["plot_bounds", "latent_grids", "hover_images", "audio_folders", "original_clips", "explorer_audio",
+           "build_explorer", "main"]
 
 HIDDEN_COLUMNS = ("index",)  # positions within a split; ``example`` identifies the row
+AUDIO_ITERATIONS = 32  # Griffin-Lim iterations of the page's decoded sounds
+AUDIO_BATCH = 256  # spectrograms inverted at once
 
 
 def _centre(values: np.ndarray, periodic: bool) -> float:
@@ -127,11 +134,173 @@ def hover_images(datamodule, table: pd.DataFrame, max_images: int, flip: bool,
     return _displayable(torch.stack(items), flip), rows
 
 
+def _dataset_index(datamodule, split: str, position: int) -> int:
+    """The position in the whole data set (the order of ``datamodule.metadata``) of example ``position`` of ``split``."""
+    from torch.utils.data import Subset
+
+    dataset, index = getattr(datamodule, f"{split}_set"), int(position)
+    while isinstance(dataset, Subset):
+        index, dataset = int(dataset.indices[index]), dataset.dataset
+    return index
+
+
+def audio_folders(datamodule) -> list:
+    """Where the recordings named in the metadata (``audio_filenames``, relative to the preprocessing's
+    ``--audio_dir``) may be, in the order tried: the datamodule's ``audio_root`` (or ``audio_dir``) if it has one; the
+    ``audio_dir`` recorded in ``preprocess_config.yaml`` beside the spectrograms (as given, i.e. relative to the
+    working directory, then relative to the data folder and to its parent); the data folder itself."""
+    from pathlib import Path
+
+    import yaml
+
+    folders = [Path(getattr(datamodule, name)) for name in ("audio_root", "audio_dir")
+               if getattr(datamodule, name, None) is not None]
+    root = Path(getattr(datamodule, "root", "."))
+    data_folder = root if root.is_dir() else root.parent
+    config = data_folder / "preprocess_config.yaml"
+    if config.is_file():
+        try:
+            recorded = (yaml.safe_load(config.read_text()) or {}).get("audio_dir")
+        except yaml.YAMLError:
+            recorded = None
+        if recorded:
+            recorded = Path(recorded)
+            folders += [recorded] if recorded.is_absolute() else [recorded, data_folder / recorded,
+                                                                  data_folder.parent / recorded]
+    folders.append(data_folder)
+    unique = []
+    for folder in folders:
+        if folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def original_clips(datamodule, indices) -> list:
+    """The original sound (:class:`lvm.plotting.explorer.Sound`) of the examples ``indices`` (positions in the whole
+    data set): cut from the recording named in ``metadata["audio_filenames"]`` at its ``onsets`` and ``offsets``
+    (:func:`audio_folders` says where recordings are looked for); None where the metadata names no recording or the
+    file is missing or unreadable, with one warning per such file naming it."""
+    import warnings
+
+    import numpy as np
+    import soundfile
+
+    from lvm.plotting.explorer import Sound
+
+    metadata = getattr(datamodule, "metadata", {}) or {}
+    if not all(key in metadata for key in ("audio_filenames", "onsets", "offsets")):
+        return [None] * len(indices)
+    folders = audio_folders(datamodule)
+    found, clips = {}, []
+    for index in indices:
+        name = metadata["audio_filenames"][index]
+        name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+        if name not in found:
+            path = next((folder / name for folder in folders if (folder / name).is_file()), None)
+            if path is None:
+                warnings.warn(f"Explorer: the recording {name} named in the metadata (audio_filenames) was not found "
+                              f"(looked in {', '.join(str(folder) for folder in folders)}); its points play only their "
+                              "reconstruction. Give the folder as the datamodule's audio_root, or restore the file.",
+                              stacklevel=2)
+            found[name] = path
+        path = found[name]
+        if path is None:
+            clips.append(None)
+            continue
+        try:
+            rate = soundfile.info(str(path)).samplerate
+            start = max(int(round(float(metadata["onsets"][index]) * rate)), 0)
+            stop = max(int(round(float(metadata["offsets"][index]) * rate)), start)
+            samples = soundfile.read(str(path), start=start, stop=stop, dtype="float64", always_2d=True)[0]
+        except (soundfile.SoundFileError, RuntimeError, ValueError) as error:
+            warnings.warn(f"Explorer: the recording {path} cannot be read ({error}); its points play only their "
+                          "reconstruction.", stacklevel=2)
+            found[name] = None
+            clips.append(None)
+            continue
+        clips.append(Sound(samples.mean(axis=1), float(rate)) if len(samples) else None)
+    return clips
+
+
+def _sounds(images: torch.Tensor, params: list[dict], durations: np.ndarray, iterations: int) -> list:
+    """The sounds of spectrograms ``images [n, 1, F, T]`` (the preprocessing's orientation), each with its parameters
+    and duration; inverted in batches of examples sharing their parameters."""
+    import numpy as np
+
+    from lvm.numerics.spectrograms import spectrogram_to_audio
+    from lvm.plotting.explorer import Sound
+
+    sounds = [None] * len(images)
+    groups = {}
+    for i, p in enumerate(params):
+        groups.setdefault(tuple(sorted((key, str(value)) for key, value in p.items())), []).append(i)
+    for members in groups.values():
+        for start in range(0, len(members), AUDIO_BATCH):
+            batch = members[start:start + AUDIO_BATCH]
+            inverted = spectrogram_to_audio(images[batch], params[batch[0]], np.asarray(durations)[batch],
+                                            iterations=iterations)
+            waves, lengths = inverted.waveforms.cpu().numpy(), inverted.lengths.cpu().numpy()
+            for i, wave, length in zip(batch, waves, lengths):
+                sounds[i] = Sound(wave[: int(length)].astype(np.float64), float(inverted.sample_rate))
+    return sounds
+
+
+def explorer_audio(model, datamodule, table: pd.DataFrame, rows: np.ndarray, grids: list[LatentGrid], flip: bool,
+                   iterations: int = AUDIO_ITERATIONS):
+    """The page's sounds (:class:`lvm.plotting.explorer.ExplorerAudio`) for a model of vocalization spectrograms:
+    of each row ``rows`` of ``table`` its original clip (:func:`original_clips`) and the sound of the spectrogram
+    decoded at its latent (the posterior mean in ``table``) at its own duration; of each grid cell the sound of its
+    decoded spectrogram at the data set's median duration (:func:`lvm.numerics.spectrograms.spectrogram_to_audio`,
+    ``iterations`` of Griffin-Lim), with the parameters all files share (where they differ, e.g. recordings at
+    several sample rates, those of the most common recording among the picture rows). None (no sound) for other data; a warning and None when the files lack what the
+    inversion needs (e.g. the sample rate ``fs``) or the data set records no durations."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from lvm.analysis.embedding import latent_columns
+    from lvm.plotting.explorer import ExplorerAudio
+
+    if not hasattr(datamodule, "inversion_params"):
+        return None
+    durations = getattr(datamodule, "durations", None)
+    try:
+        if durations is None or not len(durations):
+            raise ValueError("the data set records no syllable durations (onsets and offsets, or duration)")
+        indices = [_dataset_index(datamodule, split, position)
+                   for split, position in zip(table["split"].to_numpy()[rows], table["index"].to_numpy()[rows])]
+        params = [datamodule.inversion_params(index) for index in indices]
+        try:
+            shared = datamodule.inversion_params()
+        except ValueError:  # files that differ, e.g. in their sample rate: the grid sounds as the most common one
+            keys = [tuple(sorted((key, str(value)) for key, value in p.items())) for p in params]
+            shared = params[max(range(len(keys)), key=lambda i: (keys.count(keys[i]), -i))]
+    except ValueError as error:
+        warnings.warn(f"Explorer: no sound on the page: {error}", stacklevel=2)
+        return None
+    z = torch.as_tensor(table[latent_columns(model.prior.dim)].to_numpy()[rows])
+    with torch.no_grad():
+        decoded = model.decode(z.to(model.device, model.dtype)).float().clamp(0, 1)  # [n, 1, F, T]
+    reconstructions = _sounds(decoded, params, np.asarray(durations, dtype=float)[indices], iterations)
+    median = float(np.median(durations))
+    grid_sounds = []
+    for grid in grids:
+        images = torch.as_tensor(np.ascontiguousarray(grid.images), dtype=torch.float32, device=model.device)
+        if images.dim() != 3:  # RGB or vectors: not spectrograms
+            return None
+        images = (images.flip(-2) if flip else images)[:, None]  # back to the preprocessing's orientation
+        grid_sounds.append(_sounds(images, [shared] * len(images), np.full(len(images), median), iterations))
+    return ExplorerAudio(originals=original_clips(datamodule, indices), reconstructions=reconstructions,
+                         grids=grid_sounds)
+
+
 def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 2000, per_side: int = 24,
-                   title: str | None = None, offsets: np.ndarray | None = None) -> str:
+                   title: str | None = None, offsets: np.ndarray | None = None, audio: bool = True) -> str:
     """The explorer's HTML for ``table`` (from :func:`lvm.analysis.embedding.embedding_table`) of ``model`` and
     ``datamodule``; on the torus in the view re-centred by ``offsets`` ``[d]`` (:func:`lvm.numerics.torus.seam_offsets`
-    of an embedding; ``None``: the square as it is)."""
+    of an embedding; ``None``: the square as it is). For spectrograms of recordings the page plays sound
+    (:func:`explorer_audio`) unless ``audio`` is False."""
     import torch
 
     from lvm.analysis.embedding import latent_columns
@@ -149,8 +318,10 @@ def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 200
     shown = table.drop(columns=[c for c in table.columns if c in HIDDEN_COLUMNS or c.startswith(("mode", "spread"))])
     first = columns + [c for c in ("label_name", "label") if c in shown]  # the label colours the first view
     shown = shown[first + [c for c in shown.columns if c not in first]]
+    grids = latent_grids(model, embedding, bounds, per_side, flip, offsets)
+    sounds = explorer_audio(model, datamodule, table, rows, grids, flip) if audio and images is not None else None
     return explorer_html(shown, columns, periodic=periodic, images=images, image_rows=rows, decoded=decoded,
-                         grids=latent_grids(model, embedding, bounds, per_side, flip, offsets),
+                         grids=grids, audio=sounds,
                          cmap="magma" if flip else "gray", bounds=None if periodic else bounds, offsets=offsets,
                          title=title or f"{type(datamodule).__name__}: {dim}-D embedding, {len(table)} examples")
 
@@ -164,6 +335,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recentre", type=yes_or_no, default=True,
                         help="on the torus, shift the view so that its edges run through the emptiest rows and "
                              "columns of the embedding (true/false; ticks and tooltips keep the original coordinates)")
+    parser.add_argument("--audio", type=yes_or_no, default=True,
+                        help="for spectrograms of recordings, play the points' original clips, their reconstructions "
+                             "and the grid's decoded sounds on click (true/false)")
     args, rest = parser.parse_known_args(argv)
 
     def explore() -> None:
@@ -174,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
         model, datamodule, table, _ = checkpoint_embedding(args, rest)
         recentred = args.recentre and model.prior.periodic
         offsets = seam_offsets(table[latent_columns(model.prior.dim)].to_numpy()) if recentred else None
-        html = build_explorer(model, datamodule, table, args.max_images, args.per_side, offsets=offsets)
+        html = build_explorer(model, datamodule, table, args.max_images, args.per_side, offsets=offsets,
+                              audio=args.audio)
         out = write_atomically(args.out, lambda partial: partial.write_text(html, encoding="utf-8"))
         print(f"Wrote {out} ({len(table)} points); open it in a browser (it needs no network).")
 
