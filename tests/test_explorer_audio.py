@@ -222,3 +222,27 @@ def _empty_spot(points: np.ndarray) -> np.ndarray:
     candidates = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
     distances = np.linalg.norm(candidates[:, None] - points[None], axis=-1).min(axis=1)
     return candidates[np.argmax(distances)]
+
+
+@pytest.mark.parametrize("rate, tone, stored, speed", [(32_000, 3_000.0, 48_000, 1.0),
+                                                      (250_000, 60_000.0, 48_000, 250_000 / 48_000)])
+def test_clips_keep_their_pitch_at_the_speed_the_page_plays_them(rate, tone, stored, speed):
+    """Opus stores 8-48 kHz: a 32 kHz clip is resampled (played at speed 1), an ultrasonic one (250 kHz, a mouse's
+    60 kHz call) is stored sample for sample at 48 kHz and played back 250/48 times faster, so at the page's speed x1
+    it sounds at its true pitch, and at x0.1 at a tenth of it (6 kHz: audible)."""
+    import base64
+    import io
+
+    import soundfile
+
+    from lvm.plotting.explorer import Sound, audio_data_uri
+
+    t = np.arange(int(0.05 * rate)) / rate
+    uri, got_speed = audio_data_uri(Sound(np.sin(2 * np.pi * tone * t), rate))
+    assert uri.startswith("data:audio/ogg;codecs=opus;base64,") and got_speed == pytest.approx(speed)
+    decoded, decoded_rate = soundfile.read(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert decoded_rate == stored
+    spectrum = np.abs(np.fft.rfft(decoded * np.hanning(len(decoded))))
+    peak = np.fft.rfftfreq(len(decoded), 1 / decoded_rate)[spectrum.argmax()]
+    assert peak * got_speed == pytest.approx(tone, rel=0.02)  # played at `speed`, the stored pitch is the true one
+    assert len(decoded) / decoded_rate / got_speed == pytest.approx(0.05, abs=0.01)  # and so is the duration
