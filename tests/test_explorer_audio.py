@@ -167,20 +167,26 @@ const attempt = () => {
     return element == null ? null : {src: element.src, paused: element.paused, rate: element.playbackRate,
                                       preservesPitch: element.preservesPitch}
   }
+  // wait (up to 3 s) for what a tap starts, rather than a fixed delay: a loaded machine runs the handlers later
+  const until = (done, then, waited = 0) => done() || waited >= 3000 ? then() : setTimeout(() => until(done, then,
+                                                                                                   waited + 50), 50)
   const report = {}
   document.get_model_by_name("playback-speed").value = "x0.1"  // time expansion: a tenth of the speed
   tap(%(px)r, %(py)r)
-  setTimeout(() => {
+  until(() => snapshot()?.src, () => {
     report.point = snapshot()
-    tap(%(cx)r, %(cy)r)
+    // a second tap within Bokeh's double-tap interval would be a double tap, which plays nothing: wait it out
     setTimeout(() => {
-      report.cell = snapshot()
-      console.log("%(mark)s " + JSON.stringify(report))
-      Promise.all([energy(report.point.src), energy(report.cell.src)])
-        .then(([point, cell]) => console.log("%(energy_mark)s " + JSON.stringify({point, cell})))
-        .catch((error) => console.log("%(energy_mark)s " + JSON.stringify({error: String(error)})))
-    }, 300)
-  }, 300)
+      tap(%(cx)r, %(cy)r)
+      until(() => snapshot()?.src && snapshot().src != report.point?.src, () => {
+        report.cell = snapshot()
+        console.log("%(mark)s " + JSON.stringify(report))
+        Promise.all([energy(report.point.src), energy(report.cell.src)])
+          .then(([point, cell]) => console.log("%(energy_mark)s " + JSON.stringify({point, cell})))
+          .catch((error) => console.log("%(energy_mark)s " + JSON.stringify({error: String(error)})))
+      })
+    }, 800)
+  })
 }
 attempt()
 """
