@@ -90,3 +90,20 @@ def render_page(html: str, *, chromium: str, window: tuple[int, int] = (1400, 10
     errors = [message for message in console if message.startswith(("Uncaught", ERROR_MARK))]
     warnings = [message for message in console if message.startswith(WARNING_MARK)]
     return RenderedPage(screenshot, console, errors, warnings)
+
+
+def when_rendered(plot_name: str, action: str) -> str:
+    """JavaScript running ``action`` once Bokeh has rendered the page (its document is idle), with the view of
+    the plot ``plot_name`` as ``view``."""
+    return """
+const attempt = () => {
+  const document = window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null
+  const view = document && document.is_idle ? Bokeh.index.find_one(document.get_model_by_name("%s")) : null
+  if (view == null) {
+    setTimeout(attempt, 100)
+    return
+  }
+  %s
+}
+attempt()
+""" % (plot_name, action)

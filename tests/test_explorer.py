@@ -21,7 +21,7 @@ import pytest
 
 from lvm.numerics.torus import nearest_image, translate
 from lvm.plotting.explorer import LatentGrid, explorer_html
-from browser import find_chromium, render_page
+from browser import find_chromium, render_page, when_rendered
 
 CATEGORY_BLUE, CATEGORY_ORANGE = "#1f77b4", "#ff7f0e"  # Category10 colours of the first two categories
 OFFSETS = np.array([0.37, 0.81])  # the seams of a re-centred torus view, far from 0
@@ -483,23 +483,6 @@ def test_browser_helper_detects_blank_pages_and_colours(chromium):
     square = f'<html><body><div style="width: 100px; height: 100px; background: {CATEGORY_BLUE}; opacity: 0.5">'
     coloured = render_page(square + "</div></body></html>", chromium=chromium, window=(400, 300), virtual_time_ms=500)
     assert coloured.pixels_of_color(CATEGORY_BLUE) >= 100 * 100 and coloured.pixels_of_color(CATEGORY_ORANGE) == 0
-
-
-def when_rendered(plot_name: str, action: str) -> str:
-    """JavaScript running ``action`` once Bokeh has rendered the page (its document is idle), with the view of
-    the plot ``plot_name`` as ``view``."""
-    return """
-const attempt = () => {
-  const document = window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null
-  const view = document && document.is_idle ? Bokeh.index.find_one(document.get_model_by_name("%s")) : null
-  if (view == null) {
-    setTimeout(attempt, 100)
-    return
-  }
-  %s
-}
-attempt()
-""" % (plot_name, action)
 
 
 TOOLTIPS_MARK = "explorer tooltips:"

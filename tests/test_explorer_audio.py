@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from browser import find_chromium, render_page
+from browser import find_chromium, render_page, when_rendered
 
 OGG_URI = re.compile(r"data:audio/ogg;codecs=opus;base64,([A-Za-z0-9+/=]+)")
 
@@ -139,14 +139,7 @@ ENERGY_MARK = "explorer audio energy:"
 
 # taps the point at (px, py), then the empty spot (cx, cy), each time recording the Audio element the page created; then
 # decodes both clips with Web Audio and logs what it found
-TAP_SCRIPT = """
-const attempt = () => {
-  const document = window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null
-  const view = document && document.is_idle ? Bokeh.index.find_one(document.get_model_by_name("%(plot)s")) : null
-  if (view == null) {
-    setTimeout(attempt, 100)
-    return
-  }
+TAP_ACTION = """
   const target = view.canvas_view.events_el
   const box = target.getBoundingClientRect()
   const tap = (x, y) => {
@@ -187,8 +180,6 @@ const attempt = () => {
       })
     }, 800)
   })
-}
-attempt()
 """
 
 
@@ -199,8 +190,9 @@ def test_a_click_plays_a_points_clip_and_a_grid_cell_plays_a_different_one(audio
     _, rows = hover_images(datamodule, table, 12, flip=True)  # the points with pictures and sound, as the page chose
     point = table.iloc[rows[0]][["z1", "z2"]].to_numpy(dtype=float)
     empty = _empty_spot(table[["z1", "z2"]].to_numpy(dtype=float))
-    script = TAP_SCRIPT % dict(plot="projection z1-z2", px=float(point[0]), py=float(point[1]), cx=float(empty[0]),
-                               cy=float(empty[1]), mark=AUDIO_MARK, energy_mark=ENERGY_MARK)
+    script = when_rendered("projection z1-z2", TAP_ACTION % dict(
+        px=float(point[0]), py=float(point[1]), cx=float(empty[0]), cy=float(empty[1]), mark=AUDIO_MARK,
+        energy_mark=ENERGY_MARK))
     rendered = render_page(audio_page, chromium=chromium, after_load_script=script, virtual_time_ms=10_000)
     assert rendered.errors == [] and rendered.warnings == [], (rendered.errors, rendered.warnings)
     reports = [m for m in rendered.console if m.startswith(AUDIO_MARK)]
