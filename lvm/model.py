@@ -324,9 +324,9 @@ class LatentVariableModel(L.LightningModule):
     def posterior_on_lattice(self, x: torch.Tensor, num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The discrete posterior over the (unshifted) lattice: points ``[m, d]`` and normalised weights ``[b, m]``
         proportional to ``p(x | z_j)`` (Fig. 1C)."""
-        x_flat = self.flatten(x)
-        z = self.lattice_latents(self.lattice_points(num_points), x_flat)  # [m, d]
-        return z, torch.softmax(self.lattice_table(x_flat, self.lattice_points(num_points)), dim=1)
+        x_flat, cube = self.flatten(x), self.lattice_points(num_points)
+        z = self.lattice_latents(cube, x_flat)  # [m, d]
+        return z, torch.softmax(self.lattice_table(x_flat, cube), dim=1)
 
     @torch.no_grad()
     def posterior_summary(self, x: torch.Tensor, num_points: int | None = None
@@ -488,8 +488,7 @@ class LatentVariableModel(L.LightningModule):
         loader = loaders[0] if isinstance(loaders, (list, tuple)) and loaders else loaders
         dataset = getattr(loader, "dataset", None)
         keep = single and dataset is not None and hasattr(dataset, "__len__") and self.trainer.world_size == 1
-        self.test_results = (EvaluationResults(dataset, self.posterior_points(), self.parameter_state())
-                             if keep else None)
+        self.test_results = EvaluationResults(dataset, self.posterior_points()) if keep else None
 
     def test_step(self, batch, batch_idx):
         values = self._heldout_step(batch, "test")
@@ -499,7 +498,7 @@ class LatentVariableModel(L.LightningModule):
             labels = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
             per_example = {name: value for name, value in (values or {}).items()  # (not the scalar diagnostics)
                            if value.dim() > 0 and len(value) == len(x)}
-            if self.test_results.count == 0:  # the state the pass runs under: lazy layers exist after a first batch
+            if self.test_results.count == 0:  # the state the pass runs under (lazy layers exist after a first batch)
                 self.test_results.key = self.parameter_state()
             self.test_results.add({**per_example, **summary}, labels, *(lattice or (None, None)))
 

@@ -45,10 +45,11 @@ class EvaluationResults:
     Args:
         dataset: the data set the pass runs over (its identity is what :meth:`matches` checks).
         num_points: the lattice size of the posterior summaries and of the aggregated posterior (``None``: no lattice).
-        key: the model state the results belong to (``LatentVariableModel.parameter_state()``).
+        key: the model state the results belong to (``LatentVariableModel.parameter_state()``); the model sets it at
+            the pass's first batch, when layers built lazily by that batch exist.
     """
 
-    def __init__(self, dataset, num_points: int | None, key: tuple):
+    def __init__(self, dataset, num_points: int | None, key=None):
         self.dataset, self.num_points, self.key = dataset, num_points, key
         self.parts: dict[str, list[torch.Tensor]] = {}
         self.labels: list[torch.Tensor] = []
