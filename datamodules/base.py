@@ -169,18 +169,21 @@ class TensorBatches(Dataset):
     examples, same order. ``source`` is the dataset it views (the same data, for
     :meth:`lvm.estimators.summaries.EvaluationResults.matches`)."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset, codes: torch.Tensor | None = None):
         self.source = dataset
         self.indices = torch.arange(len(dataset))
         while isinstance(dataset, Subset):
             self.indices = torch.as_tensor(dataset.indices)[self.indices]
             dataset = dataset.dataset
         self.dataset = dataset
+        self.codes = codes  # covariate codes [N, C] of every example of the data set beneath, appended to each batch
 
     def _fetch(self, rows: torch.Tensor) -> tuple:
         if hasattr(self.dataset, "fetch_rows"):
-            return tuple(self.dataset.fetch_rows(rows))
-        return tuple(tensor[rows] for tensor in self.dataset.tensors)
+            parts = tuple(self.dataset.fetch_rows(rows))
+        else:
+            parts = tuple(tensor[rows] for tensor in self.dataset.tensors)
+        return parts if self.codes is None else (*parts, self.codes[rows])
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -192,13 +195,30 @@ class TensorBatches(Dataset):
         return _Batch(self._fetch(self.indices[torch.as_tensor(indices)]))  # rows [b]
 
 
-def batched(dataset: Dataset) -> Dataset:
+def _root(dataset: Dataset) -> Dataset:
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
+
+
+def batched(dataset: Dataset, codes: torch.Tensor | None = None) -> Dataset:
     """``dataset`` as :class:`TensorBatches` when it is a plain TensorDataset or has ``fetch_rows`` (possibly inside
-    Subsets), else itself."""
-    inner = dataset
-    while isinstance(inner, Subset):
-        inner = inner.dataset
-    return TensorBatches(dataset) if type(inner) is TensorDataset or hasattr(inner, "fetch_rows") else dataset
+    Subsets), else itself; with covariate ``codes`` ``[N, C]`` (one row per example of the data set beneath) each
+    batch ends with its examples' codes."""
+    inner = _root(dataset)
+    if type(inner) is TensorDataset or hasattr(inner, "fetch_rows"):
+        return TensorBatches(dataset, codes)
+    if codes is not None:
+        raise TypeError(f"{type(inner).__name__} is not a TensorDataset and has no fetch_rows(rows): its batches cannot "
+                        "carry covariates.")
+    return dataset
+
+
+def split_rows(dataset: Dataset) -> np.ndarray:
+    """The rows of the data set beneath ``dataset``'s (possibly nested) ``Subset`` s that it holds, in its order."""
+    if isinstance(dataset, Subset):
+        return split_rows(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
+    return np.arange(len(dataset))
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -216,6 +236,32 @@ class SplitDataModule(L.LightningDataModule):
         super().__init__()
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self._views: dict[int, tuple[Dataset, Dataset]] = {}  # id(split) -> (split, its batched view)
+        self.covariate_codes: torch.Tensor | None = None  # [N, C], set by a conditional model
+
+    # ----- covariates (lvm.covariates): the metadata fields a conditional model is given ----------------------
+
+    def covariate_columns(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The raw values ``{key: [N]}`` of metadata fields for every example of the data set beneath the splits (in
+        its order), or a ``KeyError`` naming the field, the data and the fields there are. Datamodules with
+        per-example ``metadata`` (a dict of arrays in that order) have it; others override this."""
+        metadata = getattr(self, "metadata", None) or {}
+        where = getattr(self, "data_description", None) or type(self).__name__
+        return {key: metadata_field(metadata, key, "model.covariates key", where) for key in keys}
+
+    def split_rows(self, split: str) -> np.ndarray:
+        """The rows (of the data set beneath the splits) of ``split`` (train/val/test)."""
+        self.setup("fit")
+        return split_rows(getattr(self, f"{split}_set"))
+
+    def set_covariate_codes(self, codes: torch.Tensor) -> None:
+        """Make every loader's batches ``(x, label, codes)``: ``codes`` ``[N, C]`` has one row per example of the data
+        set beneath the splits."""
+        self.setup("fit")
+        size = len(_root(self.train_set))
+        if len(codes) != size:
+            raise ValueError(f"{len(codes)} covariate rows for a data set of {size} examples.")
+        self.covariate_codes = codes
+        self._views.clear()
 
     def build_splits(self) -> tuple[Dataset, Dataset, Dataset]:
         raise NotImplementedError
@@ -226,7 +272,7 @@ class SplitDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         if self._views.get(id(dataset), (None,))[0] is not dataset:  # one view per split, shared by its loaders
-            self._views[id(dataset)] = (dataset, batched(dataset))
+            self._views[id(dataset)] = (dataset, batched(dataset, self.covariate_codes))
         view = self._views[id(dataset)][1]
         # the generator draws the workers' base seed, which would otherwise be a draw from the global RNG whenever an
         # iterator starts (when, depends on workers and resumes)

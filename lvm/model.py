@@ -4,16 +4,19 @@ posterior family, and one objective plugin that supplies the training loss."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from lvm.batches import batch_data
+from lvm.covariates import CovariateError, Covariates
 from lvm.estimators.heldout import HeldOutEvaluation
 from lvm.estimators.qmc import pairwise_table
 from lvm.estimators.summaries import EvaluationResults, lattice_posterior_summary
@@ -66,6 +69,11 @@ class LatentVariableModel(L.LightningModule):
         eval_cache_bytes: without autograd (evaluation, embeddings, plots) the decoded lattice is kept while the
             parameters stay unchanged, so each evaluation decodes its fixed lattice once rather than once per batch
             (:meth:`lattice_table`), if its decoder outputs fit in this many bytes; ``0``: never kept.
+        covariates: known factors the decoder is conditioned on, named by the datamodule's metadata fields (e.g.
+            ``[{key: animal, kind: discrete}, {key: duration, kind: continuous}]``; :mod:`lvm.covariates`): the
+            encodings are fitted on the training split when training starts and kept in the checkpoint; batches then
+            carry the codes (:meth:`attach_covariates`). ``None``: an unconditional model.
+        covariate_hidden: the width of the covariates' FiLM network.
         compile_decoder: run the decoder through ``torch.compile`` (``True``: the default backend, Inductor; or a
             backend's name). Opt-in: compiling takes tens of seconds at the first batch and again for new shapes
             (the lattice chunks), and pays off on GPUs for long runs. The parameters and checkpoints are the
@@ -106,6 +114,8 @@ class LatentVariableModel(L.LightningModule):
         quantization_step: float | None = None,
         eval_cache_bytes: int = 2**30,
         compile_decoder: bool | str = False,
+        covariates: list[dict] | None = None,
+        covariate_hidden: int = 64,
     ):
         super().__init__()
         with warnings.catch_warnings():
@@ -149,6 +159,9 @@ class LatentVariableModel(L.LightningModule):
             produced = self.decoder(self.prior.features(torch.zeros(1, prior.dim)))
         self.data_size = produced[0].numel() // likelihood.params_per_dim  # D, the values of one example
         likelihood.attach(self.data_size)  # learned per-feature scales (variance, dispersion) get their size
+        self.covariates = None if not covariates else Covariates(
+            covariates, self.data_size * likelihood.params_per_dim, covariate_hidden)
+        self._codes: torch.Tensor | None = None  # the covariate codes [b, C] of the batch at hand (given())
         objective.validate(self)
 
     # ----- the public API a scientist uses on a trained model -----------------------------
@@ -167,22 +180,104 @@ class LatentVariableModel(L.LightningModule):
         compiled = self.__dict__.get("_compiled_decoder")
         return self.decoder if compiled is None else compiled
 
-    def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
-        """Likelihood parameters for latent values ``z: [n, d]``, flattened to ``[n, D]``."""
+    def decoder_outputs(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's outputs for latent values ``z: [n, d]``, flattened to ``[n, P]``: the likelihood parameters of
+        an unconditional model; a conditional one modulates them by the covariates (:meth:`decoder_params`)."""
         return self._decoder(self.prior.features(z)).flatten(start_dim=1)
 
+    def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood parameters for latent values ``z: [n, d]``, flattened to ``[n, P]``. In a conditional model row
+        ``r`` belongs to example ``r % b`` of the batch's covariates (:meth:`given`): ``n = b`` latents, one per
+        example, or ``n = k b`` from draws ``[k, b, d]`` flattened."""
+        outputs = self.decoder_outputs(z)
+        if self.covariates is None:
+            return outputs
+        codes = self.given_codes()
+        if len(z) % len(codes):
+            raise ValueError(f"A conditional model decodes latents [n, d] with n a multiple of the batch's {len(codes)} "
+                             f"examples (row r has example r % b's covariates); got n = {len(z)}. For other latent "
+                             "points use decode(z, covariates).")
+        return self.covariates.modulate(outputs, codes.to(outputs.device).repeat(len(z) // len(codes), 1))
+
     def pairwise_log_likelihood(self, x_flat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """``log p(x_i | z_j)`` for flattened data ``[b, D]`` and latent values ``[m, d]`` -> ``[b, m]``."""
-        return self.pairwise_from_params(x_flat, self.decoder_params(z))
+        """``log p(x_i | z_j)`` (``log p(x_i | z_j, c_i)`` in a conditional model) for flattened data ``[b, D]`` and
+        latent values ``[m, d]`` -> ``[b, m]``."""
+        return self.pairwise_from_params(x_flat, self.decoder_outputs(z))
 
     def pairwise_from_params(self, x_flat: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """``log p(x_i | params_j)`` ``[b, m]`` for data ``[b, D]`` and decoder outputs ``[m, P]``, always in at least
-        float32: under mixed precision (``trainer.precision: bf16-mixed``) the decoder runs in bfloat16, but a table of
-        log-likelihoods of hundreds of nats in bfloat16 (8 significant bits) would be off by nats, and the log-sum-exp
-        over it with them; autocast is off here and the inputs are promoted."""
+        """``log p(x_i | params_j)`` ``[b, m]`` for data ``[b, D]`` and decoder outputs ``[m, P]`` (a conditional
+        model modulates them by each example's covariates: :meth:`lvm.covariates.Covariates.pairwise`, which groups
+        the examples by covariate row so the table costs what the unconditional one does)."""
+        if self.covariates is None:
+            return self._likelihood_table(x_flat, params)
+        return self.covariates.pairwise(x_flat, params, self.given_codes(), self._likelihood_table)
+
+    def _likelihood_table(self, x_flat: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """The likelihood's pairwise table, always in at least float32: under mixed precision (``trainer.precision:
+        bf16-mixed``) the decoder runs in bfloat16, but a table of log-likelihoods of hundreds of nats in bfloat16 (8
+        significant bits) would be off by nats, and the log-sum-exp over it with them; autocast is off here and the
+        inputs are promoted."""
         with torch.autocast(params.device.type, enabled=False):
             dtype = torch.promote_types(params.dtype, torch.float32)
             return self.likelihood.pairwise_log_prob(x_flat.to(dtype), params.to(dtype))
+
+    # ----- covariates ---------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def given(self, covariates):
+        """A context in which the model is conditioned on the covariates of the batch at hand: codes ``[b, C]``
+        (the batch's last element), or raw values ``{key: [b]}`` (encoded with the fitted encodings). No-op for an
+        unconditional model or ``None``."""
+        if self.covariates is None or covariates is None:
+            yield
+            return
+        if isinstance(covariates, dict):
+            covariates = self.covariates.encode(covariates)
+        codes = torch.as_tensor(covariates, dtype=torch.float32).reshape(-1, len(self.covariates.specs))
+        previous, self._codes = self._codes, codes.to(self.device)
+        try:
+            yield
+        finally:
+            self._codes = previous
+
+    def given_codes(self) -> torch.Tensor:
+        """The covariate codes ``[b, C]`` the model is conditioned on, or an error saying how to give them."""
+        if self._codes is None:
+            raise CovariateError(
+                f"This model is conditioned on {self.covariates.keys}; give each example's covariates: batches of "
+                "the datamodule carry them (with model.given(batch_covariates(model, batch)): ...), or raw values "
+                "with model.given({key: values}).")
+        return self._codes
+
+    def batch_covariates(self, batch) -> torch.Tensor | None:
+        """The covariate codes ``[b, C]`` of a batch ``(x, label, codes)`` of a conditional model; ``None`` for an
+        unconditional one."""
+        if self.covariates is None:
+            return None
+        if not isinstance(batch, (list, tuple)) or len(batch) < 3:
+            raise CovariateError(
+                f"This model is conditioned on {self.covariates.keys}, but its batches carry no covariates: the "
+                "datamodule adds them once attach_covariates(datamodule) has run (train.py does).")
+        return batch[-1]
+
+    def attach_covariates(self, datamodule) -> None:
+        """Fit the covariates' encodings on the datamodule's training split (once; a fitted model keeps its own) and
+        have its batches carry every example's codes. Raises :class:`lvm.covariates.CovariateError` naming the data
+        for a missing key, NaN values or a category training never saw. No-op for an unconditional model."""
+        if self.covariates is None or datamodule is None:
+            return
+        if not hasattr(datamodule, "covariate_columns"):
+            raise CovariateError(f"model.covariates needs a datamodule with per-example metadata; "
+                                 f"{type(datamodule).__name__} has none.")
+        datamodule.setup("fit")
+        columns = datamodule.covariate_columns(self.covariates.keys)  # {key: [N]} raw values, every example
+        where = getattr(datamodule, "data_description", None) or type(datamodule).__name__
+        if not self.covariates.fitted:
+            train = datamodule.split_rows("train")
+            self.covariates.fit({key: np.asarray(values)[train] for key, values in columns.items()},
+                                f"{where} (training split)")
+            self.hparams["covariates"] = [dict(spec) for spec in self.covariates.specs]  # the checkpoint keeps them
+        datamodule.set_covariate_codes(self.covariates.encode(columns, where))
 
     def immersion(self) -> Immersion:
         """The decoder's immersion ``z -> (mu(z), sigma(z))`` (R-VAE paper, eq. 2.4), which the components defined
@@ -228,13 +323,38 @@ class LatentVariableModel(L.LightningModule):
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
         return torch.cat([self.latent_code(batch_data(batch).to(self.device)) for batch in loader])
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoded mean ``f_theta(z) = E[x | z]`` with the data's shape ``[n, *data_shape]``, in float32 at least
-        (under bf16 mixed precision the decoder's bfloat16 outputs are promoted: plots and exports read them)."""
+    def decode(self, z: torch.Tensor, covariates=None) -> torch.Tensor:
+        """The decoded mean ``f_theta(z) = E[x | z]`` (``E[x | z, c]``) with the data's shape ``[n, *data_shape]``, in
+        float32 at least (under bf16 mixed precision the decoder's bfloat16 outputs are promoted: plots and exports
+        read them).
+
+        A conditional model decodes under ``covariates``: codes ``[n, C]`` or ``[C]`` (one row for every point), or raw
+        values ``{key: value or [n]}`` (the counterfactual: the same latent point as another animal or duration);
+        ``None``: the covariates of :meth:`given` (one per point), else the first row of the training data's."""
         out = self._decoder(self.prior.features(z))  # [n, *data_shape] or [n, k, *data_shape]
         data_shape = out.shape[1:] if self.likelihood.params_per_dim == 1 else out.shape[2:]
-        out = out.to(torch.promote_types(out.dtype, torch.float32))
-        return self.likelihood.mean(out.flatten(start_dim=1)).view(-1, *data_shape)
+        out = out.to(torch.promote_types(out.dtype, torch.float32)).flatten(start_dim=1)  # [n, P]
+        if self.covariates is not None:
+            out = self.covariates.modulate(out, self._decoding_codes(covariates, len(out)).to(out.device))
+        return self.likelihood.mean(out).view(-1, *data_shape)
+
+    def _decoding_codes(self, covariates, n: int) -> torch.Tensor:
+        """Codes ``[n, C]`` for decoding ``n`` points under ``covariates`` (see :meth:`decode`)."""
+        size = len(self.covariates.specs)
+        if covariates is None:
+            if self._codes is not None and len(self._codes) == n:
+                return self._codes
+            covariates = self.covariates.reference()
+        if isinstance(covariates, dict):
+            covariates = self.covariates.encode({key: np.atleast_1d(np.asarray(value)) for key, value in
+                                                 covariates.items()}, "the covariates given to decode")
+        codes = torch.as_tensor(covariates, dtype=torch.float32).reshape(-1, size)
+        if len(codes) == 1:
+            codes = codes.expand(n, size)
+        if len(codes) != n:
+            raise ValueError(f"decode got covariates for {len(codes)} points and {n} latent points; give one row or "
+                             "one per point.")
+        return codes
 
     @torch.no_grad()
     def sample(self, n: int, from_prior: bool = False) -> torch.Tensor:
@@ -280,7 +400,7 @@ class LatentVariableModel(L.LightningModule):
         decoder, likelihood, prior, encoder, posterior) and of the train/eval mode: results computed under an equal
         state are still valid (:class:`lvm.numerics.snapshots.TensorSnapshot`; version counters are not enough, as
         fused optimiser steps do not bump them). The record is copied only when something has changed."""
-        modules = [m for m in (self.decoder, self.likelihood, self.prior, self.encoder, self.posterior)
+        modules = [m for m in (self.decoder, self.likelihood, self.prior, self.encoder, self.posterior, self.covariates)
                    if isinstance(m, nn.Module)]
         tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())
                    if not nn.parameter.is_lazy(t)]  # a lazy layer's weights count once they exist
@@ -315,7 +435,7 @@ class LatentVariableModel(L.LightningModule):
         per_point = self.data_size * self.likelihood.params_per_dim * z.element_size()
         if len(z) * per_point > self.eval_cache_bytes:
             return None
-        params = torch.cat([self.decoder_params(chunk) for chunk in z.split(self.eval_chunk_size)])  # [m, P]
+        params = torch.cat([self.decoder_outputs(chunk) for chunk in z.split(self.eval_chunk_size)])  # [m, P]
         kept = [entry for entry in self._decoded_lattices if entry[0] == state]  # older states are stale
         self._decoded_lattices = [*kept[-1:], (state, z.clone(), params)]
         return params
@@ -399,6 +519,7 @@ class LatentVariableModel(L.LightningModule):
         data_shape = getattr(self.trainer.datamodule, "data_shape", None)
         if data_shape is not None:
             self.check_data_shape(data_shape)
+        self.attach_covariates(self.trainer.datamodule)
 
     @torch.no_grad()
     def check_data_shape(self, data_shape: tuple[int, ...]) -> None:
@@ -429,7 +550,8 @@ class LatentVariableModel(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x = batch_data(batch)
-        outputs = self.objective(self, x)
+        with self.given(self.batch_covariates(batch)):
+            outputs = self.objective(self, x)
         if not torch.isfinite(outputs["loss"]):
             raise NonFiniteLossError(self._non_finite_advice(outputs["loss"].item(), batch_idx))
         # Each self.log call costs ~0.5 ms of Lightning bookkeeping, about a small network's step: log the training
@@ -453,10 +575,11 @@ class LatentVariableModel(L.LightningModule):
         """The objective's terms, and when due the held-out estimates, of a batch (logged); returns the held-out
         estimates' per-example values, or ``None`` when they were not due."""
         x = batch_data(batch)
-        self._log_objective(self.objective(self, x), stage, len(x))
-        if self.heldout_due():
-            with self.full_precision():
-                return self.evaluation.update(self, x, stage)
+        with self.given(self.batch_covariates(batch)):
+            self._log_objective(self.objective(self, x), stage, len(x))
+            if self.heldout_due():
+                with self.full_precision():
+                    return self.evaluation.update(self, x, stage)
         return None
 
     def validation_step(self, batch, batch_idx):
@@ -494,7 +617,8 @@ class LatentVariableModel(L.LightningModule):
         values = self._heldout_step(batch, "test")
         if self.test_results is not None:  # one pass: the posterior summaries beside the held-out estimate
             x = batch_data(batch)
-            summary, lattice = self.posterior_summary(x)
+            with self.given(self.batch_covariates(batch)):
+                summary, lattice = self.posterior_summary(x)
             labels = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
             per_example = {name: value for name, value in (values or {}).items()  # (not the scalar diagnostics)
                            if value.dim() > 0 and len(value) == len(x)}

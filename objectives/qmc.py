@@ -52,11 +52,18 @@ class QMCObjective(Objective):
         """The chunk size used for a batch ``[b, D]`` (``None``: a single pass)."""
         if self.chunk_size != "auto":
             return self.chunk_size
-        key = (model.prior.dim, x_flat.shape[1])
+        # The decoder's activations per point do not depend on the batch; a conditional model's modulated outputs
+        # grow with its distinct covariate rows: one example of each is measured.
+        codes = None if model.covariates is None else model.given_codes()
+        keep = slice(0, 1) if codes is None else model.covariates.representatives(codes)
+        examples, kept_codes = x_flat[keep], None if codes is None else codes[keep]
+        key = (model.prior.dim, x_flat.shape[1], len(examples))
         if key not in self._bytes_per_point:
-            one_example = x_flat[:1]  # the decoder's activations per point do not depend on the batch
-            self._bytes_per_point[key] = activation_bytes_per_point(
-                lambda z: model.pairwise_log_likelihood(one_example, z), model.prior.dim, x_flat.dtype, x_flat.device)
+            def pairwise(z):
+                with model.given(kept_codes):
+                    return model.pairwise_log_likelihood(examples, z)
+            self._bytes_per_point[key] = activation_bytes_per_point(pairwise, model.prior.dim, x_flat.dtype,
+                                                                    x_flat.device)
         chunk = int(self.memory_budget_mb * 2**20 // self._bytes_per_point[key])
         return None if chunk >= self.num_points else max(1, chunk)
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("numerics", ["lvm.numerics"]),
     ("components", ["lvm.priors", "lvm.networks", "lvm.posteriors", "lvm.likelihoods", "lvm.samplers",
-                    "lvm.objective", "lvm.batches", "lvm.divergences", "lvm.dispatch"]),
+                    "lvm.objective", "lvm.batches", "lvm.divergences", "lvm.dispatch", "lvm.covariates"]),
     ("estimators", ["lvm.estimators"]),
     ("model", ["lvm.model", "lvm.legacy"]),
     ("runs", ["lvm.runs"]),

@@ -220,6 +220,14 @@ class VocalizationsDataModule(SplitDataModule):
             low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
         return (0.0, 1.0) if low >= 0 and high <= 1 else (low, high if high > low else low + 1.0)
 
+    def covariate_columns(self, keys: list[str]) -> dict[str, np.ndarray]:
+        self.setup("fit")
+        columns = {key: self._field(key, "model.covariates key") for key in keys if key != "duration"}
+        if "duration" in keys:  # offsets - onsets where the files have them (as durations)
+            columns["duration"] = self.durations if self.durations is not None else self._field("duration",
+                                                                                                 "model.covariates key")
+        return {key: columns[key] for key in keys}
+
     def _field(self, key: str, argument: str) -> np.ndarray:
         return metadata_field(self.metadata, key, argument, self.root, " (fields present in every file)")
 

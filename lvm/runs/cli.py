@@ -273,6 +273,11 @@ class LVMCLI(LightningCLI):
             except ValueError as error:  # a datamodule may say how its data could take another shape
                 hint = getattr(self.datamodule, "shape_hint", None)
                 raise UsageError(f"{error}" + (f" Or: {hint}" if hint else "")) from None
+        if self.read_data and getattr(self.model, "covariates", None) is not None:  # model.covariates: keys, NaN,
+            try:                                                                     # categories training lacks
+                self.model.attach_covariates(self.datamodule)
+            except (KeyError, ValueError, TypeError) as error:
+                raise _usage_error(error) from error
         if self.read_data and hasattr(self.datamodule, "check_support"):  # counts for a count likelihood, ...
             try:
                 self.datamodule.check_support(getattr(self.model.likelihood, "support", "real"))
