@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lvm.analysis.arrays import json_ready
 from lvm.analysis.clusters import cluster_structure, lattice_modes
+from lvm.analysis.covariate_use import covariate_use
 from lvm.analysis.decodability import knn_decodability
 from lvm.analysis.embedding import dataset_indices, embed_loader
 from lvm.batches import label_columns
@@ -40,11 +41,18 @@ class TrustDiagnostics(L.Callback):
     * ``clusters``: the mean-shift modes of the aggregated posterior (:func:`lvm.analysis.clusters.lattice_modes`; models
       whose prior is reached from the unit cube, up to 3-D) and :func:`lvm.analysis.clusters.cluster_structure` of the
       embedding around them;
+    * ``covariate_use`` (conditional models only, ``model.covariates``): per covariate, whether the model uses it
+      (:func:`lvm.analysis.covariate_use.covariate_use`: the output spread across the covariate relative to that across
+      the latent space, the held-out log-likelihood with the covariate shuffled among the test examples and the flag
+      ``ignored``, with an :class:`lvm.analysis.covariate_use.IgnoredCovariateWarning`, and the covariate's
+      decodability from the embedding);
     * ``n``, ``latent_dim``, ``periodic``, and ``skipped``: each analysis left out, with the reason.
 
     Non-finite numbers are written as ``null``. The scalar results are added to the run's metrics (the loggers and
     ``metrics.json``): ``test/decodability/<name>/{balanced_accuracy, chance_balanced_accuracy, majority_accuracy}``
-    (or ``.../r2`` for real-valued labels) and ``test/clusters/{num_modes, silhouette}``.
+    (or ``.../r2`` for real-valued labels), ``test/clusters/{num_modes, silhouette}`` and, for conditional models,
+    ``test/covariate_use/<key>/{spread_ratio, log_likelihood_shuffled, log_likelihood_drop, ignored}`` (ignored: 1 or
+    0) with ``.../balanced_accuracy`` (discrete) or ``.../r2`` (continuous).
 
     ``metrics.json`` is written first; an analysis that fails is skipped with a warning
     ``"TrustDiagnostics: <analysis> skipped: <reason>"`` and the others still run.
@@ -90,6 +98,9 @@ class TrustDiagnostics(L.Callback):
                                 self.folds, self.seed)
             if result is not None:
                 report.setdefault("decodability", {})[name] = result
+        if pl_module.covariates is not None:
+            report["covariate_use"] = covariate_use(pl_module, trainer.datamodule.test_dataloader(), embedding,
+                                                    self.seed, k=self.k, folds=self.folds, guard=report.run)
         loader = trainer.datamodule.test_dataloader()
         batches = loader if self.max_batches is None else islice(loader, self.max_batches)  # the loader: the test pass's
         modes = report.run("the mean-shift modes", lattice_modes, pl_module, batches,
@@ -170,6 +181,13 @@ class _Report(dict):
                   for key in ("balanced_accuracy", "chance_balanced_accuracy", "majority_accuracy", "r2")}
         clusters = self.get("clusters", {})
         scores |= {f"clusters/{key}": clusters.get(key) for key in ("num_modes", "silhouette")}
+        for name, use in self.get("covariate_use", {}).items():
+            shuffled, decodability = use.get("shuffled", {}), use.get("decodability", {})
+            scores |= {f"covariate_use/{name}/spread_ratio": use.get("output_spread", {}).get("ratio"),
+                       f"covariate_use/{name}/log_likelihood_shuffled": shuffled.get("log_likelihood_shuffled"),
+                       f"covariate_use/{name}/log_likelihood_drop": shuffled.get("drop"),
+                       f"covariate_use/{name}/ignored": None if "ignored" not in use else float(use["ignored"])}
+            scores |= {f"covariate_use/{name}/{key}": decodability.get(key) for key in ("balanced_accuracy", "r2")}
         return {f"test/{key}": float(value) for key, value in scores.items()
                 if value is not None and math.isfinite(value)}
 

@@ -22,7 +22,9 @@ class Explorer(L.Callback):
     (``python -m lvm.tools.explore`` makes the same for any checkpoint and all splits). ``metrics.json`` is written
     first; a failure is skipped with a warning ``"Explorer: explorer.html skipped: <reason>"``. On the torus the view
     is re-centred as the figures of :class:`LatentPlots` and :class:`PosteriorPlots` are
-    (:func:`lvm.callbacks.figures.view_offsets`).
+    (:func:`lvm.callbacks.figures.view_offsets`). For a conditional model the embedding is the posterior given each
+    example's covariates, and a "Decode the grid as" selector shows the grid decoded under other covariate values
+    (:func:`lvm.tools.explore.grid_conditions`; by default the reference covariates).
 
     Args:
         max_images: test examples that show their image on hover (a seeded subsample; every point is drawn).

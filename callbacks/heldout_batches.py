@@ -7,7 +7,7 @@ from typing import Callable
 import lightning as L
 import torch
 
-from lvm.batches import batch_data
+from lvm.batches import batch_data, given_batch
 
 from .figures import guarded
 
@@ -16,7 +16,8 @@ __all__ = ["HeldOutBatches"]
 
 class HeldOutBatches(L.Callback):
     """Routes every validation and test batch's data ``x`` to :meth:`update` and the end of each
-    validation and test epoch to :meth:`finish` with the stage name (``"val"`` or ``"test"``).
+    validation and test epoch to :meth:`finish` with the stage name (``"val"`` or ``"test"``). A conditional model is
+    given the batch's covariates during :meth:`update` (:func:`lvm.batches.given_batch`).
 
     A score is an analysis, not part of the run: if :meth:`update` or :meth:`finish` raises, the score of
     that epoch is skipped with a warning ``"<Callback>: the <stage> score skipped: <reason>"``, the
@@ -44,14 +45,18 @@ class HeldOutBatches(L.Callback):
             self.reset()
             self._failed = self._failed - {stage}
 
+    def _update(self, trainer, pl_module, batch) -> None:
+        with given_batch(pl_module, batch):
+            self.update(trainer, pl_module, batch_data(batch))
+
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._guarded("val", lambda: self.update(trainer, pl_module, batch_data(batch)))
+        self._guarded("val", lambda: self._update(trainer, pl_module, batch))
 
     def on_validation_epoch_end(self, trainer, pl_module):
         self._epoch_end(trainer, pl_module, "val")
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._guarded("test", lambda: self.update(trainer, pl_module, batch_data(batch)))
+        self._guarded("test", lambda: self._update(trainer, pl_module, batch))
 
     def on_test_epoch_end(self, trainer, pl_module):
         self._epoch_end(trainer, pl_module, "test")

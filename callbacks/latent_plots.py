@@ -20,7 +20,8 @@ class LatentPlots(L.Callback):
     embedding of the test set coloured by label: a legend of the datamodule's ``label_names`` for
     categories; a 3-D latent as its three pairwise projections), ``plots/decoded_grid.png`` (image data
     decoded on a grid of the latent plane, whose axes give the latent coordinates of the tile centres;
-    spectrograms with the datamodule's ``image_axes``, low frequencies at the bottom) and
+    spectrograms with the datamodule's ``image_axes``, low frequencies at the bottom; a conditional model's under its
+    reference covariates, :meth:`lvm.covariates.Covariates.reference`) and
     ``plots/code_on_data.png`` (2-D vector data coloured by the code, MLAE Fig. 3).
 
     On the torus the embedding and the decoded grid are drawn in the re-centred view that :class:`PosteriorPlots` and

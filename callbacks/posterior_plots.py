@@ -46,6 +46,10 @@ class PosteriorPlots(L.Callback):
     :class:`LatentPlots` and :class:`Explorer` share (:func:`lvm.callbacks.figures.view_offsets`), ticked with the
     original coordinates; the modes' coordinates (tiles, table) are original coordinates.
 
+    A conditional model (``model.covariates``): the posteriors and reconstructions are given each test example's own
+    covariates; samples, decoded modes and the geodesic are decoded under the reference covariates
+    (:meth:`lvm.covariates.Covariates.reference`).
+
     On W&B the modes are also logged as a table of prototypes (number, coordinates, density per unit latent
     volume, decoded image).
 
@@ -85,8 +89,10 @@ class PosteriorPlots(L.Callback):
         """Each figure in its own guarded step (:class:`lvm.callbacks.figures.Figures`): one failing, or skipped for
         want of what it shows (no modes), leaves the others standing."""
         loader = trainer.datamodule.test_dataloader()
-        first = batch_data(next(iter(loader)))
+        first_batch = next(iter(loader))
+        first = batch_data(first_batch)
         x = first
+        covariates = pl_module.batch_covariates(first_batch) if pl_module.covariates is not None else None  # [b, C]
         images = x.dim() == 4
         axes = getattr(trainer.datamodule, "image_axes", None)  # spectrograms: kHz and ms, low rows at the bottom
         if images:
@@ -98,11 +104,13 @@ class PosteriorPlots(L.Callback):
                 pl_module.sample(self.per_side**2), self.per_side,
                 f"Samples: decoded means E[x | z] (not draws of x) of {self.per_side**2} latent draws from {source}",
                 axes))
+            own = None if covariates is None else covariates[: len(x)]  # each image decoded given its covariates
             figures.draw("reconstructions", lambda: plot_reconstructions(
-                x, pl_module.decode(self._codes(pl_module, loader, len(x))), self.per_side,
+                x, pl_module.decode(self._codes(pl_module, loader, len(x)), own), self.per_side,
                 "Test images beside their reconstructions, decoded from the posterior-mean code", axes))
         if pl_module.prior.dim == 2 and isinstance(pl_module.posterior, DiagonalGaussianPosterior):
-            figures.draw("posterior_comparison", self._posterior_comparison, pl_module, first[:4])
+            figures.draw("posterior_comparison", self._posterior_comparison, pl_module, first[:4],
+                         None if covariates is None else covariates[:4])
         # the whole loader is read from the test pass (LatentVariableModel.results_for); a part is computed here
         batches = loader if self.max_batches is None else track(
             islice(loader, self.max_batches), description="Posterior plots: test batches",
@@ -174,9 +182,10 @@ class PosteriorPlots(L.Callback):
         embedding, _ = embed_loader(pl_module, loader, "mean", self.num_points)
         return embedding[:n].to(pl_module.device, pl_module.dtype)
 
-    def _posterior_comparison(self, pl_module, x: torch.Tensor):
+    def _posterior_comparison(self, pl_module, x: torch.Tensor, covariates: torch.Tensor | None):
         x = x.to(pl_module.device)
-        lattice, weights = pl_module.posterior_on_lattice(x, self.num_points)
+        with pl_module.given(covariates):  # a conditional model's posterior given each example's covariates
+            lattice, weights = pl_module.posterior_on_lattice(x, self.num_points)
         mean, log_var = pl_module.posterior.mean_and_log_var(pl_module.encode(x))
         return plot_posterior_comparison(lattice.cpu().numpy(), weights.cpu().numpy(), mean.cpu().numpy(),
                                          (0.5 * log_var).exp().cpu().numpy())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from lvm.analysis.embedding import dataset_indices
 from lvm.batches import batch_data
 from lvm.networks import RBFPrecision
 from lvm.priors import Prior
@@ -14,17 +15,25 @@ __all__ = ["TwoPhaseTraining", "residual_precision"]
 
 
 @torch.no_grad()
-def residual_precision(model, dataset, batch_size: int = 1024) -> torch.Tensor:
+def residual_precision(model, dataset, batch_size: int = 1024, covariates: torch.Tensor | None = None) -> torch.Tensor:
     """``1 / mean_i (x_i - mu(z_i))^2`` per data dimension ``[D]``, z_i one draw from q(z | x_i)
     (``model.posterior_samples``): the precision of a homoscedastic Gaussian fitted to the
-    residuals the reconstruction term sees."""
+    residuals the reconstruction term sees. A conditional model decodes each example under its covariate codes
+    ``covariates`` ``[n, C]`` (one row per item of ``dataset``, in its order)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     squared, count = 0.0, 0
     for batch in loader:
         x = batch_data(batch).to(model.device)
-        residual = model.flatten(x) - model.decoded_mean(model.posterior_samples(x, 1)[0])
+        with model.given(None if covariates is None else covariates[count:count + len(x)]):
+            residual = model.flatten(x) - model.decoded_mean(model.posterior_samples(x, 1)[0])
         squared, count = squared + residual.pow(2).sum(0), count + len(x)
     return 1.0 / (squared / count).clamp_min(1e-6)
+
+
+def _covariates(trainer, dataset) -> torch.Tensor | None:
+    """The covariate codes ``[n, C]`` of the items of ``dataset`` (a split of the trainer's datamodule), or None."""
+    codes = getattr(trainer.datamodule, "covariate_codes", None)
+    return None if codes is None else codes[torch.as_tensor(dataset_indices(dataset), dtype=torch.long)]
 
 
 class TwoPhaseTraining(L.Callback):
@@ -85,7 +94,8 @@ class TwoPhaseTraining(L.Callback):
             for module in self._modules(pl_module, self.second):
                 for submodule in module.modules():
                     if isinstance(submodule, RBFPrecision):
-                        submodule.fit_centres(codes, residual_precision(pl_module, dataset))
+                        submodule.fit_centres(codes, residual_precision(pl_module, dataset,
+                                                                        covariates=_covariates(trainer, dataset)))
                     elif isinstance(submodule, Prior):
                         submodule.fit(codes)
             for checkpoint in trainer.checkpoint_callbacks:

@@ -8,7 +8,8 @@
 * **Metadata**: the format's own (a table's other columns, ``obs`` of an AnnData file, image paths, 1-D arrays beside
   the data in ``.npz``/HDF5) and an optional table (``metadata``: ``.csv``/``.tsv``/``.parquet``) joined by row order
   or by ``id_column`` (a column of both tables; AnnData's ``obs_names``; an image's relative path). Every field is on
-  ``metadata`` and arrives in ``lvm.tools.embed``'s export.
+  ``metadata`` and arrives in ``lvm.tools.embed``'s export; a conditional model names fields as its covariates
+  (``model.covariates``).
 * **Labels and splits**: ``label_key`` (a field: numbers as values, text as categories) colours the plots;
   ``split_key`` (a field of ``train``/``val``/``test``) fixes the splits, else ``group_key`` keeps each group (animal,
   session, donor) in one split (stratified by a categorical ``label_key``: each label spread over the splits as evenly
@@ -234,9 +235,20 @@ class ArrayDataModule(SplitDataModule):
         fields.update({str(c): metadata_array(table[c]) for c in table.columns})
         return fields
 
+    @property
+    def data_description(self) -> str:
+        """The data and their metadata table, as errors about the metadata (labels, groups, covariates) name them."""
+        return f"{self.path}" + (f" with metadata {self.metadata_path}" if self.metadata_path else "")
+
     def _field(self, key: str, argument: str) -> np.ndarray:
-        return metadata_field(self.metadata, key, argument, self.path,
+        return metadata_field(self.metadata, key, argument, self.data_description,
                               "" if self.metadata else " (give a metadata table: data.init_args.metadata)")
+
+    def covariate_columns(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The metadata fields ``{key: [N]}`` of every row (the format's own, e.g. AnnData's ``obs``, and the
+        metadata table's columns), or a ``KeyError`` naming the field, the files and the fields there are."""
+        self.setup("fit")
+        return {key: self._field(key, "model.covariates key") for key in keys}
 
     def _scan(self) -> dict:
         """One pass over every value: NaN/infinite, negative and non-integer counts with the first one's place, the

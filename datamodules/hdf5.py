@@ -2,7 +2,9 @@
 
 An :class:`H5Rows` dataset reads rows of one array of one or more HDF5 files on demand. The files are
 opened on first access in each process, so every DataLoader worker gets its own handle (h5py handles
-cannot be shared across processes) and nothing is loaded whole.
+cannot be shared across processes) and nothing is loaded whole. An :class:`H5Split` is a split of one (a
+``Subset`` that says which file rows it holds), so the splits share the data set beneath them and the
+per-example metadata (covariates) of that data set.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Subset
+from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["H5Rows", "require_dataset"]
+__all__ = ["H5Rows", "H5Split", "require_dataset"]
 
 
 def require_dataset(handle: h5py.File, key: str, path: Path, shape: tuple | None = None, dtype=None) -> h5py.Dataset:
@@ -58,3 +62,29 @@ class H5Rows(Dataset):
         if file_index not in self._handles:
             self._handles[file_index] = h5py.File(self.paths[file_index], "r")
         return self.transform(self._handles[file_index][self.key][row], index)
+
+    def fetch_rows(self, rows: torch.Tensor) -> tuple:
+        """The items of the positions ``rows`` ``[b]`` collated into batch tensors (e.g. ``(x [b, ...], label [b])``),
+        so :class:`lvm.datamodules.base.TensorBatches` can add the examples' covariate codes."""
+        return tuple(default_collate([self[int(i)] for i in rows]))
+
+
+class H5Split(Subset):
+    """The positions ``indices`` of an :class:`H5Rows` (a train, validation or test split)."""
+
+    dataset: H5Rows
+
+    @property
+    def rows(self) -> list[tuple[int, int]]:
+        """The ``(file_index, row)`` of each example of the split, in its order."""
+        return [self.dataset.rows[i] for i in self.indices]
+
+    @property
+    def cache(self) -> np.ndarray | None:
+        """The split's rows of the in-memory array (``None`` when read lazily)."""
+        return None if self.dataset.cache is None else self.dataset.cache[np.asarray(self.indices, dtype=np.int64)]
+
+    @property
+    def _handles(self) -> dict[int, h5py.File] | None:
+        """The files the data set beneath opened in this process (``None``: none yet; workers open their own)."""
+        return self.dataset._handles

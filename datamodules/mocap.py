@@ -22,8 +22,12 @@ names) choose other sets: ``exclude=[]`` with ``torso_bones=TORSO_BONES`` is thi
 reading (drop only lowerback, upperback and thorax: 47 angles, 2 × (47 + 3) + 3 = 103 features).
 
 Each example stacks ``window`` contiguous frames, ``[window, F]``; trials are split 80/20 into train/test
-by ``seed`` (and ``val_fraction`` of the trials for validation), so no window straddles two splits.
-Batches are ``(x, trial index)``.
+by ``seed`` (and ``val_fraction`` of the trials for validation), so no window straddles two splits. With several
+``subjects`` (one skeleton layout), each subject's trials are split so, so every subject is in every split it has
+trials enough for, and a model conditioned on the subject has seen each one in training.
+Batches are ``(x, trial index)``; per window, ``metadata`` holds ``subject`` (its number), ``trial`` (the AMC file's
+name, e.g. ``54_01``) and ``frame`` (the window's first frame, counted from 0 in the AMC file), which a conditional
+model names as covariates (``model.covariates: [{key: subject, kind: discrete}]``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, TensorDataset
+from torch.utils.data import Subset, TensorDataset
 
 from .base import SplitDataModule
 
@@ -144,70 +148,107 @@ class MocapDataModule(SplitDataModule):
     """Args:
         root: the folder holding ``subjects/`` (CMU's ``allasfamc.zip`` extracted).
         subject: the subject number (54 in the paper).
+        subjects: several subject numbers (e.g. ``[54, 55]``) instead of ``subject``; their skeletons must give the
+            same features.
         window: frames per example (10).
         stride: frames between the starts of consecutive windows.
         exclude: name substrings of the bones left out of the joint angles (default :data:`PAPER_EXCLUDE`:
             toes, hand, fingers, thumb, hipjoint; 44 angles on CMU's skeleton, as in the paper).
         torso_bones: exact bone names also left out (default none; ``TORSO_BONES`` with ``exclude: []``
             gives the former 47-angle reading).
-        test_fraction, val_fraction: fractions of the trials.
+        test_fraction, val_fraction: fractions of each subject's trials.
         batch_size, seed, num_workers: as usual.
     """
 
-    def __init__(self, root: str = "data/cmu_mocap", subject: int = 54, window: int = 10, stride: int = 1,
-                 exclude: list[str] = PAPER_EXCLUDE, torso_bones: list[str] = (), test_fraction: float = 0.2,
-                 val_fraction: float = 0.1, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
+    def __init__(self, root: str = "data/cmu_mocap", subject: int = 54, subjects: list[int] | None = None,
+                 window: int = 10, stride: int = 1, exclude: list[str] = PAPER_EXCLUDE, torso_bones: list[str] = (),
+                 test_fraction: float = 0.2, val_fraction: float = 0.1, batch_size: int = 64, seed: int = 0,
+                 num_workers: int = 0):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
-        self.folder = Path(root) / "subjects" / str(subject)
-        self.subject, self.window, self.stride = subject, window, stride
+        self.root = Path(root)
+        self.subjects = [int(number) for number in (subjects if subjects else [subject])]
+        if len(set(self.subjects)) != len(self.subjects):
+            raise ValueError(f"subjects {self.subjects} names a subject twice.")
+        self.window, self.stride = window, stride
         self.exclude, self.torso_bones = tuple(exclude), tuple(torso_bones)
         self.fractions = (test_fraction, val_fraction)
-        self.data_shape = (window, self._feature_count()) if self._asf().is_file() else None
+        self.metadata: dict[str, np.ndarray] = {}  # subject, trial, frame: [N] each (after setup)
+        present = all(self._asf(number).is_file() for number in self.subjects)
+        self.data_shape = (window, self._feature_count()) if present else None
 
-    def _asf(self) -> Path:
-        return self.folder / f"{self.subject:02d}.asf"
+    @property
+    def data_description(self) -> str:
+        """The data, as errors about its metadata (covariates) name them."""
+        return f"CMU mocap subject(s) {self.subjects} in {(self.root / 'subjects').resolve()}"
 
-    def _trials(self) -> list[Path]:
-        trials = sorted(self.folder.glob(f"{self.subject:02d}_*.amc"))
-        if not self._asf().is_file() or not trials:
+    def _folder(self, subject: int) -> Path:
+        return self.root / "subjects" / str(subject)
+
+    def _asf(self, subject: int) -> Path:
+        return self._folder(subject) / f"{subject:02d}.asf"
+
+    def _trials(self, subject: int) -> list[Path]:
+        folder = self._folder(subject)
+        trials = sorted(folder.glob(f"{subject:02d}_*.amc"))
+        if not self._asf(subject).is_file() or not trials:
             raise FileNotFoundError(
-                f"CMU mocap subject {self.subject} not found: need {self._asf().resolve()} and "
-                f"{self.folder.resolve()}/{self.subject:02d}_*.amc. Download allasfamc.zip from "
+                f"CMU mocap subject {subject} not found: need {self._asf(subject).resolve()} and "
+                f"{folder.resolve()}/{subject:02d}_*.amc. Download allasfamc.zip from "
                 "https://mocap.cs.cmu.edu/ (or the subject's ASF/AMC files) and extract it so that subjects/ "
                 "is under data.init_args.root."
             )
         return trials
 
     def _feature_count(self) -> int:
-        skeleton = parse_asf(self._asf())
-        joints = sum(len(skeleton.dofs[bone]) for bone in joint_bones(skeleton, self.exclude, self.torso_bones))
-        rotations = sum(channel.startswith("R") for channel in skeleton.root_order)
-        return 2 * (joints + rotations) + 3
+        counts = {}
+        for number in self.subjects:
+            skeleton = parse_asf(self._asf(number))
+            joints = sum(len(skeleton.dofs[bone]) for bone in joint_bones(skeleton, self.exclude, self.torso_bones))
+            rotations = sum(channel.startswith("R") for channel in skeleton.root_order)
+            counts[number] = 2 * (joints + rotations) + 3
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"The skeletons of subjects {self.subjects} give different numbers of features per frame "
+                             f"({counts}); train on subjects whose ASF files list the same bones.")
+        return counts[self.subjects[0]]
 
     def prepare_data(self) -> None:
-        self._trials()
+        for number in self.subjects:
+            self._trials(number)
 
     def build_splits(self):
-        trials, skeleton = self._trials(), parse_asf(self._asf())
-        order = torch.randperm(len(trials), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        n_test = max(1, int(round(self.fractions[0] * len(trials)))) if len(trials) > 1 else 0
-        n_val = int(round(self.fractions[1] * len(trials)))
-        parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-        return tuple(self._windows([(trials[i], i) for i in sorted(parts[name])], skeleton)
-                     for name in ("train", "val", "test"))
+        """One data set of every window of every trial (in subject, then trial order), split by trial: per subject,
+        ``test_fraction`` of its trials (at least one when it has two) and ``val_fraction`` for validation, drawn by
+        ``seed``."""
+        windows, labels, fields, split_of_trial = [], [], {"subject": [], "trial": [], "frame": []}, []
+        for number in self.subjects:
+            trials, skeleton = self._trials(number), parse_asf(self._asf(number))
+            order = torch.randperm(len(trials), generator=torch.Generator().manual_seed(self.seed)).tolist()
+            n_test = max(1, int(round(self.fractions[0] * len(trials)))) if len(trials) > 1 else 0
+            n_val = int(round(self.fractions[1] * len(trials)))
+            part = np.zeros(len(trials), dtype=np.int64)  # 0 train, 1 val, 2 test
+            part[order[:n_test]], part[order[n_test:n_test + n_val]] = 2, 1
+            for path, split in zip(trials, part):
+                trial = self._windows(path, skeleton)  # [n, window, F]
+                windows.append(trial)
+                labels.append(np.full(len(trial), len(split_of_trial)))
+                fields["subject"].append(np.full(len(trial), number))
+                fields["trial"].append(np.full(len(trial), path.stem))
+                fields["frame"].append(1 + self.stride * np.arange(len(trial)))  # features start at the 2nd frame
+                split_of_trial.append(split)
+        self.metadata = {key: np.concatenate(values) for key, values in fields.items()}
+        label = np.concatenate(labels)
+        dataset = TensorDataset(torch.from_numpy(np.concatenate(windows)), torch.from_numpy(label))
+        split = np.asarray(split_of_trial)[label]  # [N]
+        return tuple(Subset(dataset, np.flatnonzero(split == k).tolist()) for k in range(3))
 
-    def _windows(self, trials: list[tuple[Path, int]], skeleton: Skeleton) -> ConcatDataset | TensorDataset:
-        """Windows ``[n, window, F]`` of the given (AMC file, trial index) pairs, labelled by trial."""
-        sets = []
-        for path, index in trials:
-            features = frame_features(parse_amc(path, skeleton), skeleton, exclude=self.exclude,
-                                      torso_bones=self.torso_bones)  # [T - 1, F]
-            if not np.isfinite(features).all():
-                raise ValueError(f"{path}: NaN or infinite values in the motion.")
-            starts = range(0, len(features) - self.window + 1, self.stride)
-            if len(starts) == 0:
-                continue
-            windows = np.stack([features[s:s + self.window] for s in starts])  # [n, window, F]
-            sets.append(TensorDataset(torch.from_numpy(windows), torch.full((len(windows),), index)))
-        return ConcatDataset(sets) if sets else TensorDataset(torch.zeros(0, *self.data_shape), torch.zeros(0))
+    def _windows(self, path: Path, skeleton: Skeleton) -> np.ndarray:
+        """The windows ``[n, window, F]`` of one AMC file (none when it is shorter than a window)."""
+        features = frame_features(parse_amc(path, skeleton), skeleton, exclude=self.exclude,
+                                  torso_bones=self.torso_bones)  # [T - 1, F]
+        if not np.isfinite(features).all():
+            raise ValueError(f"{path}: NaN or infinite values in the motion.")
+        starts = range(0, len(features) - self.window + 1, self.stride)
+        if len(starts) == 0:
+            return np.zeros((0, self.window, features.shape[1]), dtype=np.float32)
+        return np.stack([features[s:s + self.window] for s in starts])  # [n, window, F]

@@ -6,6 +6,8 @@ wall hue, object hue, scale, shape and orientation. Images are read lazily in ch
 handle per DataLoader worker), never whole; ``subset`` trains on a seeded random subset and
 ``in_memory`` loads that subset once. Batches are ``(image [3, 64, 64] float32 in [0, 1], factors [6])``;
 80/20 train/test split by ``seed`` (appendix B.1.1), with ``val_fraction`` of all examples for validation.
+The factors are also per-example metadata by name (``metadata["shape"]``, ``metadata["scale"]``, ...), which a
+conditional model names as covariates (``model.covariates: [{key: shape, kind: discrete}]``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from .base import SplitDataModule, split_fractions
-from .hdf5 import H5Rows, require_dataset
+from .hdf5 import H5Rows, H5Split, require_dataset
 
 __all__ = ["Shapes3DDataModule", "FACTORS"]
 
@@ -44,6 +46,7 @@ class Shapes3DDataModule(SplitDataModule):
         self.save_hyperparameters()
         self.path, self.subset, self.in_memory = Path(path), subset, in_memory
         self.fractions = split_fractions(test_fraction, val_fraction)
+        self.metadata: dict[str, np.ndarray] = {}  # the factors by name, [N] each (after setup)
 
     def _check(self) -> tuple[int, np.ndarray]:
         """Validate the file; return the number of examples and the factors ``[N, 6]``."""
@@ -64,6 +67,11 @@ class Shapes3DDataModule(SplitDataModule):
     def prepare_data(self) -> None:
         self._check()
 
+    @property
+    def data_description(self) -> str:
+        """The data, as errors about its metadata (covariates) name it."""
+        return str(self.path)
+
     def build_splits(self):
         n, factors = self._check()
         generator = torch.Generator().manual_seed(self.seed)
@@ -72,9 +80,13 @@ class Shapes3DDataModule(SplitDataModule):
             if not 0 < self.subset <= n:
                 raise ValueError(f"subset must be between 1 and {n}; got {self.subset}.")
             order = order[: self.subset]
+        selected = np.sort(order)  # the file rows of the data set beneath the splits, read in order
+        self.metadata = {name: factors[selected, k] for k, name in enumerate(FACTORS)}  # each [N]
+        dataset = self._dataset(selected, factors)
         sizes = [int(round(f * len(order))) for f in self.fractions[:-1]]
         bounds = np.cumsum([0, *sizes, len(order) - sum(sizes)])
-        return tuple(self._dataset(np.sort(order[a:b]), factors) for a, b in zip(bounds[:-1], bounds[1:]))
+        return tuple(H5Split(dataset, np.searchsorted(selected, np.sort(order[a:b])).tolist())
+                     for a, b in zip(bounds[:-1], bounds[1:]))
 
     def _dataset(self, indices: np.ndarray, factors: np.ndarray) -> H5Rows:
         cache = None

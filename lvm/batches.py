@@ -3,17 +3,35 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["batch_data", "factor_names", "label_columns", "label_title"]
+__all__ = ["batch_data", "given_batch", "reference_covariates", "factor_names", "label_columns", "label_title"]
 
 
 def batch_data(batch) -> torch.Tensor:
     """The data ``x: [b, *data_shape]`` of a batch that is ``x`` or ``(x, labels, ...)``."""
     return batch[0] if isinstance(batch, Sequence) else batch
+
+
+def given_batch(model, batch):
+    """A context in which ``model`` scores, embeds and decodes the examples of ``batch`` given their own covariates:
+    a conditional model's batches are ``(x, label, codes)`` (:meth:`lvm.model.LatentVariableModel.given`); nothing
+    for an unconditional model."""
+    if getattr(model, "covariates", None) is None:
+        return contextlib.nullcontext()
+    return model.given(model.batch_covariates(batch))
+
+
+def reference_covariates(model) -> torch.Tensor | None:
+    """The codes ``[1, C]`` a conditional model decodes latent points under where no example gives them (decoded
+    grids, samples, Jacobians over the latent space: :meth:`lvm.covariates.Covariates.reference`); ``None`` for an
+    unconditional model."""
+    covariates = getattr(model, "covariates", None)
+    return None if covariates is None else covariates.reference()
 
 
 def factor_names(datamodule, count: int) -> list[str]:

@@ -65,7 +65,8 @@ def _spec(raw: Mapping) -> dict:
     spec.setdefault("kind", "discrete")
     if spec["kind"] not in KINDS:
         raise CovariateError(f"Covariate {spec['key']!r}: kind must be one of {KINDS}; got {spec['kind']!r}.")
-    unknown = set(spec) - {"key", "kind", "dim", "levels", "categories", "mean", "scale", "values"}
+    unknown = set(spec) - {"key", "kind", "dim", "levels", "categories", "mean", "scale", "values", "min",
+                                "max"}
     if unknown:
         raise CovariateError(f"Covariate {spec['key']!r}: unknown setting(s) {sorted(unknown)}; a covariate takes key, "
                              "kind, dim (discrete: embedding size) and levels (continuous: quantisation levels).")
@@ -82,8 +83,8 @@ class Covariates(nn.Module):
 
     Args:
         specs: one dict per covariate, ``{key, kind, dim?, levels?}`` (see the module docstring); after
-            :meth:`fit` they also hold the fitted encodings (``categories``; ``mean``, ``scale`` and ``values``, the
-            levels in standardised units), which is how a checkpoint stores them.
+            :meth:`fit` they also hold the fitted encodings (``categories``; ``mean``, ``scale``, ``min``, ``max`` in
+            data units and ``values``, the levels in standardised units), which is how a checkpoint stores them.
         num_outputs: P, the decoder's outputs per example (``data_size * likelihood.params_per_dim``).
         hidden: the width of the FiLM network's hidden layer.
     """
@@ -122,11 +123,20 @@ class Covariates(nn.Module):
                 numbers = self._numbers(values, spec["key"], where)
                 mean, scale = float(numbers.mean()), float(numbers.std())
                 spec["mean"], spec["scale"] = mean, scale if scale > 0 else 1.0
+                spec["min"], spec["max"] = float(numbers.min()), float(numbers.max())  # the training range
                 standard = (numbers - mean) / spec["scale"]
                 if spec["levels"] is not None:
                     quantiles = np.quantile(standard, (np.arange(spec["levels"]) + 0.5) / spec["levels"])
                     spec["values"] = [float(v) for v in np.unique(quantiles)]
         self._build()
+
+    def check(self, columns: Mapping[str, np.ndarray], where: str = "the data") -> None:
+        """Refuse a missing key or NaN/infinite continuous values anywhere in ``columns`` (rows as given), before
+        :meth:`fit` sees a part of them."""
+        for spec in self.specs:
+            values = self._column(columns, spec["key"], where)
+            if spec["kind"] == "continuous":
+                self._numbers(values, spec["key"], where)
 
     def encode(self, columns: Mapping[str, np.ndarray], where: str = "the data") -> torch.Tensor:
         """The codes ``[n, C]`` (float32) of raw values: a discrete covariate's category index, a continuous one's
@@ -174,6 +184,12 @@ class Covariates(nn.Module):
             raise CovariateError(f"{where}: covariate {key!r} has {int(bad.sum())} NaN or infinite value(s) (the first "
                                  f"at row {int(np.flatnonzero(bad)[0])}); fill or drop those rows.")
         return numbers
+
+    def index(self, key: str) -> int:
+        """The column of covariate ``key`` in the codes ``[n, C]``."""
+        if key not in self.keys:
+            raise CovariateError(f"{key!r} is not one of this model's covariates {self.keys}.")
+        return self.keys.index(key)
 
     def reference(self) -> torch.Tensor:
         """The codes ``[1, C]`` used where none are given (a sample, a decoded grid): each discrete covariate's first

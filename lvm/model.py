@@ -74,6 +74,10 @@ class LatentVariableModel(L.LightningModule):
             encodings are fitted on the training split when training starts and kept in the checkpoint; batches then
             carry the codes (:meth:`attach_covariates`). ``None``: an unconditional model.
         covariate_hidden: the width of the covariates' FiLM network.
+        covariate_warmup_steps: for this many first training steps only the covariates' network learns (the decoder's
+            outputs are held fixed), so that what the covariates explain (a category's offset) is theirs before the
+            latent space takes it: without it a 1-D latent was measured to spend itself separating the categories
+            (consistency 0.27 against 0.99 for four categories with offsets larger than the latent signal).
         compile_decoder: run the decoder through ``torch.compile`` (``True``: the default backend, Inductor; or a
             backend's name). Opt-in: compiling takes tens of seconds at the first batch and again for new shapes
             (the lattice chunks), and pays off on GPUs for long runs. The parameters and checkpoints are the
@@ -116,6 +120,7 @@ class LatentVariableModel(L.LightningModule):
         compile_decoder: bool | str = False,
         covariates: list[dict] | None = None,
         covariate_hidden: int = 64,
+        covariate_warmup_steps: int = 200,
     ):
         super().__init__()
         with warnings.catch_warnings():
@@ -183,7 +188,14 @@ class LatentVariableModel(L.LightningModule):
     def decoder_outputs(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's outputs for latent values ``z: [n, d]``, flattened to ``[n, P]``: the likelihood parameters of
         an unconditional model; a conditional one modulates them by the covariates (:meth:`decoder_params`)."""
-        return self._decoder(self.prior.features(z)).flatten(start_dim=1)
+        outputs = self._decoder(self.prior.features(z)).flatten(start_dim=1)
+        return outputs.detach() if self._covariates_warming() else outputs
+
+    def _covariates_warming(self) -> bool:
+        """Whether this is one of the first ``covariate_warmup_steps`` training steps of a conditional model."""
+        if self.covariates is None or not self.training or not torch.is_grad_enabled() or self._trainer is None:
+            return False
+        return self.global_step < self.hparams.get("covariate_warmup_steps", 0)
 
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters for latent values ``z: [n, d]``, flattened to ``[n, P]``. In a conditional model row
@@ -267,12 +279,15 @@ class LatentVariableModel(L.LightningModule):
         if self.covariates is None or datamodule is None:
             return
         if not hasattr(datamodule, "covariate_columns"):
+            if self.covariates.fitted:  # a datamodule of its own whose batches carry the codes themselves
+                return
             raise CovariateError(f"model.covariates needs a datamodule with per-example metadata; "
                                  f"{type(datamodule).__name__} has none.")
         datamodule.setup("fit")
         columns = datamodule.covariate_columns(self.covariates.keys)  # {key: [N]} raw values, every example
         where = getattr(datamodule, "data_description", None) or type(datamodule).__name__
         if not self.covariates.fitted:
+            self.covariates.check(columns, where)  # rows named in the data set's order, not the training split's
             train = datamodule.split_rows("train")
             self.covariates.fit({key: np.asarray(values)[train] for key, values in columns.items()},
                                 f"{where} (training split)")
@@ -330,7 +345,8 @@ class LatentVariableModel(L.LightningModule):
 
         A conditional model decodes under ``covariates``: codes ``[n, C]`` or ``[C]`` (one row for every point), or raw
         values ``{key: value or [n]}`` (the counterfactual: the same latent point as another animal or duration);
-        ``None``: the covariates of :meth:`given` (one per point), else the first row of the training data's."""
+        ``None``: the covariates of :meth:`given` (one per point), else :meth:`lvm.covariates.Covariates.reference` (each
+        discrete covariate's first category, each continuous one's training mean)."""
         out = self._decoder(self.prior.features(z))  # [n, *data_shape] or [n, k, *data_shape]
         data_shape = out.shape[1:] if self.likelihood.params_per_dim == 1 else out.shape[2:]
         out = out.to(torch.promote_types(out.dtype, torch.float32)).flatten(start_dim=1)  # [n, P]
@@ -345,9 +361,11 @@ class LatentVariableModel(L.LightningModule):
             if self._codes is not None and len(self._codes) == n:
                 return self._codes
             covariates = self.covariates.reference()
-        if isinstance(covariates, dict):
-            covariates = self.covariates.encode({key: np.atleast_1d(np.asarray(value)) for key, value in
-                                                 covariates.items()}, "the covariates given to decode")
+        if isinstance(covariates, dict):  # the covariates left out take their reference values
+            values = {**self.covariates.describe(self.covariates.reference())[0], **covariates}
+            n_given = max(len(np.atleast_1d(value)) for value in values.values())
+            covariates = self.covariates.encode({key: np.broadcast_to(np.atleast_1d(np.asarray(value)), (n_given,))
+                                                 for key, value in values.items()}, "the covariates given to decode")
         codes = torch.as_tensor(covariates, dtype=torch.float32).reshape(-1, size)
         if len(codes) == 1:
             codes = codes.expand(n, size)

@@ -37,6 +37,12 @@ class RiemannianELBO(Objective):
     def validate(self, model):
         self.require(model, prior=BrownianMotionPrior, posterior=BrownianStepPosterior,
                      likelihood=HeteroscedasticGaussianLikelihood)
+        if getattr(model, "covariates", None) is not None:
+            raise ValueError(
+                "RiemannianObjective does not take model.covariates: its prior is Brownian motion on the manifold the "
+                "decoder immerses, and a conditional decoder immerses one manifold per covariate value, so p(z) "
+                "would depend on the covariates and the latent space would not be shared. Use a QMC, ELBO or IWAE "
+                "objective for a conditional model.")
 
     def forward(self, model, x):
         prior, posterior, params = model.prior, model.posterior, model.encode(x)

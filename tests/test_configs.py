@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch.utils.data import TensorDataset
+from torch.utils.data import Subset, TensorDataset
 
 from lvm.datamodules.base import SplitDataModule
 from lvm.runs.cli import LVMCLI, cli_main
@@ -141,7 +141,9 @@ class RandomData(SplitDataModule):
         generator = torch.Generator().manual_seed(0)
         x = torch.rand(48, *self.data_shape, generator=generator)
         y = torch.arange(48) % 3
-        return TensorDataset(x[:32], y[:32]), TensorDataset(x[32:40], y[32:40]), TensorDataset(x[40:], y[40:])
+        self.metadata = {"subject": np.arange(48) % 2}  # for conditional configs (every value in every split)
+        data = TensorDataset(x, y)
+        return Subset(data, range(32)), Subset(data, range(32, 40)), Subset(data, range(40, 48))
 
 
 SHORT_RUN = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",

@@ -854,3 +854,45 @@ def test_hovering_a_vector_models_grid_shows_its_line_plot(vector_explorer, chro
     assert tooltip["html"].count("<img") == 1
     assert tooltip["text"].startswith("Decoded mean against feature index 1–10 (x); values ")
     assert "decoded at z1 = " in tooltip["text"]
+
+
+# --- counterfactual grids of a conditional model ------------------------------------------------------------------
+
+YELLOW = "#ffff00"
+
+
+def condition_page() -> str:
+    """Two points over a cyan grid whose cells are yellow when decoded as "animal = bee"."""
+    table = pd.DataFrame({"z1": [0.2, 0.7], "z2": [0.3, 0.6], "split": ["train", "test"]})
+    grid = regular_grid((0, 1), 4, color=[0.0, 1.0, 1.0])
+    grid.variants["animal = bee"] = np.broadcast_to([1.0, 1.0, 0.0], grid.images.shape)
+    return explorer_html(table, ["z1", "z2"], periodic=True, grids=[grid],
+                         grid_conditions=["reference (animal = ant)", "animal = bee"])
+
+
+def test_grid_conditions_must_name_every_grids_variants():
+    table = pd.DataFrame({"z1": [0.2, 0.7], "z2": [0.3, 0.6]})
+    grid = regular_grid((0, 1), 4)
+    with pytest.raises(ValueError, match="no variants"):
+        explorer_html(table, ["z1", "z2"], periodic=True, grids=[grid], grid_conditions=["reference", "other"])
+    grid.variants["other"] = grid.images[:3]
+    with pytest.raises(ValueError, match="16 cells"):
+        explorer_html(table, ["z1", "z2"], periodic=True, grids=[grid], grid_conditions=["reference", "other"])
+    assert "grid-condition" not in explorer_html(table, ["z1", "z2"], periodic=True, grids=[grid],
+                                                 grid_conditions=["reference"])  # one condition: no selector
+
+
+def test_the_condition_selector_swaps_the_pictures_of_the_decoded_grid(chromium):
+    page = condition_page()
+    assert "grid-condition" in page and "Decode the grid as" in page
+    before = render_page(page, chromium=chromium, after_load_script=hover_script("projection z1-z2", 0.9, 0.1))
+    assert before.errors == [] and before.warnings == [], before.console
+    assert before.pixels_of_color(CYAN) > 80 * 80 and before.pixels_of_color(YELLOW) == 0
+    switch_then_hover = when_rendered("projection z1-z2", """
+  Bokeh.documents[0].get_model_by_name("grid-condition").value = "animal = bee"
+  setTimeout(() => { %s }, 500)  // the selector's callback runs asynchronously""" % hover_script("projection z1-z2", 0.9, 0.1))
+    after = render_page(page, chromium=chromium, after_load_script=switch_then_hover)
+    assert after.errors == [] and after.warnings == [], after.console
+    assert after.pixels_of_color(YELLOW) > 80 * 80 and after.pixels_of_color(CYAN) == 0
+    (tooltip,) = shown_tooltips(after)
+    assert tooltip["text"].startswith("decoded at z1 = ")

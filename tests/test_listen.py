@@ -82,7 +82,9 @@ def test_listen_refuses_a_checkpoint_of_non_audio_data_in_one_line(quickstart_ch
 
 def test_listen_names_what_is_missing(vocal_checkpoint, tmp_path, capsys):
     for options, message in ((["--path", "0.1", "0.2", "0.3"], "2 per point"), (["--grid", "2", "--points", "0.1", "0.2"],
-                             "give one of"), (["--grid", "2", "--rate", "0"], "--rate must be > 0")):
+                             "give one of"), (["--grid", "2", "--rate", "0"], "--rate must be > 0"),
+                            (["--grid", "2", "--covariate", "animal=bird2"], "this model is unconditional"),
+                            (["--grid", "2", "--covariate", "animal"], "write KEY=VALUE")):
         with pytest.raises(SystemExit):
             listen.main(["--ckpt", str(vocal_checkpoint), *options, "--out", str(tmp_path / "x.wav")])
         assert message in capsys.readouterr().err

@@ -18,7 +18,9 @@ directory of HDF5 files (``*.h5`` / ``*.hdf5``), each holding
 or a single ``.npz`` with the same keys. Spectrograms outside [0, 1] are min-max scaled over the whole
 set (Bernoulli-compatible). Batches are ``(spec [1, F, T], label)`` with the label the metadata field
 ``label_key`` (numbers as floats; strings as category codes, whose names are ``label_names``) or the
-syllable index; all metadata is on ``metadata`` (dict of arrays in the dataset's order).
+syllable index; all metadata is on ``metadata`` (dict of arrays in the dataset's order), and a conditional model
+names its fields as covariates (``model.covariates: [{key: audio_filenames, kind: discrete}, {key: duration, kind:
+continuous}]``; :meth:`VocalizationsDataModule.covariate_columns`).
 
 Splits: ``test_fraction`` and ``val_fraction`` of the syllables, drawn by ``seed``; with ``group_key``
 (e.g. ``audio_filenames``, ``individual``) whole groups go to one split each, so no recording or animal
@@ -220,7 +222,14 @@ class VocalizationsDataModule(SplitDataModule):
             low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
         return (0.0, 1.0) if low >= 0 and high <= 1 else (low, high if high > low else low + 1.0)
 
+    @property
+    def data_description(self) -> str:
+        """The data, as errors about its metadata (covariates) name it."""
+        return str(self.root)
+
     def covariate_columns(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The metadata fields ``{key: [N]}`` of every syllable (``duration``: ``offsets - onsets`` where the files
+        have them), or a ``KeyError`` naming the field, the data's root and the fields present in every file."""
         self.setup("fit")
         columns = {key: self._field(key, "model.covariates key") for key in keys if key != "duration"}
         if "duration" in keys:  # offsets - onsets where the files have them (as durations)

@@ -13,13 +13,17 @@ with its provenance by ``python -m lvm.tools.embed``, :mod:`lvm.analysis.provena
   ``test/log_likelihood``);
 * ``label`` (and ``label_name`` where the datamodule names its categories; one column per factor for 2-D labels
   such as 3dShapes') and every per-example metadata field of the datamodule (e.g. audio file, onset, offset); a field
-  named like one of the columns above (``z1``, ``label``) is written as ``meta_<name>``.
+  named like one of the columns above (``z1``, ``label``) is written as ``meta_<name>``;
+* for a conditional model (``model.covariates``), one column per covariate named by its key with each example's raw
+  value (category name; continuous value in data units, :meth:`lvm.covariates.Covariates.describe`), and every
+  posterior and likelihood above is the one given the example's own covariates (``p(z | x, c)``, ``p(x | c)``).
 
 The fingerprints are a SHA-256 of each split's data in table order, which the provenance records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import numpy as np
@@ -28,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lvm.analysis.formats import SPLITS
-from lvm.batches import batch_data, label_columns
+from lvm.batches import batch_data, given_batch, label_columns
 
 __all__ = ["SPLITS", "latent_columns", "posterior_summary", "embedding_table", "dataset_indices", "embed_loader", "shared_embeddings"]
 
@@ -62,7 +66,8 @@ def latent_columns(dim: int, prefix: str = "z") -> list[str]:
 @torch.no_grad()
 def embed_loader(model, loader, reduce: str = "mean", num_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:meth:`LatentVariableModel.embed` of every batch of ``loader`` ``[n, d]`` (on the CPU) and the labels
-    (``batch[1]``: ``[n]`` or ``[n, f]``; ``None`` for unlabelled batches), in the loader's order.
+    (``batch[1]``: ``[n]`` or ``[n, f]``; ``None`` for unlabelled batches), in the loader's order. A conditional
+    model's batches ``(x, label, codes)`` are embedded given their covariates (:func:`lvm.batches.given_batch`).
 
     Nothing is recomputed where the model's last test pass covered the loader's data set with this lattice and the
     model has not changed since (:meth:`LatentVariableModel.results_for`). Otherwise the last result for a
@@ -80,7 +85,8 @@ def embed_loader(model, loader, reduce: str = "mean", num_points: int | None = N
         return cached[1]
     embedding, labels = [], []
     for batch in loader:
-        embedding.append(model.embed(batch_data(batch).to(model.device), reduce, num_points).cpu())
+        with given_batch(model, batch):  # a conditional model's posterior given each example's covariates
+            embedding.append(model.embed(batch_data(batch).to(model.device), reduce, num_points).cpu())
         if isinstance(batch, (list, tuple)) and len(batch) > 1:
             labels.append(torch.as_tensor(batch[1]).cpu())
     result = (torch.cat(embedding), torch.cat(labels) if labels else None)
@@ -109,6 +115,8 @@ def embedding_table(model, datamodule, splits: tuple[str, ...] = SPLITS, num_poi
     if unknown:
         raise ValueError(f"Unknown split(s) {unknown}; choose from {list(SPLITS)}.")
     datamodule.setup("fit")
+    if getattr(model, "covariates", None) is not None and getattr(datamodule, "covariate_codes", None) is None:
+        model.attach_covariates(datamodule)  # a checkpoint's encodings map the data's covariates (unknown: an error)
     was_training = model.training
     model.eval()  # dropout and batch statistics off, as at test time
     try:
@@ -129,23 +137,27 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
             done = None
         names = ("mean", "mode", "spread", "entropy") + ("log_likelihood",) * log_likelihood
         digest, parts, labels = hashlib.sha256(), {name: [] for name in names}, []
+        examples = dataset_indices(dataset)
+        codes = _split_codes(model, datamodule, examples)  # [n, C] each example's covariates, or None
+        start = 0
         for batch in loader:
             x = batch_data(batch)
             digest.update(x.to(torch.float32).contiguous().numpy().tobytes())
             if isinstance(batch, (list, tuple)) and len(batch) > 1:
                 labels.append(torch.as_tensor(batch[1]).cpu())
+            batch_codes, start = None if codes is None else codes[start:start + len(x)], start + len(x)
             if done is not None:
                 continue
             x = x.to(device)
-            summary = posterior_summary(model, x, num_points)
-            if log_likelihood:
-                summary["log_likelihood"] = model.evaluation.log_likelihood(model, x)["log_likelihood"]
+            with model.given(batch_codes) if batch_codes is not None else contextlib.nullcontext():
+                summary = posterior_summary(model, x, num_points)
+                if log_likelihood:
+                    summary["log_likelihood"] = model.evaluation.log_likelihood(model, x)["log_likelihood"]
             for key, value in summary.items():
                 parts[key].append(value.cpu())
         if done is not None:
             parts = {name: [done[name]] for name in names}
         fingerprints[split] = digest.hexdigest()
-        examples = dataset_indices(dataset)
         columns: dict[str, np.ndarray] = {"split": np.full(len(examples), split), "index": np.arange(len(examples)),
                                           "example": examples}
         if len(examples):
@@ -157,10 +169,29 @@ def _embedding_table(model, datamodule, splits, num_points, batch_size, log_like
                 columns["log_likelihood"] = torch.cat(parts["log_likelihood"]).double().numpy()
             if labels:
                 columns.update(label_columns(torch.cat(labels).numpy(), datamodule))
+            covariates = {} if codes is None else _covariate_columns(model, codes)
+            for name, values in covariates.items():
+                columns[f"covariate_{name}" if name in columns else name] = values
             for name, values in _metadata_columns(datamodule, examples, len(_root_dataset(dataset))).items():
-                columns[f"meta_{name}" if name in columns else name] = values  # never over an embedding column
+                if name not in covariates:  # a covariate's field is its column already
+                    columns[f"meta_{name}" if name in columns else name] = values  # never over an embedding column
         frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True), fingerprints
+
+
+def _split_codes(model, datamodule, examples: np.ndarray) -> torch.Tensor | None:
+    """The covariate codes ``[n, C]`` of the examples (rows of the data set beneath the splits) of a conditional
+    model, as its datamodule's batches carry them; ``None`` for an unconditional model."""
+    if getattr(model, "covariates", None) is None:
+        return None
+    return torch.as_tensor(datamodule.covariate_codes)[torch.as_tensor(examples, dtype=torch.long)]
+
+
+def _covariate_columns(model, codes: torch.Tensor) -> dict[str, np.ndarray]:
+    """The raw value of each covariate of each example ``{key: [n]}``: category names, continuous values in data
+    units."""
+    rows = model.covariates.describe(codes)
+    return {key: np.asarray([row[key] for row in rows]) for key in model.covariates.keys}
 
 
 def shared_embeddings(tables: list[pd.DataFrame], dim: int) -> list[np.ndarray]:

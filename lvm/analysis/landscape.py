@@ -13,13 +13,15 @@ On the torus every displacement is the shortest one around it (``periodic=True``
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
-from lvm.batches import batch_data
+from lvm.batches import batch_data, given_batch, reference_covariates
 from lvm.numerics.jacobians import forward_jacobian
 from lvm.numerics.torus import nearest_image
 
@@ -42,17 +44,23 @@ def aggregated_posterior(model, batches, num_points: int | None = None) -> tuple
     total, count, points = 0.0, 0, None
     for batch in batches:
         x = batch_data(batch).to(model.device)
-        points, weights = model.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
+        with given_batch(model, batch):  # a conditional model's posteriors given each example's covariates
+            points, weights = model.posterior_on_lattice(x, num_points)  # [m, d], [b, m]
         total, count = total + weights.double().sum(0), count + len(x)
     if points is None:
         raise ValueError("aggregated_posterior needs at least one batch.")
     return points, total / count
 
 
-def jacobian_frobenius_norm(model, z: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
-    """|J(z)|_F of the decoded mean E[x | z] with respect to the latent coordinates, ``[n]``."""
+def jacobian_frobenius_norm(model, z: torch.Tensor, chunk_size: int = 1024,
+                            covariates: torch.Tensor | None = None) -> torch.Tensor:
+    """|J(z)|_F of the decoded mean E[x | z] with respect to the latent coordinates, ``[n]``. A conditional model's
+    decoder is taken under the covariate codes ``covariates`` ``[1, C]`` (default: the reference,
+    :func:`lvm.batches.reference_covariates`)."""
+    if covariates is None:
+        covariates = reference_covariates(model)
     norms = []
-    with torch.no_grad():
+    with torch.no_grad(), model.given(covariates) if covariates is not None else contextlib.nullcontext():
         for chunk in z.split(chunk_size):
             _, jacobian = forward_jacobian(model.decoded_mean, chunk.to(model.device))  # [c, D, d]
             norms.append(jacobian.pow(2).sum((-1, -2)).sqrt())

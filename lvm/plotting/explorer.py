@@ -17,6 +17,9 @@ In the page you can
   its edges run through the emptiest rows and columns, :func:`lvm.numerics.torus.seam_offsets`): points and cells are
   drawn at ``u = (z - c) mod 1``, while the ticks, the tooltips and the table give ``z``;
 - recolour the points by any metadata field with the "Colour by" selector;
+- for a conditional model, pick the covariates the grid is decoded under with the "Decode the grid as" selector
+  (``grid_conditions``: counterfactual decoding, the same latent points as another animal or duration; each choice's
+  grid is decoded when the page is built, so switching only swaps pictures);
 - pan, zoom, box-select (selections are linked across the projections of a 3-D latent), reset and save a PNG;
 - with sound (``audio``, :class:`ExplorerAudio`: spectrograms of vocalizations), click a point of the picture
   subsample to hear its original recording (the "reconstruction" button then plays the sound of its decoded
@@ -30,7 +33,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 
 import matplotlib.colors
 import matplotlib.image
@@ -60,6 +63,7 @@ DATA_LINE_COLOR, MEAN_LINE_COLOR, ZERO_LINE_COLOR = "#999999", "#1f77b4", "#e4e4
 IMAGE_COLUMN = "__explorer_image"  # <img> tag of a row's picture, "" for rows without one
 ROW_COLUMN = "__explorer_row"  # row position: the y axis of a 1-D latent without a log-likelihood column
 CELL_COLUMN = "__explorer_cell"  # latent coordinates of a grid cell, as text
+CONDITION_COLUMN_PREFIX = "__explorer_condition:"  # <img> tags of a grid's cells decoded under condition k >= 1
 CODE_COLUMN_PREFIX = "__explorer_code:"  # integer codes 0..k-1 of a categorical colour field, -1 where missing
 VIEW_COLUMN_PREFIX = "__explorer_view:"  # where a latent is drawn in a re-centred torus view, (z - c) mod 1
 AUDIO_COLUMN = "__explorer_audio"  # data URI of a row's original clip (of a cell's decoded sound), "" for none
@@ -79,6 +83,9 @@ class LatentGrid:
     dims: tuple[int, ...]  # the latent coordinates that vary: (i, j) for a plane, (i,) for a 1-D latent (0-based)
     coords: np.ndarray  # [g, len(dims)] grid coordinates, cell centres of a regular grid
     images: np.ndarray  # [g, H, W] (grey) or [g, H, W, 3] (RGB), floats in [0, 1], row 0 at the top; or [g, D] vectors
+    # the same cells decoded under other conditions (a conditional model's counterfactual covariates), by the name
+    # the page's "Decode the grid as" selector gives them: {name: images like ``images``}
+    variants: dict[str, np.ndarray] = dataclass_field(default_factory=dict)
 
 
 @dataclass
@@ -184,7 +191,7 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
                   color_fields: list[str] | None = None, categories: dict[str, list[str]] | None = None,
                   cmap: str = "gray", title: str = "Embedding explorer",
                   bounds: list[tuple[float, float]] | None = None, offsets: np.ndarray | None = None,
-                  audio: ExplorerAudio | None = None) -> str:
+                  audio: ExplorerAudio | None = None, grid_conditions: list[str] | None = None) -> str:
     """The text of a self-contained HTML page exploring an embedding.
 
     Args:
@@ -217,8 +224,13 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
         audio: the sounds of the picture rows (their original clips and the sounds of their decoded
             spectrograms) and of the grid cells (:class:`ExplorerAudio`): a click on a point plays its clip, a click
             in a cell its decoded sound, at the speed of the page's "Playback speed" selector. ``None``: no sound.
+        grid_conditions: the options of the "Decode the grid as" selector (a conditional model's covariates, e.g.
+            ``["reference (animal = a)", "animal = b"]``): the first names what every grid's ``images`` were decoded
+            under, each other one a key of every grid's ``variants``; choosing one swaps the cells' pictures in the
+            page. ``None`` (or one name): no selector.
     """
     _check_table(table, latent_columns, periodic, bounds, offsets)
+    conditions = _check_conditions(grid_conditions, grids)
     table = table.reset_index(drop=True)
     projections = PROJECTIONS[min(len(latent_columns), 3)]
     grids_by_projection = _grids_by_projection(grids, projections)
@@ -258,7 +270,7 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
                         formats=[_value_format(table[name]) for name in tooltip_columns], image_column=IMAGE_COLUMN,
                         cell_column=CELL_COLUMN, point_caption=point_caption, cell_caption=cell_caption,
                         max_points=MAX_TOOLTIP_POINTS)
-    plots, renderers, cell_sources = [], [], []
+    plots, renderers, cell_sources, tooltips = [], [], [], []
     for dims in projections:
         x_axis = latent_axes[dims[0]]
         y_axis = latent_axes[dims[1]] if len(dims) == 2 else value_axis
@@ -266,10 +278,11 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
         frame = (side, side if len(dims) == 2 else 300)  # frame width and height, pixels
         plot = _projection_figure(x_axis, y_axis, periodic, frame, square=len(dims) == 2)
         cells = [_draw_grid(plot, grid, latent_axes, cmap, line_plots,
-                            strip_range=None if len(dims) == 2 else y_axis.range, sounds=grid_sounds.get(id(grid)))
+                            strip_range=None if len(dims) == 2 else y_axis.range, sounds=grid_sounds.get(id(grid)),
+                            conditions=conditions)
                  for grid in grids_by_projection[dims]]
         renderer = _draw_points(plot, points, x_axis, y_axis, fields, len(table))
-        _add_hover(plot, renderer, cells, x_axis, y_axis, frame, shared_hover)
+        tooltips.append(_add_hover(plot, renderer, cells, x_axis, y_axis, frame, shared_hover))
         plots.append(plot)
         renderers.append(renderer)
         cell_sources.append([cell.data_source for cell in cells])
@@ -277,7 +290,7 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
     legend, color_bar, legend_items = _color_keys(plots[-1], fields, renderers[-1])
     n_images = 0 if images is None else len(images)
     header = Div(text=_header_html(title, len(table), n_images, sum(len(grid.coords) for grid in grids), periodic,
-                                   latent_axes, line_plots, audio is not None))
+                                   latent_axes, line_plots, audio is not None, conditions))
     controls = []
     if fields:
         selector = Select(title="Colour by", name="colour-selector", value=fields[0].name,
@@ -288,6 +301,9 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
                       legend_items=legend_items),
             code=_RECOLOUR_JS))
         controls.append(selector)
+    if len(conditions) > 1:
+        controls.append(_condition_selector(conditions, [source for sources in cell_sources for source in sources],
+                                            tooltips))
     if audio is not None:
         controls.append(_audio_controls(plots, points, cell_sources, latent_axes, value_axis, projections))
     page = column(header, *controls, gridplot([plots], toolbar_location="right", toolbar_options=dict(logo=None)))
@@ -595,8 +611,8 @@ def _line_plots(images: np.ndarray | None, decoded: np.ndarray | None, grids: li
     """How the page draws vectors, with one value range for all of them; None for images."""
     if decoded is not None and images is None:
         raise ValueError("decoded given without images: pass the vectors of the image rows too")
-    given = [np.asarray(array, dtype=float) for array in [images, decoded, *(grid.images for grid in grids)]
-             if array is not None]
+    pictures = [picture for grid in grids for picture in (grid.images, *grid.variants.values())]
+    given = [np.asarray(array, dtype=float) for array in [images, decoded, *pictures] if array is not None]
     vectors = [array for array in given if array.ndim == 2]
     if not vectors:
         if decoded is not None:
@@ -829,7 +845,7 @@ def _draw_points(plot, points: ColumnDataSource, x_axis: _Axis, y_axis: _Axis, f
 
 
 def _add_hover(plot, points_renderer, cells: list, x_axis: _Axis, y_axis: _Axis, frame: tuple[int, int],
-               shared: dict) -> None:
+               shared: dict) -> Tooltip:
     """One hover tool over the points and grid cells of ``plot`` and the one tooltip it shows (``_HOVER_JS``);
     ``shared``: the arguments of ``_HOVER_JS`` that are the same in every plot."""
     tooltip = Tooltip(content="", position=None, attachment="horizontal", interactive=False)
@@ -840,6 +856,7 @@ def _add_hover(plot, points_renderer, cells: list, x_axis: _Axis, y_axis: _Axis,
         frame=list(frame)))
     plot.add_tools(HoverTool(renderers=[*cells, points_renderer], tooltips=None, callback=callback,
                              description="Hover: points, else the decoded grid"))
+    return tooltip
 
 
 def _marker_style(count: int) -> tuple[float, float]:
@@ -852,9 +869,10 @@ def _marker_style(count: int) -> tuple[float, float]:
 
 
 def _draw_grid(plot, grid: LatentGrid, latent_axes: list[_Axis], cmap: str, line_plots: _LinePlots | None,
-               strip_range: Range1d | None, sounds: list[Sound] | None = None):
+               strip_range: Range1d | None, sounds: list[Sound] | None = None, conditions: list[str] = ()):
     """Faint cells centred on the grid's coordinates (where the view draws them), holding the decoded images (or line
-    plots of the decoded vectors); for a 1-D latent vertical strips spanning ``strip_range``."""
+    plots of the decoded vectors), and those decoded under each further condition (``conditions[1:]``, the grid's
+    ``variants``) for the condition selector to swap in; for a 1-D latent vertical strips spanning ``strip_range``."""
     coords = np.asarray(grid.coords, dtype=float)
     grid_images = _checked_images(grid.images, "LatentGrid.images")
     if coords.ndim != 2 or coords.shape[1] != len(grid.dims) or len(coords) != len(grid_images):
@@ -870,8 +888,10 @@ def _draw_grid(plot, grid: LatentGrid, latent_axes: list[_Axis], cmap: str, line
     else:
         cells["y"] = np.full(len(coords), (strip_range.start + strip_range.end) / 2)
         cells["height"] = np.full(len(coords), strip_range.end - strip_range.start)
-    pictures = grid_images if line_plots is None else grid_images[:, None]  # [g, 1, D]: one line per cell
-    cells[IMAGE_COLUMN] = _picture_tags(pictures, cmap, line_plots, [MEAN_LINE_COLOR])
+    cells[IMAGE_COLUMN] = _cell_tags(grid_images, cmap, line_plots)
+    for k, name in enumerate(conditions[1:], start=1):
+        cells[CONDITION_COLUMN_PREFIX + str(k)] = _cell_tags(
+            _checked_images(grid.variants[name], f"LatentGrid.variants[{name!r}]"), cmap, line_plots)
     cells[CELL_COLUMN] = [", ".join(f"{axis.label} = {value:.3g}" for axis, value in zip(axes, point))
                           for point in coords]
     if sounds is not None:
@@ -879,6 +899,53 @@ def _draw_grid(plot, grid: LatentGrid, latent_axes: list[_Axis], cmap: str, line
     return plot.rect(x="x", y="y", width="width", height="height", source=ColumnDataSource(cells),
                      fill_color="#808080", fill_alpha=0.03, line_color="#999999", line_alpha=0.25,
                      hover_fill_color="#808080", hover_fill_alpha=0.15, hover_line_color="#555555")
+
+
+def _cell_tags(images: np.ndarray, cmap: str, line_plots: _LinePlots | None) -> list[str]:
+    """The ``<img>`` tag of each grid cell's decoded image (or line plot of its decoded vector)."""
+    return _picture_tags(images if line_plots is None else images[:, None], cmap, line_plots,  # [g, 1, D]: one line
+                         [MEAN_LINE_COLOR])
+
+
+def _check_conditions(conditions: list[str] | None, grids: list[LatentGrid]) -> list[str]:
+    """The condition selector's options (none for fewer than two), checked against the grids' variants."""
+    conditions = list(conditions or [])
+    if len(set(conditions)) != len(conditions):
+        raise ValueError(f"grid_conditions names a condition twice: {conditions}")
+    for grid in grids:
+        missing = [name for name in conditions[1:] if name not in grid.variants]
+        if missing:
+            raise ValueError(f"the grid over dims {tuple(grid.dims)} has no variants {missing} (grid_conditions "
+                             f"names them; its variants: {list(grid.variants)})")
+        for name in conditions[1:]:
+            if len(grid.variants[name]) != len(grid.coords):
+                raise ValueError(f"the grid over dims {tuple(grid.dims)} has {len(grid.coords)} cells but its "
+                                 f"variant {name!r} has {len(grid.variants[name])} images")
+    return conditions if len(conditions) > 1 else []
+
+
+def _condition_selector(conditions: list[str], cell_sources: list[ColumnDataSource], tooltips: list[Tooltip]):
+    """The "Decode the grid as" selector: choosing condition k shows every grid cell's picture decoded under it."""
+    selector = Select(title="Decode the grid as", name="grid-condition", value=conditions[0], options=conditions,
+                      width=max(220, min(480, 8 * max(len(name) for name in conditions))))
+    selector.js_on_change("value", CustomJS(
+        args=dict(selector=selector, sources=cell_sources, tooltips=tooltips, image_column=IMAGE_COLUMN,
+                  prefix=CONDITION_COLUMN_PREFIX),
+        code=_CONDITION_JS))
+    return selector
+
+
+# the pictures of condition k (k = 0: those the page was built with, kept aside at the first switch)
+_CONDITION_JS = """
+const chosen = selector.options.indexOf(selector.value)
+for (const source of sources) {
+    source.explorer_condition_0 ??= source.data[image_column]
+    const pictures = chosen == 0 ? source.explorer_condition_0 : source.data[prefix + chosen]
+    source.data = {...source.data, [image_column]: pictures}
+}
+for (const tooltip of tooltips)
+    tooltip.explorer_key = null  // a tooltip shown again is rebuilt with the new pictures
+"""
 
 
 def _color_keys(plot, fields: list[_ColorField], renderer) -> tuple[Legend | None, ColorBar | None, list]:
@@ -915,13 +982,16 @@ def _line_plot_captions(line_plots: _LinePlots | None, decoded: bool) -> tuple[s
 
 
 def _header_html(title: str, n_points: int, n_images: int, n_cells: int, periodic: bool, latent_axes: list[_Axis],
-                 line_plots: _LinePlots | None, audio: bool = False) -> str:
+                 line_plots: _LinePlots | None, audio: bool = False, conditions: list[str] = ()) -> str:
     kind = "an image" if line_plots is None else "a line plot"
     details = [f"{n_points:,} points, {n_images:,} of them with {kind} on hover"]
     if len(latent_axes) > 3:
         details.append(f"the first 3 of {len(latent_axes)} latent coordinates")
     if n_cells:
         details.append(f"{n_cells:,} decoded grid cells: hover empty space to see what the model generates there")
+    if conditions:
+        details.append(f"the grid is decoded under {conditions[0]}; \"Decode the grid as\" shows the same latent "
+                       f"points under {len(conditions) - 1} other covariate value{'s' * (len(conditions) > 2)}")
     if audio:
         details.append("click a point with a picture to hear its recording (and its reconstruction), empty space "
                        "to hear the decoded sound there")

@@ -57,13 +57,17 @@ def checkpoint_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def checkpoint_embedding(args: argparse.Namespace, rest: list[str]):
     """The model, datamodule, embedding table and data fingerprints for the options of :func:`checkpoint_parser`."""
     from lvm.analysis.embedding import embedding_table  # (PyTorch and the model: after the options are read)
+    from lvm.covariates import CovariateError
     from lvm.runs.files import load_checkpoint
     from lvm.runs.threads import limit_threads
 
     limit_threads()
     model, datamodule = load_checkpoint(args.ckpt, data_overrides(rest))
-    table, fingerprints = embedding_table(model, datamodule, tuple(args.splits), args.num_points, args.batch_size,
-                                          args.log_likelihood)
+    try:  # a conditional model: each example's covariates, mapped by the checkpoint's encodings
+        table, fingerprints = embedding_table(model, datamodule, tuple(args.splits), args.num_points, args.batch_size,
+                                              args.log_likelihood)
+    except CovariateError as error:  # a missing field, NaN, a category training never saw
+        raise UsageError(str(error)) from None
     return model, datamodule, table, fingerprints
 
 

@@ -3,6 +3,10 @@
 One row per example of every split (:mod:`lvm.analysis.embedding` lists the columns), with the provenance beside it in
 ``FILE.provenance.json``. The datamodule is the one the run trained on; ``--data.init_args.*`` options change its
 arguments (e.g. ``--data.init_args.root`` where the data have moved).
+
+For a conditional model (``model.covariates``) each example's posterior is the one given its own covariates (read
+from the datamodule's metadata and encoded as in training; a category training never saw is refused in one line),
+and the covariates' raw values are columns of the export.
 """
 
 from __future__ import annotations

@@ -15,6 +15,12 @@ For a model of vocalization spectrograms (a datamodule with ``inversion_params``
 (:func:`explorer_audio`; ``--audio false``: not): a click on a point with a picture plays its original clip, cut from
 the recording named in its metadata, and offers the sound of its decoded spectrogram; a click in empty space plays
 the decoded sound of that grid cell (at the data set's median duration); a selector slows playback (x0.25, x0.1).
+For a conditional model (``model.covariates``) the embedding is the posterior given each example's own covariates,
+the points' decoded means and reconstructions are decoded under their own covariates, and the grid under the
+reference covariates (:meth:`lvm.covariates.Covariates.reference`); a "Decode the grid as" selector shows the same
+grid decoded under other covariate values (:func:`grid_conditions`: each category of a discrete covariate, five
+training quantiles of a continuous one, one covariate varied at a time with the others at the reference; the cells'
+sounds stay the reference's).
 :class:`lvm.callbacks.Explorer` writes the same file for the test set as ``plots/explorer.html``.
 """
 
@@ -35,12 +41,14 @@ if TYPE_CHECKING:
 # NumPy, PyTorch, Bokeh and the model's modules are imported inside the functions that use them, so that ``--help``
 # (argument parsing) imports none of them; importing this module as a library stays cheap until a function runs.
 
-__all__ = ["plot_bounds", "latent_grids", "hover_images", "audio_folders", "original_clips", "explorer_audio",
-           "build_explorer", "main"]
+__all__ = ["plot_bounds", "grid_conditions", "latent_grids", "hover_images", "row_covariates", "audio_folders",
+           "original_clips", "explorer_audio", "build_explorer", "main"]
 
 HIDDEN_COLUMNS = ("index",)  # positions within a split; ``example`` identifies the row
 AUDIO_ITERATIONS = 32  # Griffin-Lim iterations of the page's decoded sounds
 AUDIO_BATCH = 256  # spectrograms inverted at once
+CONTINUOUS_CONDITIONS = 5  # values of a continuous covariate offered by the grid's condition selector
+MAX_CATEGORY_CONDITIONS = 12  # categories of a discrete covariate offered (the first ones, in the training order)
 
 
 def _centre(values: np.ndarray, periodic: bool) -> float:
@@ -67,13 +75,50 @@ def plot_bounds(embedding: np.ndarray, periodic: bool, margin: float = 0.05) -> 
     return [(float(lo), float(hi)) for lo, hi in zip(low - pad, high + pad)]
 
 
-def _decoded_pictures(model, z: torch.Tensor, flip: bool) -> np.ndarray:
-    """Decoded means at latents ``z [g, d]`` as the explorer draws them (:func:`_displayable`)."""
+def _decoded_pictures(model, z: torch.Tensor, flip: bool, covariates: torch.Tensor | None = None) -> np.ndarray:
+    """Decoded means at latents ``z [g, d]`` as the explorer draws them (:func:`_displayable`); a conditional model's
+    under the covariate codes ``covariates`` (``[C]``, or ``[g, C]``; None: the reference)."""
     import torch
 
     with torch.no_grad():
-        decoded = model.decode(z.to(model.device, model.dtype)).cpu().float()  # [g, *data_shape]
+        decoded = model.decode(z.to(model.device, model.dtype), covariates).cpu().float()  # [g, *data_shape]
     return _displayable(decoded, flip)
+
+
+def grid_conditions(covariates, continuous: int = CONTINUOUS_CONDITIONS,
+                    max_categories: int = MAX_CATEGORY_CONDITIONS) -> list[tuple[str, torch.Tensor]]:
+    """The covariates a conditional model's decoded grid is offered under, as ``(name, codes [C])``: first the
+    reference (each discrete covariate's first category, each continuous one's training mean), then one covariate
+    varied at a time with the others at the reference: each other category of a discrete covariate (the first
+    ``max_categories``), and ``continuous`` of a continuous one's training quantiles (its quantisation levels, evenly
+    picked; without levels the training mean +- 0.5 and 1.3 standard deviations, a normal's 10-90 % quantiles). Few
+    grids, not every combination: each is a full grid of pictures in the page."""
+    import numpy as np
+    import torch
+
+    reference = covariates.reference()[0]  # [C]
+
+    def named(codes: torch.Tensor, keys: list[str]) -> str:
+        raw = covariates.describe(codes[None])[0]
+        return ", ".join(f"{key} = {raw[key]:.3g}" if isinstance(raw[key], float) else f"{key} = {raw[key]}"
+                         for key in keys)
+
+    conditions = [(f"reference ({named(reference, covariates.keys)})", reference)]
+    for k, spec in enumerate(covariates.specs):
+        if spec["kind"] == "discrete":
+            values = np.arange(1, min(len(spec["categories"]), max_categories), dtype=float)
+        elif spec.get("values"):
+            levels = np.asarray(spec["values"], dtype=float)
+            values = levels[np.unique(np.round(np.linspace(0, len(levels) - 1, continuous)).astype(int))]
+        else:
+            values = np.array([-1.2816, -0.5244, 0.0, 0.5244, 1.2816])  # a standard normal's 10, 30, ..., 90 %
+        for value in values:
+            if value == float(reference[k]):
+                continue
+            codes = reference.clone()
+            codes[k] = float(value)
+            conditions.append((named(codes, [spec["key"]]), codes))
+    return conditions
 
 
 def _displayable(examples: torch.Tensor, flip: bool) -> np.ndarray:
@@ -89,11 +134,14 @@ def _displayable(examples: torch.Tensor, flip: bool) -> np.ndarray:
 
 
 def latent_grids(model, embedding: np.ndarray, bounds: list[tuple[float, float]], per_side: int = 24,
-                 flip: bool = False, offsets: np.ndarray | None = None) -> list[LatentGrid]:
+                 flip: bool = False, offsets: np.ndarray | None = None,
+                 conditions: list[tuple[str, torch.Tensor]] | None = None) -> list[LatentGrid]:
     """Decoded means (images, or vectors for data without an image shape) on a ``per_side``-cell grid over each plane
     shown (z1 alone for a 1-D latent; the pairs of the first three coordinates otherwise), the other coordinates held
     at the data's median (circular mean on the torus). In a torus view re-centred by ``offsets`` ``c [d]`` the cells
-    are regular in the view: a cell drawn at ``u`` decodes ``z = (u + c) mod 1``, and its ``coords`` are that ``z``."""
+    are regular in the view: a cell drawn at ``u`` decodes ``z = (u + c) mod 1``, and its ``coords`` are that ``z``.
+    A conditional model decodes the ``images`` under the first of ``conditions`` (``(name, codes [C])``, e.g.
+    :func:`grid_conditions`; None: the reference) and each other one into the grid's ``variants``."""
     import numpy as np
     import torch
 
@@ -112,8 +160,25 @@ def latent_grids(model, embedding: np.ndarray, bounds: list[tuple[float, float]]
             coords = translate(coords, torch.as_tensor(np.asarray(offsets)[list(plane)], dtype=torch.float64))
         z = centre.repeat(len(coords), 1)  # [g, d]
         z[:, list(plane)] = coords
-        grids.append(LatentGrid(dims=plane, coords=coords.numpy(), images=_decoded_pictures(model, z, flip)))
+        first, *others = conditions or [(None, None)]
+        grids.append(LatentGrid(dims=plane, coords=coords.numpy(), images=_decoded_pictures(model, z, flip, first[1]),
+                                variants={name: _decoded_pictures(model, z, flip, codes) for name, codes in others}))
     return grids
+
+
+def row_covariates(model, datamodule, table: pd.DataFrame, rows: np.ndarray) -> torch.Tensor | None:
+    """The covariate codes ``[n, C]`` of the rows ``rows`` of ``table`` (of a conditional model; None otherwise): the
+    datamodule's codes of their examples (column ``example``), else the encoding of the table's covariate columns."""
+    import numpy as np
+    import torch
+
+    if model.covariates is None:
+        return None
+    codes = getattr(datamodule, "covariate_codes", None)
+    if codes is not None and "example" in table:
+        return torch.as_tensor(codes)[torch.as_tensor(table["example"].to_numpy()[rows], dtype=torch.long)]
+    return model.covariates.encode({key: np.asarray(table[key].to_numpy()[rows]) for key in model.covariates.keys
+                                    if key in table}, "the embedding table")
 
 
 def hover_images(datamodule, table: pd.DataFrame, max_images: int, flip: bool,
@@ -280,8 +345,9 @@ def explorer_audio(model, datamodule, table: pd.DataFrame, rows: np.ndarray, gri
         warnings.warn(f"Explorer: no sound on the page: {error}", stacklevel=2)
         return None
     z = torch.as_tensor(table[latent_columns(model.prior.dim)].to_numpy()[rows])
-    with torch.no_grad():
-        decoded = model.decode(z.to(model.device, model.dtype)).float().clamp(0, 1)  # [n, 1, F, T]
+    with torch.no_grad():  # a conditional model's reconstructions under each example's covariates
+        decoded = model.decode(z.to(model.device, model.dtype), row_covariates(model, datamodule, table, rows)
+                               ).float().clamp(0, 1)  # [n, 1, F, T]
     reconstructions = _sounds(decoded, params, np.asarray(durations, dtype=float)[indices], iterations)
     median = float(np.median(durations))
     grid_sounds = []
@@ -314,14 +380,17 @@ def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 200
     images, rows = hover_images(datamodule, table, max_images, flip)
     decoded = None  # vectors: the decoded mean at each point's latent, drawn over the point's own vector
     if images is not None and images.ndim == 2:
-        decoded = _decoded_pictures(model, torch.as_tensor(embedding[rows]), flip)
+        decoded = _decoded_pictures(model, torch.as_tensor(embedding[rows]), flip,
+                                    row_covariates(model, datamodule, table, rows))
     shown = table.drop(columns=[c for c in table.columns if c in HIDDEN_COLUMNS or c.startswith(("mode", "spread"))])
     first = columns + [c for c in ("label_name", "label") if c in shown]  # the label colours the first view
     shown = shown[first + [c for c in shown.columns if c not in first]]
-    grids = latent_grids(model, embedding, bounds, per_side, flip, offsets)
+    conditions = None if model.covariates is None else grid_conditions(model.covariates)
+    grids = latent_grids(model, embedding, bounds, per_side, flip, offsets, conditions)
     sounds = explorer_audio(model, datamodule, table, rows, grids, flip) if audio and images is not None else None
     return explorer_html(shown, columns, periodic=periodic, images=images, image_rows=rows, decoded=decoded,
-                         grids=grids, audio=sounds,
+                         grids=grids, audio=sounds, grid_conditions=None if conditions is None else
+                         [name for name, _ in conditions],
                          cmap="magma" if flip else "gray", bounds=None if periodic else bounds, offsets=offsets,
                          title=title or f"{type(datamodule).__name__}: {dim}-D embedding, {len(table)} examples")
 

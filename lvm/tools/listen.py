@@ -13,7 +13,12 @@ else the median duration of the data set's syllables. ``--rate`` plays the sound
 WAV's sample rate is the recording's times ``rate``; pitch falls by the same factor), e.g. 0.1 to hear ultrasonic
 calls. ``--data.init_args.*`` options change the datamodule's arguments (e.g. its ``root`` where the files moved).
 
-In a notebook: ``sound = decoded_sound(model, datamodule, z)`` (:func:`decoded_sound`).
+A conditional model (``model.covariates``) decodes under ``--covariate KEY=VALUE`` (repeatable, e.g. ``--covariate
+animal=bird2 --covariate duration=0.08``: the same latent points as that bird, or that long); a covariate not given
+takes its reference value (the first category, the training mean).
+
+In a notebook: ``sound = decoded_sound(model, datamodule, z, covariates={"animal": "bird2"})``
+(:func:`decoded_sound`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 from lvm.runs.usage import UsageError
 from lvm.tools.arguments import data_overrides, run_command
 
-__all__ = ["main", "latent_path", "latent_points_grid", "decoded_sound", "write_wav"]
+__all__ = ["main", "latent_path", "latent_points_grid", "decoding_covariates", "decoded_sound", "write_wav"]
 
 
 def latent_path(start, end, steps: int, periodic: bool) -> np.ndarray:
@@ -67,12 +72,36 @@ def _duration(datamodule, given: float | None) -> float:
     return float(np.median(durations))
 
 
-def decoded_sound(model, datamodule, z, duration: float | None = None, **inversion):
+def decoding_covariates(model, given: dict | None):
+    """The covariate codes ``[1, C]`` a conditional model decodes under: the raw values ``given`` (``{key: value}``,
+    e.g. ``{"animal": "bird2"}``), each covariate not given at its reference value (first category, training mean);
+    None for an unconditional model, which refuses covariates. A key the model has not, or a category training never
+    saw, is a :class:`lvm.runs.usage.UsageError`."""
+    from lvm.covariates import CovariateError
+
+    given = dict(given or {})
+    if model.covariates is None:
+        if given:
+            raise UsageError(f"covariates {sorted(given)} given, but this model is unconditional (no model.covariates).")
+        return None
+    unknown = sorted(set(given) - set(model.covariates.keys))
+    if unknown:
+        raise UsageError(f"covariate(s) {unknown} are not the model's; it is conditioned on {model.covariates.keys}.")
+    raw = {**model.covariates.describe(model.covariates.reference())[0], **given}
+    try:
+        return model.covariates.encode({key: np.asarray([value]) for key, value in raw.items()},
+                                       "the covariates to decode under")
+    except CovariateError as error:
+        raise UsageError(str(error)) from None
+
+
+def decoded_sound(model, datamodule, z, duration: float | None = None, covariates: dict | None = None, **inversion):
     """The sound of the decoded spectrograms at latent points ``z`` ``[n, d]``: an
     :class:`lvm.numerics.spectrograms.InvertedAudio` (waveforms ``[n, samples]``, sample rate, lengths, and how well
     each sound gives its image back), and the decoded images ``[n, 1, F, T]``. ``duration`` (seconds) is the
-    syllables' length (default: the data set's median); ``inversion`` passes options to
-    :func:`~lvm.numerics.spectrograms.spectrogram_to_audio` (e.g. ``iterations``)."""
+    syllables' length (default: the data set's median); a conditional model decodes under ``covariates``
+    (``{key: raw value}``, the others at their reference: :func:`decoding_covariates`); ``inversion`` passes options
+    to :func:`~lvm.numerics.spectrograms.spectrogram_to_audio` (e.g. ``iterations``)."""
     import torch
 
     from lvm.numerics.spectrograms import spectrogram_to_audio
@@ -80,8 +109,9 @@ def decoded_sound(model, datamodule, z, duration: float | None = None, **inversi
     datamodule.setup("fit")
     params = datamodule.inversion_params()
     z = torch.as_tensor(np.asarray(z, dtype=np.float32), device=model.device)
+    codes = decoding_covariates(model, covariates)  # [1, C] or None
     with torch.no_grad():
-        images = model.decode(z).float().cpu()  # [n, 1, F, T]
+        images = model.decode(z, codes).float().cpu()  # [n, 1, F, T]
     return spectrogram_to_audio(images, params, _duration(datamodule, duration), **inversion), images
 
 
@@ -103,6 +133,19 @@ def write_wav(path: Path, waveforms, lengths, sample_rate: float, gap: float = 0
     wavfile.write(partial, rate, pcm.round().astype(np.int16))
     partial.replace(path)
     return len(signal) / rate
+
+
+def _covariate_options(options: list[str]) -> dict[str, str]:
+    """``--covariate KEY=VALUE`` options as ``{key: value}`` (values as text: the covariates encode them)."""
+    given = {}
+    for option in options:
+        key, equals, value = option.partition("=")
+        if not equals or not key or not value:
+            raise UsageError(f"--covariate {option}: write KEY=VALUE, e.g. --covariate animal=bird2.")
+        if key in given:
+            raise UsageError(f"--covariate names {key} twice.")
+        given[key] = value
+    return given
 
 
 def _points(args, dim: int, periodic: bool) -> np.ndarray:
@@ -136,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gap", type=float, default=0.2, help="seconds of silence between sounds (default 0.2)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed, e.g. 0.1 for ultrasonic calls")
     parser.add_argument("--iterations", type=int, default=100, help="Griffin-Lim iterations (default 100)")
+    parser.add_argument("--covariate", action="append", default=[], metavar="KEY=VALUE",
+                        help="a conditional model's covariate to decode under, e.g. animal=bird2 (repeatable; the "
+                             "others at their reference: first category, training mean)")
     args, rest = parser.parse_known_args(argv)
 
     def listen() -> None:
@@ -151,8 +197,10 @@ def main(argv: list[str] | None = None) -> None:
         model, datamodule = load_checkpoint(args.ckpt, data_overrides(rest))
         _check_audio(datamodule, args.ckpt)
         z = _points(args, model.prior.dim, model.prior.periodic)
+        covariates = _covariate_options(args.covariate)
         try:
-            sound, images = decoded_sound(model, datamodule, z, args.duration, iterations=args.iterations)
+            sound, images = decoded_sound(model, datamodule, z, args.duration, covariates,
+                                          iterations=args.iterations)
         except ValueError as error:  # e.g. files without the parameters the inversion needs
             raise UsageError(str(error)) from None
         out.parent.mkdir(parents=True, exist_ok=True)
