@@ -10,6 +10,12 @@ Covariates are named in the config (``model.covariates``), each ``{key, kind}``:
 * ``kind: discrete`` (an animal, a session, a subject): the categories seen in the training split, sorted; each is a
   learned embedding of ``dim`` numbers (default ``min(8, number of categories)``). A category never seen in training
   is refused with an error naming it.
+* ``kind: session`` (recording sessions whose examples have different feature counts: a different number of
+  neurons per session): a discrete covariate whose every category owns a block of the features. The datamodule lays
+  each session's examples out in its own columns of one table ``[N, D_1 + ... + D_S]`` (zeros elsewhere;
+  :class:`lvm.datamodules.SessionsDataModule`) and names the blocks; the decoder's last layer, one output per column,
+  is then one output head per session on a shared trunk, and an example's likelihood is over its own session's
+  columns only. At most one covariate is a session.
 * ``kind: continuous`` (duration, pitch, speed): standardised with the training split's mean and standard deviation,
   then quantised to ``levels`` values (default 32) at the training split's quantiles; the decoder is a smooth function
   of the level's (standardised) value. ``levels: null`` keeps every value exact.
@@ -40,7 +46,7 @@ from torch import nn
 
 __all__ = ["Covariates", "CovariateError", "KINDS"]
 
-KINDS = ("discrete", "continuous")
+KINDS = ("discrete", "continuous", "session")
 
 
 class CovariateError(ValueError):
@@ -66,7 +72,7 @@ def _spec(raw: Mapping) -> dict:
     if spec["kind"] not in KINDS:
         raise CovariateError(f"Covariate {spec['key']!r}: kind must be one of {KINDS}; got {spec['kind']!r}.")
     unknown = set(spec) - {"key", "kind", "dim", "levels", "categories", "mean", "scale", "values", "min",
-                                "max"}
+                                "max", "blocks"}
     if unknown:
         raise CovariateError(f"Covariate {spec['key']!r}: unknown setting(s) {sorted(unknown)}; a covariate takes key, "
                              "kind, dim (discrete: embedding size) and levels (continuous: quantisation levels).")
@@ -97,6 +103,11 @@ class Covariates(nn.Module):
         keys = [spec["key"] for spec in self.specs]
         if len(set(keys)) != len(keys):
             raise CovariateError(f"model.covariates names a key twice: {keys}.")
+        sessions = [k for k, spec in enumerate(self.specs) if spec["kind"] == "session"]
+        if len(sessions) > 1:
+            raise CovariateError(f"model.covariates names {len(sessions)} session covariates; at most one covariate "
+                                 "has kind: session.")
+        self.session = sessions[0] if sessions else None  # the column of the session covariate
         self.num_outputs, self.hidden = num_outputs, hidden
         self.embeddings = nn.ModuleDict()
         self.film: nn.Sequential | None = None
@@ -111,13 +122,30 @@ class Covariates(nn.Module):
 
     @property
     def fitted(self) -> bool:
-        return all(("categories" in s) if s["kind"] == "discrete" else ("mean" in s) for s in self.specs)
+        return all(("mean" in s) if s["kind"] == "continuous" else ("categories" in s) and
+                   (s["kind"] != "session" or "blocks" in s) for s in self.specs)
 
-    def fit(self, columns: Mapping[str, np.ndarray], where: str = "the training split") -> None:
-        """Fit the encodings on the training split's raw values (``columns[key]``: ``[n]``) and build the network."""
+    @property
+    def has_sessions(self) -> bool:
+        return self.session is not None
+
+    def fit(self, columns: Mapping[str, np.ndarray], where: str = "the training split",
+            blocks: Mapping[str, Sequence[int]] | None = None) -> None:
+        """Fit the encodings on the training split's raw values (``columns[key]``: ``[n]``) and build the network. A
+        session covariate also takes each session's block of feature columns, ``blocks[name] = (start, stop)``."""
         for spec in self.specs:
             values = self._column(columns, spec["key"], where)
-            if spec["kind"] == "discrete":
+            if spec["kind"] == "session":
+                if blocks is None:
+                    raise CovariateError(f"Session covariate {spec['key']!r} needs a datamodule that lays sessions out in "
+                                         "blocks of columns (lvm.datamodules.SessionsDataModule).")
+                spec["categories"] = sorted(_category(name) for name in blocks)
+                spec["blocks"] = {_category(name): [int(start), int(stop)] for name, (start, stop) in blocks.items()}
+                ends = max(stop for _, stop in spec["blocks"].values())
+                if ends > self.num_outputs:
+                    raise CovariateError(f"The sessions' feature blocks end at column {ends}, beyond the decoder's "
+                                         f"{self.num_outputs} outputs; set the decoder's data_shape to the table's width.")
+            elif spec["kind"] == "discrete":
                 spec["categories"] = sorted({_category(value) for value in values})
             else:
                 numbers = self._numbers(values, spec["key"], where)
@@ -148,7 +176,7 @@ class Covariates(nn.Module):
         codes = []
         for spec in self.specs:
             values = self._column(columns, spec["key"], where)
-            if spec["kind"] == "discrete":
+            if spec["kind"] != "continuous":
                 index = {name: k for k, name in enumerate(spec["categories"])}
                 names = [_category(value) for value in values]
                 unseen = sorted(set(names) - set(index))
@@ -202,7 +230,7 @@ class Covariates(nn.Module):
         for code in codes.tolist():
             row = {}
             for spec, value in zip(self.specs, code):
-                if spec["kind"] == "discrete":
+                if spec["kind"] != "continuous":
                     row[spec["key"]] = spec["categories"][int(round(value))]
                 else:
                     row[spec["key"]] = value * spec["scale"] + spec["mean"]
@@ -214,7 +242,7 @@ class Covariates(nn.Module):
     def _build(self) -> None:
         width = 0
         for k, spec in enumerate(self.specs):
-            if spec["kind"] == "discrete":
+            if spec["kind"] != "continuous":
                 count = len(spec["categories"])
                 dim = int(spec.get("dim") or min(8, count))
                 self.embeddings[str(k)] = nn.Embedding(count, dim)
@@ -248,7 +276,7 @@ class Covariates(nn.Module):
         """The FiLM network's input ``[U, F]`` for rows ``[U, C]``."""
         parts = []
         for k, spec in enumerate(self.specs):
-            if spec["kind"] == "discrete":
+            if spec["kind"] != "continuous":
                 parts.append(self.embeddings[str(k)](rows[:, k].round().long()))
             else:
                 parts.append(rows[:, k:k + 1])
@@ -275,14 +303,43 @@ class Covariates(nn.Module):
         the outputs once, and ``pairwise(x_group, params) -> [b_u, m]`` scores a group against its own row only."""
         if len(codes) != len(x_flat):
             raise ValueError(f"{len(x_flat)} examples but covariates for {len(codes)}.")
-        if self.film is None:
+        if self.film is None:  # not fitted yet: the unconditional decoder
             return pairwise(x_flat, outputs)
         rows, inverse = self.rows(codes)
         gain, offset = self.modulation(rows.to(outputs.device), outputs.dtype)  # [U, P]
         if len(rows) == 1:
-            return pairwise(x_flat, outputs * (1 + gain[0]) + offset[0])
+            block = self.block(rows[0])
+            return pairwise(x_flat[:, block], outputs[:, block] * (1 + gain[0, block]) + offset[0, block])
         order = torch.argsort(inverse.to(outputs.device), stable=True)  # examples grouped by row
         counts = torch.bincount(inverse, minlength=len(rows)).tolist()
-        parts = [pairwise(x_flat[members], outputs * (1 + gain[u]) + offset[u])  # [b_u, m]
-                 for u, members in enumerate(order.split(counts)) if len(members)]
+        parts = []
+        for u, members in enumerate(order.split(counts)):
+            if len(members):
+                block = self.block(rows[u])  # a session's own columns (all columns without sessions)
+                parts.append(pairwise(x_flat[members][:, block],
+                                      outputs[:, block] * (1 + gain[u, block]) + offset[u, block]))  # [b_u, m]
         return torch.cat(parts)[torch.argsort(order)]  # back to the batch's order [b, m]
+
+    def block(self, row: torch.Tensor) -> slice:
+        """The feature columns of a covariate row ``[C]``: its session's block, or all columns."""
+        if self.session is None:
+            return slice(None)
+        spec = self.specs[self.session]
+        start, stop = spec["blocks"][spec["categories"][int(round(float(row[self.session])))]]
+        return slice(start, stop)
+
+    def log_prob(self, x_flat: torch.Tensor, params: torch.Tensor, codes: torch.Tensor,
+                 log_prob: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``log p(x_b | params_kb)`` ``[k, b]`` for data ``[b, P]`` and conditioned parameters ``[k, b, P]``, each
+        example over its own session's columns (``log_prob(x [b_s, D_s], params [k, b_s, D_s]) -> [k, b_s]``)."""
+        if self.session is None:
+            return log_prob(x_flat[None], params)
+        column = codes[:, self.session].round().long().to(x_flat.device)  # [b] each example's session
+        parts, positions = [], []
+        for category in column.unique().tolist():
+            members = (column == category).nonzero().squeeze(1)
+            start, stop = self.specs[self.session]["blocks"][self.specs[self.session]["categories"][category]]
+            parts.append(log_prob(x_flat[members, start:stop][None], params[:, members, start:stop]))  # [k, b_s]
+            positions.append(members)
+        order = torch.cat(positions)
+        return torch.cat(parts, dim=1)[:, torch.argsort(order)]  # back to the batch's order

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
+from torchmetrics import MeanMetric
 
 from lvm.batches import batch_data
 from lvm.covariates import CovariateError, Covariates
@@ -167,6 +168,13 @@ class LatentVariableModel(L.LightningModule):
         self.covariates = None if not covariates else Covariates(
             covariates, self.data_size * likelihood.params_per_dim, covariate_hidden)
         self._codes: torch.Tensor | None = None  # the covariate codes [b, C] of the batch at hand (given())
+        self.session_metrics: nn.ModuleDict | None = None  # per-session held-out log-likelihood (_log_sessions)
+        self._build_session_metrics()
+        if self.covariates is not None and self.covariates.has_sessions and any(
+                t.shape and t.shape[-1] == self.data_size for t in (*likelihood.parameters(), *likelihood.buffers())):
+            raise ValueError(f"{type(likelihood).__name__} learns one parameter per feature, which a session "
+                             "covariate (different features per session) does not take; use a shared or fixed "
+                             "variance/dispersion (e.g. learn_variance: none or shared).")
         objective.validate(self)
 
     # ----- the public API a scientist uses on a trained model -----------------------------
@@ -261,6 +269,29 @@ class LatentVariableModel(L.LightningModule):
                 "with model.given({key: values}).")
         return self._codes
 
+    def _build_session_metrics(self) -> None:
+        """One example-weighted mean of the held-out log-likelihood per session and stage (synchronised under DDP),
+        once a session covariate's categories are known."""
+        if self.covariates is None or not self.covariates.has_sessions or not self.covariates.fitted:
+            return
+        categories = self.covariates.specs[self.covariates.session]["categories"]
+        self.session_metrics = nn.ModuleDict({f"{stage}_{k}": MeanMetric() for stage in ("val", "test")
+                                              for k in range(len(categories))}).to(self.device)
+
+    def _log_sessions(self, values: dict[str, torch.Tensor] | None, stage: str) -> None:
+        """Log ``{stage}/log_likelihood/{key}={session}``: the held-out log-likelihood of each session's examples
+        (every session's metric is updated on every batch, with weight 0 where absent, so processes stay in step)."""
+        if self.session_metrics is None or values is None or "log_likelihood" not in values:
+            return
+        spec = self.covariates.specs[self.covariates.session]
+        column = self.given_codes()[:, self.covariates.session].round().long()  # [b]
+        values = values["log_likelihood"].detach()
+        for k, name in enumerate(spec["categories"]):
+            weight = (column == k).to(values.dtype)
+            metric = self.session_metrics[f"{stage}_{k}"]
+            metric.update(torch.where(weight > 0, values, torch.zeros_like(values)), weight)
+            self.log(f"{stage}/log_likelihood/{spec['key']}={name}", metric, on_step=False, on_epoch=True)
+
     def batch_covariates(self, batch) -> torch.Tensor | None:
         """The covariate codes ``[b, C]`` of a batch ``(x, label, codes)`` of a conditional model; ``None`` for an
         unconditional one."""
@@ -289,8 +320,16 @@ class LatentVariableModel(L.LightningModule):
         if not self.covariates.fitted:
             self.covariates.check(columns, where)  # rows named in the data set's order, not the training split's
             train = datamodule.split_rows("train")
+            blocks = None
+            if self.covariates.has_sessions:
+                if not hasattr(datamodule, "feature_blocks"):
+                    raise CovariateError(f"A session covariate needs a datamodule that lays sessions out in blocks of "
+                                         f"columns (lvm.datamodules.SessionsDataModule); {type(datamodule).__name__} "
+                                         "does not.")
+                blocks = datamodule.feature_blocks()
             self.covariates.fit({key: np.asarray(values)[train] for key, values in columns.items()},
-                                f"{where} (training split)")
+                                f"{where} (training split)", blocks)
+            self._build_session_metrics()
             self.hparams["covariates"] = [dict(spec) for spec in self.covariates.specs]  # the checkpoint keeps them
         datamodule.set_covariate_codes(self.covariates.encode(columns, where))
 
@@ -315,7 +354,10 @@ class LatentVariableModel(L.LightningModule):
         params = self.decoder_params(z.reshape(k * b, d)).view(k, b, -1)  # [k, b, D]
         with torch.autocast(params.device.type, enabled=False):  # in float32 at least, as pairwise_from_params
             dtype = torch.promote_types(params.dtype, torch.float32)
-            return self.likelihood.log_prob(self.flatten(x)[None].to(dtype), params.to(dtype))
+            x_flat, params = self.flatten(x).to(dtype), params.to(dtype)
+            if self.covariates is not None and self.covariates.has_sessions:  # each example over its session's columns
+                return self.covariates.log_prob(x_flat, params, self.given_codes(), self.likelihood.log_prob)
+            return self.likelihood.log_prob(x_flat[None], params)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's output ``[b, posterior.output_size(d)]``: the parameters of q(z | x) that ``model.posterior``
@@ -597,7 +639,9 @@ class LatentVariableModel(L.LightningModule):
             self._log_objective(self.objective(self, x), stage, len(x))
             if self.heldout_due():
                 with self.full_precision():
-                    return self.evaluation.update(self, x, stage)
+                    values = self.evaluation.update(self, x, stage)
+                self._log_sessions(values, stage)
+                return values
         return None
 
     def validation_step(self, batch, batch_idx):

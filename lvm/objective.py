@@ -57,6 +57,14 @@ class Objective(nn.Module):
                 got = "none" if component is None else type(component).__name__
                 raise ValueError(f"{name} needs model.{role}: {options}{extra}; got {got}.")
 
+    def refuse_sessions(self, model, reason: str) -> None:
+        """Raise a ``ValueError`` if ``model`` has a session covariate (examples with different feature counts,
+        :mod:`lvm.covariates`), which this objective cannot take for ``reason``."""
+        covariates = getattr(model, "covariates", None)
+        if covariates is not None and covariates.has_sessions:
+            raise ValueError(f"{type(self).__name__} does not take a session covariate (kind: session): {reason}. Use "
+                             "QMCObjective, ELBO or IWAE for sessions with different feature counts.")
+
     def __call__(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with reusing_derived_weights():  # networks called several times per loss derive their weights once
             return super().__call__(model, x)

@@ -58,6 +58,8 @@ class MLAEObjective(Objective):
 
     def validate(self, model):
         self.require(model, prior=StandardNormalPrior, posterior=PointMassPosterior, likelihood=GaussianLikelihood)
+        self.refuse_sessions(model, "its reconstruction and log-determinant are over every feature of the decoded "
+                                    "mean, and a session's example has only its own")
         if model.likelihood.learned:
             raise ValueError("MLAEObjective derives from a Gaussian likelihood of fixed variance c; set "
                              "model.likelihood.init_args.learn_variance: none.")

@@ -45,6 +45,8 @@ class TaylorELBO(Objective):
     def validate(self, model):
         # the linearised Gaussian observation model N(f(z), c I)
         self.require(model, prior=StandardNormalPrior, posterior=DiagonalGaussianPosterior, likelihood=GaussianLikelihood)
+        self.refuse_sessions(model, "its closed form is over every feature of the decoded mean, and a session's "
+                                    "example has only its own")
         if model.likelihood.learned:
             raise ValueError("TaylorELBO derives from a Gaussian likelihood of fixed variance c; set "
                              "model.likelihood.init_args.learn_variance: none.")

@@ -64,6 +64,11 @@ def _own_data(config: Path, folder: Path) -> list[str]:
             write_vocalizations(folder / f"bird{k}.h5", 8, specs=np.random.default_rng(k).random((8, 64, 64),
                                                                                                dtype=np.float32))
         return ["--data.init_args.root", str(folder)]
+    if "lvm.datamodules.SessionsDataModule" in text:  # sessions of 3 and 4 neurons: 7 columns
+        rng = np.random.default_rng(0)
+        for k, size in enumerate((3, 4)):
+            np.save(folder / f"day{k + 1}.npy", rng.poisson(2.0, size=(24, size)))
+        return ["--data.init_args.paths", str([str(folder / "day1.npy"), str(folder / "day2.npy")])]
     if "lvm.datamodules.ArrayDataModule" not in text:
         return []
     import pandas as pd
