@@ -297,16 +297,27 @@ class Covariates(nn.Module):
         return outputs * (1 + gain[inverse]) + offset[inverse]
 
     def pairwise(self, x_flat: torch.Tensor, outputs: torch.Tensor, codes: torch.Tensor,
-                 pairwise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                 pairwise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 modulated: Callable[..., torch.Tensor | None] | None = None) -> torch.Tensor:
         """``log p(x_i | z_j, c_i)`` ``[b, m]`` for data ``[b, D]``, the decoder's outputs on ``m`` latent points
-        ``[m, P]`` and the examples' codes ``[b, C]``: the examples are grouped by covariate row, each row modulates
-        the outputs once, and ``pairwise(x_group, params) -> [b_u, m]`` scores a group against its own row only."""
+        ``[m, P]`` and the examples' codes ``[b, C]``.
+
+        Where the likelihood can score per-example modulated parameters in matrix products (``modulated(x, outputs,
+        gain [b, P], offset [b, P]) -> [b, m]``, or ``None`` where it cannot:
+        :meth:`lvm.likelihoods.Likelihood.modulated_pairwise_log_prob`), one call does it for the whole batch.
+        Otherwise the examples are grouped by covariate row, each row modulates the outputs once (``[m, P]``
+        elementwise), and ``pairwise(x_group, params) -> [b_u, m]`` scores a group against its own row only."""
         if len(codes) != len(x_flat):
             raise ValueError(f"{len(x_flat)} examples but covariates for {len(codes)}.")
         if self.film is None:  # not fitted yet: the unconditional decoder
             return pairwise(x_flat, outputs)
         rows, inverse = self.rows(codes)
         gain, offset = self.modulation(rows.to(outputs.device), outputs.dtype)  # [U, P]
+        if modulated is not None and self.session is None:
+            inverse = inverse.to(outputs.device)
+            table = modulated(x_flat, outputs, gain[inverse], offset[inverse])  # [b, m]
+            if table is not None:
+                return table
         if len(rows) == 1:
             block = self.block(rows[0])
             return pairwise(x_flat[:, block], outputs[:, block] * (1 + gain[0, block]) + offset[0, block])

@@ -55,6 +55,14 @@ class Likelihood(nn.Module):
         """``log p(x_i | params_j)`` for ``x: [b, D]``, ``params: [m, D]`` -> ``[b, m]``."""
         raise NotImplementedError
 
+    def modulated_pairwise_log_prob(self, x: torch.Tensor, outputs: torch.Tensor, gain: torch.Tensor,
+                                    offset: torch.Tensor) -> torch.Tensor | None:
+        """``log p(x_i | params_ij)`` ``[b, m]`` for parameters modulated per example, ``params_ij = outputs_j * (1 +
+        gain_i) + offset_i`` (a conditional decoder, :mod:`lvm.covariates`; ``outputs: [m, D]``, ``gain, offset: [b,
+        D]``), where a family can do it in matrix products; ``None`` otherwise (the caller then groups the examples
+        by covariate row and calls :meth:`pairwise_log_prob` per group)."""
+        return None
+
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """``E[x | params]``, the decoded image f_theta(z)."""
         raise NotImplementedError
@@ -184,6 +192,19 @@ class GaussianLikelihood(Likelihood):
         squared_distance = (
             (weighted * x).sum(-1)[:, None] - 2 * weighted @ mu.T + column[None, :]
         ).clamp_min(0.0)  # [b, m]; clamp float round-off of the expansion
+        return -0.5 * squared_distance + self._log_normalizer(x.shape[-1])
+
+    def modulated_pairwise_log_prob(self, x, outputs, gain, offset):
+        """With the identity mean, ``mu_ij = a_i o_j + c_i`` (``a = 1 + gain``, ``c = offset``) is linear in the
+        outputs, so ``sum_k (x_ik - mu_ijk)^2 / s2_k = sum_k (x_ik - c_ik)^2 / s2_k - 2 ((x_i - c_i) a_i / s2) . o_j +
+        (a_i^2 / s2) . o_j^2``: two ``[b, m]`` matmuls whatever the number of distinct covariate values."""
+        if self.mean_activation != "identity":
+            return None
+        precision = 1.0 / torch.as_tensor(self.variance, dtype=x.dtype, device=x.device)  # [], [1] or [D]
+        scale, residual = 1 + gain, x - offset  # [b, D]
+        weighted = residual * precision
+        squared_distance = ((weighted * residual).sum(-1)[:, None] - 2 * (weighted * scale) @ outputs.T
+                            + (scale.pow(2) * precision) @ outputs.pow(2).T).clamp_min(0.0)  # [b, m]
         return -0.5 * squared_distance + self._log_normalizer(x.shape[-1])
 
     def sample(self, params):

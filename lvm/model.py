@@ -230,7 +230,8 @@ class LatentVariableModel(L.LightningModule):
         the examples by covariate row so the table costs what the unconditional one does)."""
         if self.covariates is None:
             return self._likelihood_table(x_flat, params)
-        return self.covariates.pairwise(x_flat, params, self.given_codes(), self._likelihood_table)
+        return self.covariates.pairwise(x_flat, params, self.given_codes(), self._likelihood_table,
+                                        self._modulated_table)
 
     def _likelihood_table(self, x_flat: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """The likelihood's pairwise table, always in at least float32: under mixed precision (``trainer.precision:
@@ -240,6 +241,15 @@ class LatentVariableModel(L.LightningModule):
         with torch.autocast(params.device.type, enabled=False):
             dtype = torch.promote_types(params.dtype, torch.float32)
             return self.likelihood.pairwise_log_prob(x_flat.to(dtype), params.to(dtype))
+
+    def _modulated_table(self, x_flat: torch.Tensor, outputs: torch.Tensor, gain: torch.Tensor,
+                         offset: torch.Tensor) -> torch.Tensor | None:
+        """The likelihood's table for parameters modulated per example (``None`` where it has no such form), in at
+        least float32 as :meth:`_likelihood_table`."""
+        with torch.autocast(outputs.device.type, enabled=False):
+            dtype = torch.promote_types(outputs.dtype, torch.float32)
+            return self.likelihood.modulated_pairwise_log_prob(x_flat.to(dtype), outputs.to(dtype), gain.to(dtype),
+                                                               offset.to(dtype))
 
     # ----- covariates ---------------------------------------------------------------------------------------
 

@@ -42,7 +42,9 @@ def _fit(model: LatentVariableModel, n: int = 60, seed: int = 0) -> dict:
 
 
 def test_the_grouped_table_equals_scoring_every_pair_under_its_own_covariates():
-    for likelihood in (GaussianLikelihood(0.1), BernoulliLikelihood()):
+    # sigmoid-mean Gaussian and Bernoulli: grouped by row; identity-mean Gaussians: per-example matmuls
+    for likelihood in (GaussianLikelihood(0.1), BernoulliLikelihood(), GaussianLikelihood(0.1, "identity"),
+                       GaussianLikelihood(0.1, "identity", learn_variance="per_feature")):
         model = _model(likelihood)
         columns = _fit(model)
         codes = model.covariates.encode(columns)[:12]
@@ -61,6 +63,8 @@ def test_the_grouped_table_equals_scoring_every_pair_under_its_own_covariates():
         torch.testing.assert_close(table, brute, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(per_draw, direct.detach(), rtol=1e-5, atol=1e-4)
         assert len(model.covariates.rows(codes)[0]) > 1  # several groups were scored
+        direct_form = model.likelihood.modulated_pairwise_log_prob(x, outputs, outputs[:12] * 0, outputs[:12] * 0)
+        assert (direct_form is not None) == (getattr(model.likelihood, "mean_activation", "") == "identity")
 
 
 def test_continuous_values_move_to_their_nearest_level_and_categories_keep_their_names():
