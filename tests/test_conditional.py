@@ -271,6 +271,15 @@ def test_a_conditional_1d_model_recovers_a_known_latent_and_the_true_likelihood(
         embedding = model.embed(torch.from_numpy(x[rows])).numpy()
     assert abs(fitted - true) / abs(true) < 0.05, (fitted, true)
     assert aligned_r2(z[rows, None], embedding, periodic=True) >= 0.9
+    # the wrong-covariate check passes the trained model and flags it once its covariate network is zeroed
+    from lvm.analysis.covariate_use import shuffled_log_likelihood
+    key = spec["key"]
+    test_batches = datamodule.test_dataloader()
+    assert not shuffled_log_likelihood(model, test_batches, warn=False)[key]["ignored"]
+    with torch.no_grad():
+        for parameter in model.covariates.film[-1].parameters():
+            parameter.zero_()
+    assert shuffled_log_likelihood(model, test_batches, warn=False)[key]["ignored"]
     unconditional, _ = _fit_synthetic(tmp_path / "unconditional", x, metadata, None)
     with torch.no_grad():
         plain = unconditional.log_likelihood(torch.from_numpy(x[rows]), 4181, 0).mean().item()
