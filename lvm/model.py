@@ -403,17 +403,22 @@ class LatentVariableModel(L.LightningModule):
         data_shape = out.shape[1:] if self.likelihood.params_per_dim == 1 else out.shape[2:]
         out = out.to(torch.promote_types(out.dtype, torch.float32)).flatten(start_dim=1)  # [n, P]
         if self.covariates is not None:
-            out = self.covariates.modulate(out, self._decoding_codes(covariates, len(out)).to(out.device))
+            out = self.covariates.modulate(out, self.decoding_codes(covariates, len(out)).to(out.device))
         return self.likelihood.mean(out).view(-1, *data_shape)
 
-    def _decoding_codes(self, covariates, n: int) -> torch.Tensor:
-        """Codes ``[n, C]`` for decoding ``n`` points under ``covariates`` (see :meth:`decode`)."""
+    def decoding_codes(self, covariates, n: int) -> torch.Tensor:
+        """Codes ``[n, C]`` for decoding ``n`` points under ``covariates`` (see :meth:`decode`: codes, raw values with
+        the ones left out at their reference, or ``None``)."""
         size = len(self.covariates.specs)
         if covariates is None:
             if self._codes is not None and len(self._codes) == n:
                 return self._codes
             covariates = self.covariates.reference()
         if isinstance(covariates, dict):  # the covariates left out take their reference values
+            unknown = sorted(set(covariates) - set(self.covariates.keys))
+            if unknown:
+                raise CovariateError(f"covariate(s) {unknown} are not the model's; it is conditioned on "
+                                     f"{self.covariates.keys}.")
             values = {**self.covariates.describe(self.covariates.reference())[0], **covariates}
             n_given = max(len(np.atleast_1d(value)) for value in values.values())
             covariates = self.covariates.encode({key: np.broadcast_to(np.atleast_1d(np.asarray(value)), (n_given,))

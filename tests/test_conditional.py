@@ -284,3 +284,21 @@ def test_a_conditional_1d_model_recovers_a_known_latent_and_the_true_likelihood(
     with torch.no_grad():
         plain = unconditional.log_likelihood(torch.from_numpy(x[rows]), 4181, 0).mean().item()
     assert plain < true - 0.2 * abs(true), (plain, true)  # the covariate's effect is beyond a 1-D latent
+
+
+def test_the_estimator_conditions_on_metadata_columns(tmp_path):
+    from lvm.tools.estimator import Embedding
+    rng = np.random.default_rng(0)
+    animal = np.array(["a", "b", "c"])[rng.integers(0, 3, 300)]
+    x = (rng.normal(size=(300, 5)) + 3.0 * (animal == "b")[:, None]).astype(np.float32)
+    estimator = Embedding(latent_dim=1, max_epochs=2, n_init=1, covariates=["animal"], root_dir=str(tmp_path))
+    z = estimator.fit_transform(x, metadata={"animal": animal})
+    assert z.shape == (300, 1) and estimator.model_.covariates.specs[0]["categories"] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"conditioned on \['animal'\]; pass metadata="):
+        estimator.transform(x)
+    with pytest.raises(CovariateError, match="never had"):
+        estimator.score(x[:2], metadata={"animal": ["a", "zebra"]})
+    assert math.isfinite(estimator.score(x[:20], metadata={"animal": animal[:20]}))
+    a, b = (estimator.inverse_transform([[0.3]], covariates={"animal": name}) for name in ("a", "b"))
+    assert not np.allclose(a, b)  # the same point decoded as another category
+    assert estimator.sample(4, random_state=0, covariates={"animal": "c"}).shape == (4, 5)

@@ -67,6 +67,11 @@ class Embedding(TransformerMixin, BaseEstimator):
         plots: add the quick start's plots, explorer and trust report to each run (slower).
         accelerator: Lightning's (``"auto"``: a GPU when there is one).
         verbose: Lightning's progress bar and model summary.
+        covariates: known factors to condition on (:mod:`lvm.covariates`), columns of the ``metadata`` given to
+            :meth:`fit`: a column name (a discrete covariate) or ``{"key": name, "kind": "continuous"}``. A
+            conditional embedding then takes ``metadata`` with those columns in :meth:`transform`,
+            :meth:`score_samples` and :meth:`score`, and ``covariates={name: value}`` in :meth:`inverse_transform` and
+            :meth:`sample` (left out: each covariate's first category or training mean).
 
     Attributes after ``fit``: ``model_``, ``datamodule_``, ``checkpoint_`` (the best checkpoint), ``run_dir_``,
     ``n_features_in_`` (and ``feature_names_in_`` for a table).
@@ -77,14 +82,14 @@ class Embedding(TransformerMixin, BaseEstimator):
                  batch_size: int = 128, learning_rate: float = 1e-3, num_points: int | None = None,
                  eval_num_points: int | None = None, val_fraction: float = 0.1, n_init: int = 3,
                  init_epochs: int | None = None, random_state: int = 0, root_dir: str = "runs", plots: bool = False,
-                 accelerator: str = "auto", verbose: bool = False):
+                 accelerator: str = "auto", verbose: bool = False, covariates: list | None = None):
         self.latent_dim, self.objective, self.likelihood = latent_dim, objective, likelihood
         self.data_transform = data_transform
         self.hidden, self.max_epochs, self.batch_size, self.learning_rate = hidden, max_epochs, batch_size, learning_rate
         self.num_points, self.eval_num_points, self.val_fraction = num_points, eval_num_points, val_fraction
         self.n_init, self.init_epochs = n_init, init_epochs
         self.random_state, self.root_dir, self.plots, self.accelerator = random_state, root_dir, plots, accelerator
-        self.verbose = verbose
+        self.verbose, self.covariates = verbose, covariates
 
     # ----- configuration -----------------------------------------------------------------------
 
@@ -111,6 +116,9 @@ class Embedding(TransformerMixin, BaseEstimator):
                  "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": float(self.learning_rate)}}}
         if self.eval_num_points is not None:
             model["eval_num_points"] = int(self.eval_num_points)
+        if self.covariates:
+            model["covariates"] = [{"key": str(c), "kind": "discrete"} if isinstance(c, str) else dict(c)
+                                   for c in self.covariates]
         if self.objective == "qmc":
             model["prior"] = {"class_path": "lvm.priors.TorusPrior", "init_args": {"dim": int(self.latent_dim)}}
             points = self.num_points or {1: 144, 2: 610, 3: 2048}[int(self.latent_dim)]
@@ -246,50 +254,88 @@ class Embedding(TransformerMixin, BaseEstimator):
         model, datamodule = load_checkpoint(checkpoint)
         self.model_, self.datamodule_ = model, datamodule
 
+    def _codes(self, metadata, n: int) -> torch.Tensor | None:
+        """The covariate codes ``[n, C]`` of new rows' ``metadata`` for a conditional embedding (``None`` otherwise)."""
+        covariates = self.model_.covariates
+        if covariates is None:
+            return None
+        if metadata is None:
+            raise ValueError(f"{type(self).__name__} is conditioned on {covariates.keys}; pass metadata= with those "
+                             "columns (one row per row of X).")
+        import pandas as pd
+        table = pd.DataFrame(metadata).reset_index(drop=True)
+        if len(table) != n:
+            raise ValueError(f"metadata has {len(table)} rows for {n} rows of X.")
+        return covariates.encode({key: table[key].to_numpy() for key in covariates.keys if key in table}, "metadata")
+
+    def _per_chunk(self, x: torch.Tensor, codes: torch.Tensor | None, compute) -> torch.Tensor:
+        """``compute(part)`` for chunks of ``x`` ``[n, ...]``, each given its rows' covariates."""
+        parts = []
+        for start in range(0, len(x), self._chunk):
+            with self.model_.given(None if codes is None else codes[start:start + self._chunk]):
+                parts.append(compute(x[start:start + self._chunk]))
+        return torch.cat(parts)
+
     @torch.no_grad()
-    def transform(self, X) -> np.ndarray:
-        """The posterior mean of each row, ``[n, latent_dim]`` (circular on the torus of ``qmc``)."""
+    def transform(self, X, metadata=None) -> np.ndarray:
+        """The posterior mean of each row, ``[n, latent_dim]`` (circular on the torus of ``qmc``); a conditional
+        embedding's given each row's covariates (``metadata``)."""
         raw = self._raw(X)  # first: an unfitted estimator says so
         x = self.datamodule_.transform.tensor(raw)
-        return torch.cat([self.model_.embed(part) for part in x.split(self._chunk)]).double().numpy()
+        return self._per_chunk(x, self._codes(metadata, len(x)), self.model_.embed).double().numpy()
 
     def fit_transform(self, X, y=None, **fit_params):
-        return self.fit(X, y, **fit_params).transform(X)
+        return self.fit(X, y, **fit_params).transform(X, metadata=fit_params.get("metadata"))
 
     @torch.no_grad()
-    def inverse_transform(self, Z) -> np.ndarray:
+    def inverse_transform(self, Z, covariates: dict | None = None) -> np.ndarray:
         """The decoded mean ``E[x | z]`` of latent points ``Z [n, latent_dim]``, in the data's own units
-        ``[n, n_features]`` (for ``log1p``: ``expm1`` of the decoded mean)."""
+        ``[n, n_features]`` (for ``log1p``: ``expm1`` of the decoded mean); a conditional embedding's under
+        ``covariates`` ``{name: value}`` (the counterfactual; left out: the reference values)."""
         self._check_fitted()
         z = torch.as_tensor(np.asarray(Z, dtype=np.float32))
         if z.dim() != 2 or z.shape[1] != self.model_.prior.dim:
             raise ValueError(f"Z has shape {list(z.shape)}; pass [n, {self.model_.prior.dim}].")
-        return self.datamodule_.inverse_transform_array(self.model_.decoded_mean(z)).reshape(len(z), -1)
+        with self.model_.given(self._decoding_codes(covariates, len(z))):
+            mean = self.model_.decoded_mean(z)
+        return self.datamodule_.inverse_transform_array(mean).reshape(len(z), -1)
+
+    def _decoding_codes(self, covariates: dict | None, n: int) -> torch.Tensor | None:
+        """Codes ``[n, C]`` of ``covariates`` for decoding ``n`` points (``None`` for an unconditional embedding)."""
+        model = self.model_
+        if model.covariates is None:
+            if covariates:
+                raise ValueError(f"This {type(self).__name__} is not conditioned on covariates; got {covariates}.")
+            return None
+        return model.decoding_codes(covariates or None, n)
 
     @torch.no_grad()
-    def score_samples(self, X) -> np.ndarray:
+    def score_samples(self, X, metadata=None) -> np.ndarray:
         """The held-out estimate of ``log p(x)`` of each row in nats (the estimator of the model's held-out
-        evaluation: QMC on the lattice, or defensive importance sampling), in the data's own units."""
+        evaluation: QMC on the lattice, or defensive importance sampling), in the data's own units; a conditional
+        embedding's ``log p(x | c)`` given each row's covariates (``metadata``)."""
         raw = self._raw(X)
         x = self.datamodule_.transform.tensor(raw)
-        values = torch.cat([self.model_.evaluation.log_likelihood(self.model_, part)["log_likelihood"]
-                            for part in x.split(self._chunk)]).double().numpy()
+        values = self._per_chunk(x, self._codes(metadata, len(x)), lambda part: self.model_.evaluation.log_likelihood(
+            self.model_, part)["log_likelihood"]).double().numpy()
         return values + self.datamodule_.transform.log_abs_det_jacobian(raw)
 
-    def score(self, X, y=None) -> float:
+    def score(self, X, y=None, metadata=None) -> float:
         """The mean held-out log-likelihood per row, nats (higher is better, as scikit-learn's scorers expect)."""
-        return float(np.mean(self.score_samples(X)))
+        return float(np.mean(self.score_samples(X, metadata)))
 
     @torch.no_grad()
-    def sample(self, n_samples: int = 1, random_state: int | None = None) -> np.ndarray:
-        """Draws ``x ~ p(x)`` ``[n, n_features]``: latent points from the prior, then ``x`` from the likelihood
-        (counts for Poisson), in the data's own units."""
+    def sample(self, n_samples: int = 1, random_state: int | None = None, covariates: dict | None = None
+               ) -> np.ndarray:
+        """Draws ``x ~ p(x)`` ``[n, n_features]`` (``p(x | c)`` under ``covariates`` for a conditional embedding):
+        latent points from the prior, then ``x`` from the likelihood (counts for Poisson), in the data's own units."""
         self._check_fitted()
         if random_state is not None:
             torch.manual_seed(random_state)
         model = self.model_
         z = model.prior.sample(int(n_samples), device=model.device, immersion=model.immersion())
-        x = model.likelihood.sample(model.decoder_params(z))
+        with model.given(self._decoding_codes(covariates, len(z))):
+            x = model.likelihood.sample(model.decoder_params(z))
         return self.datamodule_.inverse_transform_array(x).reshape(int(n_samples), -1)
 
     @property

@@ -84,13 +84,8 @@ def decoding_covariates(model, given: dict | None):
         if given:
             raise UsageError(f"covariates {sorted(given)} given, but this model is unconditional (no model.covariates).")
         return None
-    unknown = sorted(set(given) - set(model.covariates.keys))
-    if unknown:
-        raise UsageError(f"covariate(s) {unknown} are not the model's; it is conditioned on {model.covariates.keys}.")
-    raw = {**model.covariates.describe(model.covariates.reference())[0], **given}
     try:
-        return model.covariates.encode({key: np.asarray([value]) for key, value in raw.items()},
-                                       "the covariates to decode under")
+        return model.decoding_codes(given, 1)
     except CovariateError as error:
         raise UsageError(str(error)) from None
 
