@@ -187,10 +187,34 @@ def _conditional_test(devices: int) -> dict:
     return trainer.test(model, datamodule=_CodedDigits(), verbose=False)[0]
 
 
+class _SessionDigits(L.LightningDataModule):
+    """64 digits as two sessions of 32 pixels each (the top and bottom halves, each in its own block), batches of 8."""
+
+    def test_dataloader(self):
+        x = torch.tensor(load_digits().images[:64], dtype=torch.float32).div(16).reshape(64, 64)
+        session = torch.arange(64) % 2
+        x = torch.where((torch.arange(64)[None] >= 32) == session[:, None].bool(), x, 0.0)  # [64, 64] blocks
+        return DataLoader(TensorDataset(x, session, session[:, None].float()), batch_size=8)
+
+
+def _sessions_test(devices: int) -> dict:
+    torch.manual_seed(0)
+    model = LatentVariableModel(MLPDecoder([64], [16]), GaussianLikelihood(0.1), TorusPrior(2), QMCObjective(89),
+                                eval_num_points=233, covariates=[{"key": "session", "kind": "session"}])
+    model.covariates.fit({"session": np.array(["top", "bottom"])}, blocks={"top": (0, 32), "bottom": (32, 64)})
+    model._build_session_metrics()
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return trainer.test(model, datamodule=_SessionDigits(), verbose=False)[0]
+
+
 @pytest.mark.slow
 def test_the_conditional_heldout_likelihood_under_ddp_equals_the_single_process_value():
     single, distributed = _conditional_test(1), _conditional_test(2)
     assert distributed["test/log_likelihood"] == pytest.approx(single["test/log_likelihood"], abs=1e-5)
+    single, distributed = _sessions_test(1), _sessions_test(2)  # per session too
+    for key in ("test/log_likelihood", "test/log_likelihood/session=bottom", "test/log_likelihood/session=top"):
+        assert distributed[key] == pytest.approx(single[key], abs=1e-5), key
 
 
 # ----- recovery of a known latent (the issue's must-hold) -----------------------------------------------------------
