@@ -8,12 +8,11 @@ in a fresh process (on CUDA the allocator's peak).
 
 ``--device cuda`` runs the evaluation and the floor on the GPU (the default stays the CPU); ``--data spectrogram``
 scores 128 x 128 spectrogram-sized examples (D = 16384) with the conv decoder of ``configs/qlvm_vocalizations.yaml``;
-``--no-grad`` evaluates without autograd, as validation and test do, where the decoded lattice is kept and decoded once
-for all batches (:meth:`lvm.model.LatentVariableModel.lattice_table`); by default autograd is on and each batch
-decodes the lattice.
+The evaluation runs as validation and test do, without autograd (``model.log_likelihood``): the decoded lattice is
+kept and decoded once for all batches (:meth:`lvm.model.LatentVariableModel.lattice_table`).
 
 Usage: ``python benchmarks/heldout_eval.py [--examples 10000] [--points 6765] [--batch 1000] [--device cpu|cuda]
-[--data mnist|spectrogram] [--no-grad]``. The last output line is one JSON object with all figures.
+[--data mnist|spectrogram]``. The last output line is one JSON object with all figures.
 """
 
 from __future__ import annotations
@@ -56,9 +55,8 @@ def evaluate(args) -> float:
     x = torch.bernoulli(torch.full((args.examples, *shape), 0.15, device=device))
     _sync(device)
     start = time.perf_counter()
-    with torch.set_grad_enabled(not args.no_grad):
-        for batch in x.split(args.batch):
-            model.log_likelihood(batch, shift_seed=0)
+    for batch in x.split(args.batch):
+        model.log_likelihood(batch, shift_seed=0)  # without autograd, as validation and test
     _sync(device)
     return time.perf_counter() - start
 
@@ -71,7 +69,6 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", choices=tuple(DATA), default="mnist",
                         help="MNIST-sized (1 x 28 x 28, MLP decoder) or spectrogram-sized (128 x 128, conv decoder)")
-    parser.add_argument("--no-grad", action="store_true", help="evaluate without autograd, as validation and test do")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -94,12 +91,10 @@ def main() -> None:
     _sync(device)
     floor = time.perf_counter() - start
     command = [sys.executable, __file__, "--memory-only", "--examples", str(args.examples), "--points",
-               str(args.points), "--batch", str(args.batch), "--device", args.device, "--data", args.data,
-               *(["--no-grad"] if args.no_grad else [])]
+               str(args.points), "--batch", str(args.batch), "--device", args.device, "--data", args.data]
     peak = int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     figures = {"examples": args.examples, "points": args.points, "batch": args.batch, "data_dim": data_dim,
                **({"device": str(device)} if device.type != "cpu" else {}),
-               **({"no_grad": True} if args.no_grad else {}),
                "seconds": seconds, "matmul_floor_seconds": floor, "over_floor": seconds / floor,
                "examples_per_s": args.examples / seconds, "peak_memory_mb": peak / 2**20}
     print(f"held-out QMC log-likelihood of {args.examples} examples, m = {args.points}, D = {data_dim}, batches of "
