@@ -14,6 +14,9 @@
   ``split_key`` (a field of ``train``/``val``/``test``) fixes the splits, else ``group_key`` keeps each group (animal,
   session, donor) in one split (stratified by a categorical ``label_key``: each label spread over the splits as evenly
   as its groups allow, with a warning where that fails), else ``test_fraction``/``val_fraction`` of the rows drawn by ``seed``.
+* **Sequences**: rows that are frames or windows of recordings name their recording and time with ``sequence_key`` and
+  ``time_key`` (metadata fields); they are copied to the fields ``sequence`` (text) and ``time`` (numbers, in
+  ``time_unit``, seconds by default), which the per-frame export and the trajectory views read.
 * **Transform** (``none``, ``standardize`` per feature, ``log1p``, ``minmax`` per feature to [0, 1]): fitted on the
   training split only, saved in checkpoints (the datamodule's state) and applied again by every tool that reads
   the run's data or new data (:meth:`ArrayDataModule.transform_array`).
@@ -42,6 +45,14 @@ __all__ = ["ArrayDataModule", "FeatureTransform", "TRANSFORMS"]
 TRANSFORMS = ("none", "standardize", "log1p", "minmax")
 SPLIT_NAMES = {"train": 0, "training": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
 CHUNK_BYTES = 64 * 2**20  # rows read at once when scanning or fitting: at most this many bytes of float32
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _chunks(rows: np.ndarray, source: Source):
@@ -157,6 +168,10 @@ class ArrayDataModule(SplitDataModule):
         label_key: the metadata field used as the label (plots colour by it); ``None``: the row index.
         group_key: the metadata field whose values never straddle two splits (an animal, a session, a donor).
         split_key: a metadata field of ``train``/``val``/``test`` that fixes the splits (overrides the fractions).
+        sequence_key: the metadata field naming each row's sequence (recording, trial, session), copied to
+            ``sequence`` as text.
+        time_key: the metadata field of each row's time within its sequence (numbers), copied to ``time``.
+        time_unit: the unit of ``time_key`` (default seconds, ``"s"``).
         transform: ``none``, ``standardize``, ``log1p`` or ``minmax`` (fitted on the training split).
         image_size: ``[height, width]`` images are resized to (default: the first image's size).
         channels: 1 (grey) or 3 (RGB) for images (default: as the first image).
@@ -165,7 +180,8 @@ class ArrayDataModule(SplitDataModule):
 
     def __init__(self, path: str, key: str | None = None, features: list[str] | str | None = None,
                  metadata: str | None = None, id_column: str | None = None, label_key: str | None = None,
-                 group_key: str | None = None, split_key: str | None = None, transform: str = "none",
+                 group_key: str | None = None, split_key: str | None = None, sequence_key: str | None = None,
+                 time_key: str | None = None, time_unit: str = "s", transform: str = "none",
                  image_size: list[int] | None = None, channels: int | None = None, test_fraction: float = 0.2,
                  val_fraction: float = 0.1, batch_size: int = 128, seed: int = 0, num_workers: int = 0):
         super().__init__(batch_size, num_workers, seed)
@@ -173,6 +189,7 @@ class ArrayDataModule(SplitDataModule):
         self.path, self.key, self.features = Path(path), key, features
         self.metadata_path = Path(metadata) if metadata else None
         self.id_column, self.label_key, self.group_key, self.split_key = id_column, label_key, group_key, split_key
+        self.sequence_key, self.time_key, self.time_unit = sequence_key, time_key, time_unit
         self.image_size, self.channels = image_size, channels
         self.fractions = split_fractions(test_fraction, val_fraction)
         self.transform = FeatureTransform(transform)
@@ -281,6 +298,7 @@ class ArrayDataModule(SplitDataModule):
                 self._field(key, argument)
         if self.split_key is not None:
             self._split_codes()
+        self._add_sequences()
         summary = self._scan()
         if summary["nonfinite"]:
             raise ValueError(f"{self.path}: {summary['nonfinite']} NaN or infinite value(s), the first at "
@@ -288,6 +306,30 @@ class ArrayDataModule(SplitDataModule):
         if self.transform.kind == "log1p" and summary["min"] <= -1:
             raise ValueError(f"{self.path}: transform log1p needs values above -1; the smallest is {summary['min']:g}.")
         self._summary = summary
+
+    def _add_sequences(self) -> None:
+        """Copy the ``sequence_key`` and ``time_key`` fields to ``sequence`` (text) and ``time`` (float); a one-line
+        error for a field that is not there, would replace another field of that name, or (time) is not numeric or
+        has missing values."""
+        for key, argument, name in ((self.sequence_key, "sequence_key", "sequence"), (self.time_key, "time_key", "time")):
+            if key is None:
+                continue
+            values = self._field(key, argument)
+            if key != name and name in self.metadata:
+                raise ValueError(f"{argument} {key!r} would replace the metadata field {name!r} of "
+                                 f"{self.data_description}; rename that column or give {argument}: {name}.")
+            if name == "sequence":
+                self.metadata[name] = values.astype(str)
+                continue
+            if values.dtype.kind not in "biuf":
+                example = next((v for v in values if not _is_number(v)), values[0])
+                raise ValueError(f"{argument} {key!r} of {self.data_description} is not numeric (e.g. {str(example)!r}); give "
+                                 f"each row's time as a number ({self.time_unit}).")
+            missing = np.flatnonzero(np.isnan(values.astype(float)))
+            if len(missing):
+                raise ValueError(f"{argument} {key!r} of {self.data_description} has {len(missing)} missing value(s), "
+                                 f"the first at row {missing[0]}; give every row a time.")
+            self.metadata[name] = values.astype(float)
 
     def check_support(self, support: str) -> None:
         """Raise a ``ValueError`` if the data, as transformed, lie outside what the likelihood models: ``counts``

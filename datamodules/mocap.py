@@ -27,7 +27,10 @@ by ``seed`` (and ``val_fraction`` of the trials for validation), so no window st
 trials enough for, and a model conditioned on the subject has seen each one in training.
 Batches are ``(x, trial index)``; per window, ``metadata`` holds ``subject`` (its number), ``trial`` (the AMC file's
 name, e.g. ``54_01``) and ``frame`` (the window's first frame, counted from 0 in the AMC file), which a conditional
-model names as covariates (``model.covariates: [{key: subject, kind: discrete}]``).
+model names as covariates (``model.covariates: [{key: subject, kind: discrete}]``), and, as every datamodule of
+windows of sequences has them, ``sequence`` (the trial) and ``time`` (``frame / fps``, s; ``time_unit`` is ``"s"``):
+CMU captured at 120 frames per second (``fps``) and every frame is kept (``stride`` spaces the windows' starts, not
+the frames), so a trial's windows are ``stride / fps`` seconds apart, in time order.
 """
 
 from __future__ import annotations
@@ -156,24 +159,29 @@ class MocapDataModule(SplitDataModule):
             toes, hand, fingers, thumb, hipjoint; 44 angles on CMU's skeleton, as in the paper).
         torso_bones: exact bone names also left out (default none; ``TORSO_BONES`` with ``exclude: []``
             gives the former 47-angle reading).
+        fps: frames per second of the capture (CMU: 120), for the windows' ``time``.
         test_fraction, val_fraction: fractions of each subject's trials.
         batch_size, seed, num_workers: as usual.
     """
 
+    time_unit = "s"
+
     def __init__(self, root: str = "data/cmu_mocap", subject: int = 54, subjects: list[int] | None = None,
                  window: int = 10, stride: int = 1, exclude: list[str] = PAPER_EXCLUDE, torso_bones: list[str] = (),
-                 test_fraction: float = 0.2, val_fraction: float = 0.1, batch_size: int = 64, seed: int = 0,
-                 num_workers: int = 0):
+                 fps: float = 120.0, test_fraction: float = 0.2, val_fraction: float = 0.1, batch_size: int = 64,
+                 seed: int = 0, num_workers: int = 0):
         super().__init__(batch_size, num_workers, seed)
         self.save_hyperparameters()
         self.root = Path(root)
         self.subjects = [int(number) for number in (subjects if subjects else [subject])]
         if len(set(self.subjects)) != len(self.subjects):
             raise ValueError(f"subjects {self.subjects} names a subject twice.")
-        self.window, self.stride = window, stride
+        if fps <= 0:
+            raise ValueError(f"fps must be positive frames per second; got {fps}.")
+        self.window, self.stride, self.fps = window, stride, float(fps)
         self.exclude, self.torso_bones = tuple(exclude), tuple(torso_bones)
         self.fractions = (test_fraction, val_fraction)
-        self.metadata: dict[str, np.ndarray] = {}  # subject, trial, frame: [N] each (after setup)
+        self.metadata: dict[str, np.ndarray] = {}  # subject, trial, frame, sequence, time: [N] each (after setup)
         present = all(self._asf(number).is_file() for number in self.subjects)
         self.data_shape = (window, self._feature_count()) if present else None
 
@@ -237,6 +245,8 @@ class MocapDataModule(SplitDataModule):
                 fields["frame"].append(1 + self.stride * np.arange(len(trial)))  # features start at the 2nd frame
                 split_of_trial.append(split)
         self.metadata = {key: np.concatenate(values) for key, values in fields.items()}
+        self.metadata["sequence"] = self.metadata["trial"].copy()
+        self.metadata["time"] = self.metadata["frame"] / self.fps
         label = np.concatenate(labels)
         dataset = TensorDataset(torch.from_numpy(np.concatenate(windows)), torch.from_numpy(label))
         split = np.asarray(split_of_trial)[label]  # [N]

@@ -113,7 +113,7 @@ def test_mocap_of_two_subjects_splits_each_by_trial_and_batches_carry_the_subjec
     one.setup()
     assert set(one.metadata["subject"]) == {55} and len(one.metadata["trial"]) == 18
     with pytest.raises(KeyError, match=r"'speed' is not a metadata field of CMU mocap subject\(s\) \[54, 55\] in .*"
-                                       r"subjects; choose one of \['frame', 'subject', 'trial'\]"):
+                                       r"subjects; choose one of \['frame', 'sequence', 'subject', 'time', 'trial'\]"):
         datamodule.covariate_columns(["speed"])
 
 

@@ -1,5 +1,6 @@
 """Reading recordings: mono floats in [-1, 1] from any file libsndfile reads (WAV int16/int32/float, FLAC, ...), with
-errors that name the file, and a warning for a WAV file shorter than its header says (a truncated copy or download)."""
+errors that name the file, and a warning for a WAV file shorter than its header says (a truncated copy or download);
+whole (:func:`read_recording`) or a stretch at a time (:class:`RecordingBlocks`, for hours-long recordings)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-__all__ = ["read_recording", "declared_frames"]
+__all__ = ["read_recording", "declared_frames", "RecordingBlocks"]
 
 
 def declared_frames(path: str | Path) -> int | None:
@@ -45,9 +46,68 @@ def read_recording(path: str | Path) -> tuple[np.ndarray, float]:
     except (soundfile.SoundFileError, RuntimeError) as error:
         raise ValueError(f"{path}: cannot be read as audio ({error}); convert it to WAV or FLAC or move it out of the "
                          "audio folder.") from error
-    declared = declared_frames(path)
-    if declared is not None and declared > len(audio):
-        warnings.warn(f"{path} is truncated: its header declares {declared / rate:.3f} s ({declared} frames), but only "
-                      f"{len(audio) / rate:.3f} s ({len(audio)} frames) could be read; the rest of the recording is "
-                      "missing (copy the file again), and only what could be read is used.", stacklevel=2)
+    _warn_if_truncated(path, len(audio), rate)
     return audio.mean(axis=1), float(rate)  # [samples, channels] -> [samples]
+
+
+def _warn_if_truncated(path: str | Path, frames: int, rate: float) -> None:
+    declared = declared_frames(path)
+    if declared is not None and declared > frames:
+        warnings.warn(f"{path} is truncated: its header declares {declared / rate:.3f} s ({declared} frames), but only "
+                      f"{frames / rate:.3f} s ({frames} frames) could be read; the rest of the recording is "
+                      "missing (copy the file again), and only what could be read is used.", stacklevel=3)
+
+
+def _open(path: str | Path) -> soundfile.SoundFile:
+    try:
+        return soundfile.SoundFile(path)
+    except (soundfile.SoundFileError, RuntimeError) as error:
+        raise ValueError(f"{path}: cannot be read as audio ({error}); convert it to WAV or FLAC or move it out of the "
+                         "audio folder.") from error
+
+
+class RecordingBlocks:
+    """A recording read forward a block at a time, as :func:`read_recording` reads it whole (mono float64 in
+    [-1, 1]): :meth:`span` gives the samples of a stretch, keeping in memory only the stretch asked for and the rest
+    of the block last read, so spans asked for in increasing order read the file once, in bounded memory.
+
+    Args:
+        path: the audio file.
+        block_seconds: the least audio read at once (s).
+    """
+
+    def __init__(self, path: str | Path, block_seconds: float = 10.0):
+        self.path = Path(path)
+        with _open(path) as handle:
+            self.rate, self.frames = float(handle.samplerate), int(handle.frames)
+        _warn_if_truncated(path, self.frames, self.rate)
+        self.block = max(1, int(block_seconds * self.rate))
+        self._handle: soundfile.SoundFile | None = None
+        self._buffer, self._first = np.zeros(0), 0  # samples [first, first + len(buffer)) of the recording
+
+    def span(self, start: int, stop: int) -> tuple[np.ndarray, int]:
+        """``(samples, first)``: the samples ``[first, stop)`` of the recording (``stop`` clipped to its end), with
+        ``first = max(start, 0)``."""
+        start, stop = max(0, start), min(stop, self.frames)
+        end = self._first + len(self._buffer)
+        if start < self._first or start > end:  # backwards, or past what was read: start a fresh buffer there
+            self._buffer, self._first, end = np.zeros(0), start, start
+        self._buffer, self._first = self._buffer[start - self._first:], start
+        if stop > end:
+            if self._handle is None:
+                self._handle = _open(self.path)
+            self._handle.seek(end)
+            block = self._handle.read(max(stop - end, self.block), dtype="float64", always_2d=True)  # [samples, channels]
+            self._buffer = np.concatenate([self._buffer, block.mean(axis=1)])
+        return self._buffer[:stop - start], start
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "RecordingBlocks":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

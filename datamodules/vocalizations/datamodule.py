@@ -15,7 +15,13 @@ directory of HDF5 files (``*.h5`` / ``*.hdf5``), each holding
   sample rate ``fs`` the spectrograms turn back into sound (:meth:`VocalizationsDataModule.inversion_params`,
   :func:`lvm.numerics.spectrograms.spectrogram_to_audio`);
 
-or a single ``.npz`` with the same keys. Spectrograms outside [0, 1] are min-max scaled over the whole
+or a single ``.npz`` with the same keys.
+
+Sequences: in the files the preprocessing writes, every example has ``sequence`` (its recording, without the audio
+suffix) and ``time`` (its start, s, from the recording's start; ``time_unit`` is ``"s"``). Files of sliding windows (the preprocessing's ``--windows.length``) record the
+window's length (attribute ``window_length``; :attr:`VocalizationsDataModule.window_length`, ``None`` for
+syllables); the datamodule's state in a checkpoint keeps it, and a checkpoint meeting data of another window length
+(or syllables) is refused in one line (:meth:`VocalizationsDataModule.load_state_dict`). Spectrograms outside [0, 1] are min-max scaled over the whole
 set (Bernoulli-compatible). Batches are ``(spec [1, F, T], label)`` with the label the metadata field
 ``label_key`` (numbers as floats; strings as category codes, whose names are ``label_names``) or the
 syllable index; all metadata is on ``metadata`` (dict of arrays in the dataset's order), and a conditional model
@@ -72,6 +78,10 @@ def spectrogram_axes(attrs, shape: tuple[int, int]) -> ImageAxes:
                      "frequency (kHz)", "time (ms, √-stretched)" if stretched else "time (ms)")
 
 
+def _window_text(length: float | None) -> str:
+    return "syllables" if length is None else f"{length:g} s windows"
+
+
 class VocalizationsDataModule(SplitDataModule):
     """Args:
         root: the directory of HDF5 files, or one ``.npz`` file.
@@ -79,6 +89,8 @@ class VocalizationsDataModule(SplitDataModule):
         group_key: the metadata field whose values never straddle two splits (``None``: split by syllable).
         test_fraction, val_fraction, batch_size, seed, num_workers: as usual.
     """
+
+    time_unit = "s"
 
     def __init__(self, root: str = "data/vocalizations", label_key: str | None = None, group_key: str | None = None,
                  test_fraction: float = 0.2, val_fraction: float = 0.1, batch_size: int = 64, seed: int = 0,
@@ -143,6 +155,49 @@ class VocalizationsDataModule(SplitDataModule):
             with h5py.File(path, "r") as handle:
                 specs = require_dataset(handle, "specs", path, (None, *(shape or (None, None))), np.float32)
                 shape = shape or specs.shape[1:]
+        self.window_length  # noqa: B018 (the files' one window length, or a ValueError naming two files)
+
+    @property
+    def window_length(self) -> float | None:
+        """The length (s) of the sliding windows the files hold (their ``window_length`` attribute), ``None`` for
+        syllables; a ``ValueError`` for files of different lengths (HDF5 headers only)."""
+        lengths = {}
+        for path in self._files():
+            if path.suffix == ".npz":
+                continue
+            with h5py.File(path, "r") as handle:
+                length = handle.attrs.get("window_length")
+            lengths.setdefault(None if length is None else float(length), path)
+        if len(lengths) > 1:
+            (a, first), (b, second) = list(lengths.items())[:2]
+            raise ValueError(f"{first} holds {_window_text(a)} but {second} holds {_window_text(b)}; keep the files of "
+                             f"one preprocessing in {self.root}.")
+        return next(iter(lengths), None)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of the data: the window length (``None``: syllables)."""
+        try:
+            length = self.window_length
+        except FileNotFoundError:
+            return super().state_dict()
+        return {**super().state_dict(), "window_length": length}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A checkpoint's state: a ``ValueError`` naming both lengths when its data were windows of another length than
+        these data's (or syllables against windows). Data that are not there are not checked."""
+        super().load_state_dict(state_dict)
+        if "window_length" not in state_dict:
+            return
+        trained = state_dict["window_length"]
+        try:
+            length = self.window_length
+        except FileNotFoundError:
+            return
+        if (trained is None) != (length is None) or (trained is not None and abs(trained - length) > 1e-9):
+            raise ValueError(f"The checkpoint was trained on {_window_text(trained)}, but {self.root} holds "
+                             f"{_window_text(length)}; preprocess the recordings as the training data were"
+                             + (f" (--windows.length {trained:g})" if trained is not None else " (syllables)")
+                             + " or use a model trained on these.")
 
     @staticmethod
     def _read_metadata(handle, path: Path, n: int) -> dict[str, np.ndarray]:

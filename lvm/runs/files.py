@@ -69,7 +69,9 @@ def load_checkpoint(ckpt: str | Path, data_overrides: dict | None = None):
     """The model (on the CPU, in eval mode) and the datamodule of a training checkpoint.
 
     The datamodule is rebuilt from the arguments the CLI stored in the checkpoint, with ``data_overrides``
-    (``init_args`` names -> values, e.g. ``{"root": "/new/place"}``; ``"class_path"`` replaces the class) applied.
+    (``init_args`` names -> values, e.g. ``{"root": "/new/place"}``; ``"class_path"`` replaces the class) applied, and
+    given the state the checkpoint kept of the training data; a datamodule that refuses it (a ``ValueError``: windows
+    of another length than the model was trained on) is a one-line :class:`UsageError` naming the checkpoint.
     """
     checkpoint = read_checkpoint(str(ckpt), "--ckpt")
     overrides = dict(data_overrides or {})
@@ -91,6 +93,9 @@ def load_checkpoint(ckpt: str | Path, data_overrides: dict | None = None):
         raise UsageError(f"{class_path} does not take these arguments ({error}); check --data.init_args.*.") from None
     state = checkpoint.get(type(datamodule).__qualname__)  # Lightning's key for the datamodule's state_dict
     if state and class_path == trained_with:
-        datamodule.load_state_dict(state)  # e.g. the data transform fitted on the training split
+        try:  # e.g. the data transform fitted on the training split, the window length trained on
+            datamodule.load_state_dict(state)
+        except ValueError as error:  # data that do not fit the model (windows of another length)
+            raise UsageError(f"{ckpt}: {error}") from None
     model = LatentVariableModel.load_from_checkpoint(str(ckpt), map_location="cpu")
     return model.eval(), datamodule
