@@ -43,7 +43,8 @@ def test_the_help_of_one_class_still_works():
 
 # an option each tool's help names (its own or the shared checkpoint options), and the libraries its --help must not
 # import (each costs seconds: Lightning alone about 5 s on 2 cores)
-TOOL_OPTIONS = {"embed": "--out", "explore": "--max_images", "trust": "--bandwidth", "compare": "--configs"}
+TOOL_OPTIONS = {"embed": "--out", "explore": "--max_images", "trust": "--bandwidth", "compare": "--configs",
+                "trajectory": "--max_figures"}
 HEAVY = ("torch", "lightning", "pandas", "bokeh", "matplotlib", "sklearn")
 
 

@@ -1,9 +1,10 @@
 """Cluster structure of a low-dimensional embedding: does it fall into clusters? A trust diagnostic;
 :class:`lvm.callbacks.TrustDiagnostics` runs it at the end of testing, ``python -m lvm.tools.trust`` on checkpoints.
 
-:func:`lattice_modes` finds the modes of the weighted mean-shift on the aggregated posterior (QLVM paper,
-section 3.3; :mod:`lvm.analysis.landscape`); :func:`nearest_mode` sends each example to its nearest mode (shortest
-way round on the torus), and :func:`cluster_structure` scores that assignment by its silhouette (Rousseeuw,
+:func:`lattice_modes` (:func:`aggregated_modes`, with the density) finds the modes of the weighted mean-shift on the
+aggregated posterior (QLVM paper, section 3.3; :mod:`lvm.analysis.landscape`); :func:`nearest_mode` sends each
+example to its nearest mode (shortest way round on the torus), and :func:`cluster_structure` scores that assignment
+by its silhouette (Rousseeuw,
 "Silhouettes: a graphical aid to the interpretation and validation of cluster analysis", 1987), computed from the
 geodesic distances of a seeded subsample: near 1 for tight, well-separated clusters, near 0 for a continuum. Fewer
 than two modes (or clusters) have no silhouette: NaN, with the reason.
@@ -20,25 +21,33 @@ from lvm.numerics.lattices import MAX_LATTICE_DIM
 from lvm.numerics.torus import nearest_image
 from lvm.priors import InvertiblePrior
 
-__all__ = ["lattice_modes", "nearest_mode", "cluster_structure"]
+__all__ = ["aggregated_modes", "lattice_modes", "nearest_mode", "cluster_structure"]
 
 ROWS_PER_CHUNK = 512  # rows of a distance matrix computed at once
 
 
-def lattice_modes(model, batches, bandwidth: float = 0.1, num_points: int | None = None) -> np.ndarray:
-    """The mean-shift modes ``[k, d]`` (latent values, densest first) of the aggregated posterior of ``model`` over
-    ``batches`` (an iterable of ``x`` or ``(x, ...)``), as :class:`lvm.callbacks.PosteriorPlots` finds them: mean-shift
-    runs on the unit-cube lattice (equal volume per point; the torus wraps) and the modes are mapped back by
-    ``prior.from_unit_cube``. For priors reached from the unit cube (:class:`lvm.priors.InvertiblePrior`) in up to
-    3-D; a flat aggregated posterior has no modes (``[0, d]``)."""
+def aggregated_modes(model, batches, bandwidth: float = 0.1,
+                     num_points: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lattice's latent points ``[m, d]``, the aggregated posterior on them ``[m]`` (sums to 1) and its mean-shift
+    modes ``[k, d]`` (latent values, densest first) over ``batches`` (an iterable of ``x`` or ``(x, ...)``), as
+    :class:`lvm.callbacks.PosteriorPlots` finds them: mean-shift runs on the unit-cube lattice (equal volume per point;
+    the torus wraps) and the modes are mapped back by ``prior.from_unit_cube``. For priors reached from the unit cube
+    (:class:`lvm.priors.InvertiblePrior`) in up to 3-D; a flat aggregated posterior has no modes (``[0, d]``)."""
     prior = model.prior
     if not isinstance(prior, InvertiblePrior) or prior.dim > MAX_LATTICE_DIM:
         raise ValueError(f"Lattice modes need a prior reached from the unit cube (lvm.priors.InvertiblePrior) in at "
                          f"most {MAX_LATTICE_DIM}-D; this model has a {prior.dim}-D {type(prior).__name__}.")
-    _, density = aggregated_posterior(model, batches, num_points)  # [m]
+    points, density = aggregated_posterior(model, batches, num_points)  # [m, d], [m]
     cube = model.lattice_points(num_points)  # [m, d]
     modes_cube, _ = weighted_mean_shift(cube, density.cpu(), bandwidth, prior.periodic)
-    return prior.from_unit_cube(modes_cube).cpu().numpy()
+    return (points.cpu().double().numpy(), density.cpu().double().numpy(),
+            prior.from_unit_cube(modes_cube).cpu().numpy())
+
+
+def lattice_modes(model, batches, bandwidth: float = 0.1, num_points: int | None = None) -> np.ndarray:
+    """The mean-shift modes ``[k, d]`` of the aggregated posterior of ``model`` over ``batches``
+    (:func:`aggregated_modes`)."""
+    return aggregated_modes(model, batches, bandwidth, num_points)[2]
 
 
 def _squared_distances(points: np.ndarray, centres: np.ndarray, periodic: bool) -> np.ndarray:

@@ -25,7 +25,11 @@ In the page you can
   subsample to hear its original recording (the "reconstruction" button then plays the sound of its decoded
   spectrogram), or empty space to hear the decoded sound of that grid cell; the "Playback speed" selector slows
   playback (x0.25, x0.1) with the pitch falling by the same factor (time expansion, for ultrasonic calls). The
-  clips are inlined as Ogg/Opus data URIs (:func:`audio_data_uri`) and played by an HTML ``Audio`` element.
+  clips are inlined as Ogg/Opus data URIs (:func:`audio_data_uri`) and played by an HTML ``Audio`` element;
+- for windows of recordings (``sequences``, :class:`SequencePaths`: data with ``sequence`` and ``time`` metadata),
+  pick a recording with the "Sequence" selector to draw its path through the embedding (its windows' posterior means
+  in time order), and move the "Time" slider to move a marker along it and show that window's picture (and, with
+  sound, play it with the "window" button).
 """
 
 from __future__ import annotations
@@ -44,14 +48,14 @@ from bokeh.layouts import column, gridplot
 from bokeh.events import Tap
 from bokeh.models import (BoxAnnotation, Button, BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, CustomJSTickFormatter,
                           Div, HoverTool, Legend, LegendItem, LinearColorMapper, PanTool, Range1d, ResetTool, SaveTool,
-                          Select, Tooltip, WheelZoomTool)
+                          Select, Slider, Tooltip, WheelZoomTool)
 from bokeh.palettes import Category10, Category20, Turbo256, Viridis256, linear_palette
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
 from lvm.numerics.torus import translate
 
-__all__ = ["LatentGrid", "Sound", "ExplorerAudio", "audio_data_uri", "explorer_html"]
+__all__ = ["LatentGrid", "Sound", "ExplorerAudio", "SequencePaths", "audio_data_uri", "explorer_html"]
 
 MAX_COLOR_CATEGORIES = 50  # by default a non-numeric column is a colour field if it has at most this many values
 MAX_INTEGER_CATEGORIES = 20  # integer columns with at most this many values are categorical, as in lvm.plotting.figures
@@ -74,6 +78,7 @@ OPUS_RATES = (8_000, 12_000, 16_000, 24_000, 48_000)  # the sample rates Opus en
 OPUS_COMPRESSION = 0.85  # libsndfile's compression level for Opus (0: best quality, 1: smallest)
 TAP_RADIUS_PX = 8  # a click this close (screen pixels) to a point with sound plays it
 PROJECTIONS = {1: [(0,)], 2: [(0, 1)], 3: [(0, 1), (0, 2), (1, 2)]}  # latent dims plotted, by number of latents
+PATH_COLOR, MARKER_COLOR = "#222222", "#d62728"  # a sequence's path and the slider's window on it
 
 
 @dataclass
@@ -153,6 +158,19 @@ def _audio_columns(sounds: list[Sound | None], column: str, rows: np.ndarray | N
 
 
 @dataclass
+class SequencePaths:
+    """The recordings the page's "Sequence" selector offers: for each, its ``name``, the ``rows`` (positions in the
+    table) of its windows in time order and their ``times`` (in ``time_unit``); ``total``: how many sequences the
+    data have (the page says how many it offers of them)."""
+
+    names: list[str]
+    rows: list[np.ndarray]
+    times: list[np.ndarray]
+    time_unit: str = "s"
+    total: int = 0
+
+
+@dataclass
 class _ColorField:
     """Colouring the points by one table column: the data column that ``mapper`` maps to colours, and for a
     categorical column the names of its codes and the codes of each row."""
@@ -191,7 +209,8 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
                   color_fields: list[str] | None = None, categories: dict[str, list[str]] | None = None,
                   cmap: str = "gray", title: str = "Embedding explorer",
                   bounds: list[tuple[float, float]] | None = None, offsets: np.ndarray | None = None,
-                  audio: ExplorerAudio | None = None, grid_conditions: list[str] | None = None) -> str:
+                  audio: ExplorerAudio | None = None, grid_conditions: list[str] | None = None,
+                  sequences: SequencePaths | None = None) -> str:
     """The text of a self-contained HTML page exploring an embedding.
 
     Args:
@@ -228,6 +247,8 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
             ``["reference (animal = a)", "animal = b"]``): the first names what every grid's ``images`` were decoded
             under, each other one a key of every grid's ``variants``; choosing one swaps the cells' pictures in the
             page. ``None`` (or one name): no selector.
+        sequences: the recordings whose paths the "Sequence" selector draws and whose windows the "Time" slider
+            steps through (:class:`SequencePaths`; the first is drawn when the page opens). ``None``: neither.
     """
     _check_table(table, latent_columns, periodic, bounds, offsets)
     conditions = _check_conditions(grid_conditions, grids)
@@ -304,8 +325,14 @@ def explorer_html(table: pd.DataFrame, latent_columns: list[str], *, periodic: b
     if len(conditions) > 1:
         controls.append(_condition_selector(conditions, [source for sources in cell_sources for source in sources],
                                             tooltips))
+    playback = None
     if audio is not None:
-        controls.append(_audio_controls(plots, points, cell_sources, latent_axes, value_axis, projections))
+        audio_row, playback = _audio_controls(plots, points, cell_sources, latent_axes, value_axis, projections)
+        controls.append(audio_row)
+    if sequences is not None and sequences.names:
+        axes = [(latent_axes[dims[0]], latent_axes[dims[1]] if len(dims) == 2 else value_axis,
+                 (periodic, periodic and len(dims) == 2)) for dims in projections]  # (x, y, which wrap round)
+        controls.append(_sequence_controls(sequences, plots, axes, points, playback))
     page = column(header, *controls, gridplot([plots], toolbar_location="right", toolbar_options=dict(logo=None)))
     return file_html(page, resources=INLINE, title=title)
 
@@ -469,7 +496,7 @@ def _audio_controls(plots: list, points: ColumnDataSource, cell_sources: list[li
             x_range=x_axis.range, y_range=y_axis.range, audio_column=AUDIO_COLUMN,
             reconstruction_column=RECONSTRUCTION_COLUMN, speed_suffix=SPEED_SUFFIX, cell_column=CELL_COLUMN,
             radius=TAP_RADIUS_PX)))
-    return row(speed, original, reconstruction, status)
+    return row(speed, original, reconstruction, status), shared
 
 
 # the one Audio element playing at a time, in window.explorer_audio with the clicked point's clips
@@ -553,6 +580,143 @@ if (nearest >= 0) {
         }
     }
 }
+"""
+
+
+def _path_xy(xs: np.ndarray, ys: np.ndarray, rows: np.ndarray, wraps: tuple[bool, bool]) -> dict[str, list]:
+    """The line through the points ``rows`` (``xs``, ``ys`` where they are drawn), broken (NaN) where a step wraps
+    round the torus (more than half a period along an axis that ``wraps``) -- ``_PATH_JS`` does the same."""
+    x, y = [], []
+    for i, row in enumerate(rows):
+        if i and any(wrap and abs(values[row] - values[rows[i - 1]]) > 0.5
+                     for wrap, values in zip(wraps, (xs, ys))):
+            x.append(float("nan"))
+            y.append(float("nan"))
+        x.append(float(xs[row]))
+        y.append(float(ys[row]))
+    return {"x": x, "y": y}
+
+
+def _slider_range(times: np.ndarray) -> dict[str, float]:
+    """The time slider's ``start``, ``end`` and ``step`` for one sequence's window ``times`` (end > start)."""
+    steps = np.diff(times)
+    step = float(np.median(steps[steps > 0])) if np.any(steps > 0) else 1.0
+    start, end = float(times[0]), float(times[-1])
+    return {"start": start, "end": end if end > start else start + step, "step": step}
+
+
+def _sequence_controls(sequences: SequencePaths, plots: list, axes: list[tuple[_Axis, _Axis, tuple[bool, bool]]],
+                       points: ColumnDataSource, playback: dict | None):
+    """The "Sequence" selector, the "Time" slider and the window's picture; on each plot the chosen sequence's path
+    and a marker at the slider's window."""
+    from bokeh.layouts import row
+
+    names = [str(name) for name in sequences.names]
+    rows = [np.asarray(r, dtype=np.int64) for r in sequences.rows]
+    times = [np.asarray(t, dtype=float) for t in sequences.times]
+    paths, markers, columns, wraps = [], [], [], []
+    for plot, (x_axis, y_axis, wrap) in zip(plots, axes):
+        xs, ys = points.data[x_axis.data_column], points.data[y_axis.data_column]
+        path = ColumnDataSource(_path_xy(xs, ys, rows[0], wrap), name=f"trajectory-path {x_axis.label}-{y_axis.label}")
+        marker = ColumnDataSource({"x": [float(xs[rows[0][0]])], "y": [float(ys[rows[0][0]])]},
+                                  name=f"trajectory-marker {x_axis.label}-{y_axis.label}")
+        plot.line(x="x", y="y", source=path, line_color=PATH_COLOR, line_width=2, line_alpha=0.8)
+        plot.scatter(x="x", y="y", source=marker, size=16, marker="circle", fill_color=MARKER_COLOR,
+                     line_color="white", line_width=2)
+        paths.append(path)
+        markers.append(marker)
+        columns.append([x_axis.data_column, y_axis.data_column])
+        wraps.append(list(wrap))
+    unit = sequences.time_unit
+    selector = Select(title=f"Sequence ({len(names)} of {max(sequences.total, len(names))})",
+                      name="sequence-selector", value=names[0], options=names,
+                      width=max(220, min(420, 9 * max(len(name) for name in names))))
+    slider = Slider(title=f"Time ({unit})", name="time-slider", value=float(times[0][0]), width=420,
+                    format="0[.]000", **_slider_range(times[0]))
+    window = Div(name="sequence-window", width=360, text="")
+    args = dict(selector=selector, slider=slider, window_div=window, points=points, paths=paths, markers=markers,
+                columns=columns, wraps=wraps, sequence_rows=[r.tolist() for r in rows],
+                sequence_times=[t.tolist() for t in times], image_column=IMAGE_COLUMN, unit=unit,
+                audio_column=AUDIO_COLUMN, speed_suffix=SPEED_SUFFIX)
+    controls = [selector, slider]
+    if playback is not None:
+        play = Button(label="\u25b6 window", name="play-window", width=110)
+        play.js_on_event("button_click", CustomJS(args=dict(playback, **args), code=_PLAY_JS + _WINDOW_JS
+                                                  + _PLAY_WINDOW_JS))
+        controls.append(play)
+    selector.js_on_change("value", CustomJS(args=args, code=_WINDOW_JS + _PATH_JS))
+    slider.js_on_change("value", CustomJS(args=args, code=_WINDOW_JS + "show(chosen(), slider.value)"))
+    window.text = _initial_window_text(points, rows[0], times[0], names[0], unit)
+    offered = (f"the first {len(names)} of {sequences.total} sequences (by id)" if sequences.total > len(names)
+               else f"all {len(names)} sequences")
+    note = Div(name="sequence-note", width=720, text=html.escape(
+        f"Paths through the embedding: {offered}; pick one to draw its windows' posterior means in time order, move "
+        f"the time slider to follow it (the red marker) and see the window."))
+    return column(note, row(*controls), window)
+
+
+def _initial_window_text(points: ColumnDataSource, rows: np.ndarray, times: np.ndarray, name: str, unit: str) -> str:
+    """What ``_WINDOW_JS``'s ``show`` writes for the first window of the first sequence."""
+    tag = points.data[IMAGE_COLUMN][int(rows[0])]
+    text = f"sequence {name}, time {times[0]:.4g} {unit}, window 1 of {len(rows)}"
+    return f'{tag}<div class="sequence-window-text">{html.escape(text)}</div>'
+
+
+# the chosen sequence (k) and show(k, t): the marker at its window nearest time t, the window's picture and place
+_WINDOW_JS = """
+const chosen = () => selector.options.indexOf(selector.value)
+const escape_text = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+const significant = (value) => String(Number(value.toPrecision(4)))  // about printf's %.4g
+const nearest = (k, t) => {
+    const times = sequence_times[k]
+    let best = 0
+    for (let i = 1; i < times.length; i++)
+        if (Math.abs(times[i] - t) < Math.abs(times[best] - t))
+            best = i
+    return best
+}
+const show = (k, t) => {
+    const i = nearest(k, t), row = sequence_rows[k][i]
+    markers.forEach((marker, p) => {
+        marker.data = {x: [points.data[columns[p][0]][row]], y: [points.data[columns[p][1]][row]]}
+    })
+    const text = `sequence ${selector.value}, time ${significant(sequence_times[k][i])} ${unit}, ` +
+                 `window ${i + 1} of ${sequence_times[k].length}`
+    window_div.text = (points.data[image_column][row] || "") +  // an <img> of an inline PNG that this page was built with
+                  `<div class="sequence-window-text">${escape_text(text)}</div>`
+    return row
+}
+"""
+
+# the chosen sequence's path on every plot, the slider over its times, the marker at its start
+_PATH_JS = """
+const k = chosen(), rows = sequence_rows[k], times = sequence_times[k]
+paths.forEach((path, p) => {
+    const xs = points.data[columns[p][0]], ys = points.data[columns[p][1]]
+    const x = [], y = []
+    rows.forEach((row, i) => {
+        const previous = rows[i - 1]
+        if (i && ((wraps[p][0] && Math.abs(xs[row] - xs[previous]) > 0.5) ||
+                  (wraps[p][1] && Math.abs(ys[row] - ys[previous]) > 0.5))) {
+            x.push(NaN)
+            y.push(NaN)
+        }
+        x.push(xs[row])
+        y.push(ys[row])
+    })
+    path.data = {x, y}
+})
+const steps = times.slice(1).map((t, i) => t - times[i]).filter((step) => step > 0).sort((a, b) => a - b)
+const step = steps.length ? steps[Math.floor((steps.length - 1) / 2)] : 1
+const end = times[times.length - 1] > times[0] ? times[times.length - 1] : times[0] + step
+slider.setv({start: times[0], end, step, value: times[0]})
+show(k, times[0])
+"""
+
+_PLAY_WINDOW_JS = """
+const row = show(chosen(), slider.value)
+play(points.data[audio_column][row], points.data[audio_column + speed_suffix][row],
+     `the window at ${significant(slider.value)} ${unit} of ${selector.value}`)
 """
 
 

@@ -11,7 +11,7 @@ import yaml
 from lvm.analysis.formats import SPLITS
 from lvm.runs.usage import UsageError
 
-__all__ = ["data_overrides", "yes_or_no", "checkpoint_parser", "checkpoint_embedding", "run_command"]
+__all__ = ["data_overrides", "yes_or_no", "checkpoint_parser", "checkpoint_model", "checkpoint_embedding", "run_command"]
 
 
 def data_overrides(arguments: list[str]) -> dict:
@@ -54,15 +54,21 @@ def checkpoint_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def checkpoint_model(args: argparse.Namespace, rest: list[str]):
+    """The model and datamodule of ``--ckpt``, the datamodule's arguments changed by the ``--data.*`` options."""
+    from lvm.runs.files import load_checkpoint  # (PyTorch and the model: after the options are read)
+    from lvm.runs.threads import limit_threads
+
+    limit_threads()
+    return load_checkpoint(args.ckpt, data_overrides(rest))
+
+
 def checkpoint_embedding(args: argparse.Namespace, rest: list[str]):
     """The model, datamodule, embedding table and data fingerprints for the options of :func:`checkpoint_parser`."""
     from lvm.analysis.embedding import embedding_table  # (PyTorch and the model: after the options are read)
     from lvm.covariates import CovariateError
-    from lvm.runs.files import load_checkpoint
-    from lvm.runs.threads import limit_threads
 
-    limit_threads()
-    model, datamodule = load_checkpoint(args.ckpt, data_overrides(rest))
+    model, datamodule = checkpoint_model(args, rest)
     try:  # a conditional model: each example's covariates, mapped by the checkpoint's encodings
         table, fingerprints = embedding_table(model, datamodule, tuple(args.splits), args.num_points, args.batch_size,
                                               args.log_likelihood)

@@ -21,6 +21,10 @@ reference covariates (:meth:`lvm.covariates.Covariates.reference`); a "Decode th
 grid decoded under other covariate values (:func:`grid_conditions`: each category of a discrete covariate, five
 training quantiles of a continuous one, one covariate varied at a time with the others at the reference; the cells'
 sounds stay the reference's).
+For windows of recordings (data with ``sequence`` and ``time`` metadata, :mod:`lvm.analysis.trajectory`) a "Sequence"
+selector draws a recording's path through the embedding and a "Time" slider moves a marker along it, showing that
+window's picture (and, with sound, playing it); the page offers the first 30 recordings by id (fewer where their
+windows pass ``--max_images`` or 3000: each has its picture), and says so.
 :class:`lvm.callbacks.Explorer` writes the same file for the test set as ``plots/explorer.html``.
 """
 
@@ -42,13 +46,15 @@ if TYPE_CHECKING:
 # (argument parsing) imports none of them; importing this module as a library stays cheap until a function runs.
 
 __all__ = ["plot_bounds", "grid_conditions", "latent_grids", "hover_images", "row_covariates", "audio_folders",
-           "original_clips", "explorer_audio", "build_explorer", "main"]
+           "original_clips", "explorer_audio", "sequence_paths", "build_explorer", "main"]
 
 HIDDEN_COLUMNS = ("index",)  # positions within a split; ``example`` identifies the row
 AUDIO_ITERATIONS = 32  # Griffin-Lim iterations of the page's decoded sounds
 AUDIO_BATCH = 256  # spectrograms inverted at once
 CONTINUOUS_CONDITIONS = 5  # values of a continuous covariate offered by the grid's condition selector
 MAX_CATEGORY_CONDITIONS = 12  # categories of a discrete covariate offered (the first ones, in the training order)
+MAX_SEQUENCES = 30  # recordings the sequence selector offers (the first ones by id): each window is a picture
+MAX_SEQUENCE_WINDOWS = 3000  # windows of the offered recordings, all of them with their picture in the page
 
 
 def _centre(values: np.ndarray, periodic: bool) -> float:
@@ -181,15 +187,21 @@ def row_covariates(model, datamodule, table: pd.DataFrame, rows: np.ndarray) -> 
                                     if key in table}, "the embedding table")
 
 
-def hover_images(datamodule, table: pd.DataFrame, max_images: int, flip: bool,
-                 seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
-    """Images (or vectors) of a seeded subsample of at most ``max_images`` rows of ``table`` and their row positions."""
+def hover_images(datamodule, table: pd.DataFrame, max_images: int, flip: bool, seed: int = 0,
+                 include: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """Images (or vectors) of at most ``max_images`` rows of ``table`` and their row positions: the first
+    ``max_images`` of the rows ``include`` (e.g. the windows of the sequences the page offers), the rest a seeded
+    subsample of the other rows."""
     import numpy as np
     import torch
 
-    rows = np.arange(len(table))
-    if len(rows) > max_images:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_images, replace=False))
+    chosen = np.zeros(0, dtype=np.int64) if include is None else np.unique(np.asarray(include, dtype=np.int64))
+    chosen = chosen[:max_images]
+    others = np.setdiff1d(np.arange(len(table)), chosen)
+    budget = max_images - len(chosen)
+    if len(others) > budget:
+        others = np.random.default_rng(seed).choice(others, budget, replace=False)
+    rows = np.sort(np.concatenate([chosen, others]))
     if not len(rows):
         return None, rows
     items = []
@@ -361,12 +373,42 @@ def explorer_audio(model, datamodule, table: pd.DataFrame, rows: np.ndarray, gri
                          grids=grid_sounds)
 
 
+def sequence_paths(table: pd.DataFrame, time_unit: str = "s", max_sequences: int = MAX_SEQUENCES,
+                   max_windows: int = MAX_SEQUENCE_WINDOWS):
+    """The recordings an explorer page offers (:class:`lvm.plotting.explorer.SequencePaths`) where ``table`` has the
+    ``sequence`` and ``time`` columns of windowed data (:mod:`lvm.analysis.trajectory`), else None: the first
+    ``max_sequences`` sequences by id, fewer where their windows would pass ``max_windows`` (at least one), each with
+    its rows in time order."""
+    import numpy as np
+
+    from lvm.analysis.trajectory import SEQUENCE_FIELD, TIME_FIELD
+    from lvm.plotting.explorer import SequencePaths
+
+    if SEQUENCE_FIELD not in table or TIME_FIELD not in table or not len(table):
+        return None
+    ids = table[SEQUENCE_FIELD].astype(str).to_numpy()
+    times = table[TIME_FIELD].to_numpy(dtype=float)
+    order = np.lexsort((times, ids))  # by sequence, then time
+    names, starts = np.unique(ids[order], return_index=True)
+    groups = np.split(order, starts[1:])
+    offered, windows = [], 0
+    for name, rows in zip(names, groups):
+        if len(offered) == max_sequences or (offered and windows + len(rows) > max_windows):
+            break
+        offered.append((str(name), rows))
+        windows += len(rows)
+    return SequencePaths(names=[name for name, _ in offered], rows=[rows for _, rows in offered],
+                         times=[times[rows] for _, rows in offered], time_unit=time_unit, total=len(names))
+
+
 def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 2000, per_side: int = 24,
                    title: str | None = None, offsets: np.ndarray | None = None, audio: bool = True) -> str:
     """The explorer's HTML for ``table`` (from :func:`lvm.analysis.embedding.embedding_table`) of ``model`` and
     ``datamodule``; on the torus in the view re-centred by ``offsets`` ``[d]`` (:func:`lvm.numerics.torus.seam_offsets`
     of an embedding; ``None``: the square as it is). For spectrograms of recordings the page plays sound
-    (:func:`explorer_audio`) unless ``audio`` is False."""
+    (:func:`explorer_audio`) unless ``audio`` is False. For windows of sequences (``sequence`` and ``time`` columns)
+    the page draws a chosen recording's path and steps through its windows (:func:`sequence_paths`)."""
+    import numpy as np
     import torch
 
     from lvm.analysis.embedding import latent_columns
@@ -377,7 +419,11 @@ def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 200
     embedding = table[columns].to_numpy()  # [n, d]
     flip = getattr(datamodule, "image_axes", None) is not None
     bounds = plot_bounds(embedding, periodic)
-    images, rows = hover_images(datamodule, table, max_images, flip)
+    from lvm.analysis.trajectory import time_unit
+
+    sequences = sequence_paths(table, time_unit(datamodule), max_windows=min(MAX_SEQUENCE_WINDOWS, max_images))
+    images, rows = hover_images(datamodule, table, max_images, flip,
+                                include=None if sequences is None else np.concatenate(sequences.rows))
     decoded = None  # vectors: the decoded mean at each point's latent, drawn over the point's own vector
     if images is not None and images.ndim == 2:
         decoded = _decoded_pictures(model, torch.as_tensor(embedding[rows]), flip,
@@ -392,6 +438,7 @@ def build_explorer(model, datamodule, table: pd.DataFrame, max_images: int = 200
                          grids=grids, audio=sounds, grid_conditions=None if conditions is None else
                          [name for name, _ in conditions],
                          cmap="magma" if flip else "gray", bounds=None if periodic else bounds, offsets=offsets,
+                         sequences=sequences,
                          title=title or f"{type(datamodule).__name__}: {dim}-D embedding, {len(table)} examples")
 
 
