@@ -56,7 +56,8 @@ def windows(tmp_path_factory):
     np.save(folder / "x.npy", x.astype(np.float32))
     pd.DataFrame({"sequence": np.repeat([f"rec{i:02d}" for i in range(SEQUENCES)], WINDOWS),
                   "time": np.tile(np.arange(WINDOWS) * HOP, SEQUENCES),
-                  "state": states.ravel()}).to_csv(folder / "meta.csv", index=False)
+                  "state": states.ravel(),  # and two groups of recordings, for --compare (one chain: no difference)
+                  "bird": np.repeat(["b1", "b2"], SEQUENCES * WINDOWS // 2)}).to_csv(folder / "meta.csv", index=False)
     np.save(folder / "plain.npy", x[:300].astype(np.float32))
     cli_main(["--config", str(ROOT / "configs" / "qlvm_array.yaml"), "--trainer.default_root_dir",
               str(folder / "run"), *FAST, "--data.init_args.path", str(folder / "x.npy"),
@@ -71,10 +72,11 @@ def export(windows):
 
     folder, ckpt, _ = windows
     out = folder / "out" / "traj.parquet"
-    trajectory.main(["--ckpt", str(ckpt), "--out", str(out), "--bandwidth", BANDWIDTH, "--max_figures", "3"])
+    trajectory.main(["--ckpt", str(ckpt), "--out", str(out), "--bandwidth", BANDWIDTH, "--max_figures", "3",
+                     "--compare", "bird", "--permutations", "99"])
     table, record = read_embedding(out)
-    statistics = json.loads(trajectory.output_paths(out)["statistics"].read_text())["statistics"]
-    return out, table, record, statistics
+    document = json.loads(trajectory.output_paths(out)["statistics"].read_text())
+    return out, table, record, {**document["statistics"], "comparison": document["comparison"]}
 
 
 def majority_map(table: pd.DataFrame) -> np.ndarray:
@@ -132,6 +134,13 @@ def test_the_table_has_one_row_per_window_in_time_order_with_provenance(export, 
     assert set(record["data_sha256"]) == {"train", "val", "test"} and record["settings"]["bandwidth"] == 0.2
     assert np.array(record["trajectory"]["modes"]).shape == (statistics["n_states"], 2)
     assert Path(str(out) + ".provenance.json").is_file()
+
+
+def test_the_export_compares_two_groups_of_recordings(export):
+    comparison = export[3]["comparison"]
+    assert comparison["field"] == "bird" and comparison["groups"] == ["b1", "b2"]
+    assert comparison["n_sequences"] == [SEQUENCES // 2, SEQUENCES // 2] and comparison["n_permutations"] == 99
+    assert 0 < comparison["p_value"] <= 1
 
 
 def test_the_figures_are_written(export):
@@ -228,3 +237,37 @@ def test_data_without_sequence_or_time_is_refused_in_one_line_and_nothing_is_wri
     assert re.search(r"no per-example field\(s\) 'sequence', 'time'", line)
     assert "sequence_key" in line and "shotgun" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def _chain_table(matrices: dict, sequences_per_group: int = 8, steps: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Cluster sequences drawn from one Markov chain per group (``{group: P}``), as an export's table."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, matrix in matrices.items():
+        for k in range(sequences_per_group):
+            state, states = 0, []
+            for _ in range(steps):
+                states.append(state)
+                state = rng.choice(3, p=matrix[state])
+            rows.append(pd.DataFrame({"sequence": f"{group}-{k}", "time": np.arange(steps) * 0.05, "bird": group,
+                                      "cluster": states}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_comparing_groups_of_sequences_finds_a_difference_only_where_the_chains_differ():
+    from lvm.analysis.trajectory import compare_groups
+    sticky = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    other = np.array([[0.9, 0.09, 0.01], [0.1, 0.8, 0.1], [0.01, 0.19, 0.8]])  # other between-state choices
+    differ = compare_groups(_chain_table({"bird1": sticky, "bird2": other}), "bird", 3, n_permutations=199)
+    assert differ["groups"] == ["bird1", "bird2"] and differ["p_value"] <= 0.01
+    same = compare_groups(_chain_table({"bird1": sticky, "bird2": sticky}, seed=1), "bird", 3, n_permutations=199)
+    assert same["p_value"] > 0.05
+    table = _chain_table({"a": sticky, "b": sticky, "c": sticky}, sequences_per_group=2, steps=20)
+    with pytest.raises(ValueError, match="has 3 values"):
+        compare_groups(table, "bird", 3)
+    assert compare_groups(table, "bird", 3, ("a", "c"), n_permutations=9)["groups"] == ["a", "c"]
+    with pytest.raises(ValueError, match="not a column"):
+        compare_groups(table, "species", 3)
+    table.loc[3, "bird"] = "b"
+    with pytest.raises(ValueError, match="changes within sequence 'a-0'"):
+        compare_groups(table, "bird", 3)

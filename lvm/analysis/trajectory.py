@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from lvm.analysis.clusters import aggregated_modes, nearest_mode
 from lvm.analysis.embedding import dataset_indices, embedding_table
 from lvm.analysis.formats import SPLITS
-from lvm.analysis.sequences import sequence_statistics
+from lvm.analysis.sequences import compare_transitions, sequence_statistics
 from lvm.batches import batch_data, given_batch
 
 __all__ = ["SEQUENCE_FIELD", "TIME_FIELD", "Trajectories", "missing_sequence_fields", "time_unit", "time_step",
@@ -137,6 +137,36 @@ def cell_probabilities(model, batches, cells: np.ndarray, n_cells: int, num_poin
 
 
 @torch.no_grad()
+def compare_groups(table: pd.DataFrame, field: str, n_states: int, groups: tuple[str, str] | None = None,
+                   n_permutations: int = 999, seed: int = 0) -> dict:
+    """The permutation test between two groups of sequences (:func:`lvm.analysis.sequences.compare_transitions`) on
+    the clusters of a per-window ``table``: the sequences whose ``field`` (constant within a sequence: a bird, a
+    condition) is ``groups[0]`` against those where it is ``groups[1]`` (``None``: the field's two values). A
+    ``ValueError`` names a missing field, one that changes within a sequence, or groups without sequences."""
+    if field not in table:
+        raise ValueError(f"--compare {field!r} is not a column of the export; choose a per-window metadata field, one of "
+                         f"{sorted(c for c in table.columns if c not in (SEQUENCE_FIELD, TIME_FIELD))[:20]}")
+    values = table.groupby(SEQUENCE_FIELD, sort=False)[field].agg(lambda column: set(map(str, column)))
+    mixed = [sequence for sequence, found in values.items() if len(found) > 1]
+    if mixed:
+        raise ValueError(f"--compare {field!r} changes within sequence {mixed[0]!r} ({sorted(values[mixed[0]])[:5]}); "
+                         "compare by a field that is constant within each sequence (a bird, a session, a condition)")
+    per_sequence = values.map(lambda found: next(iter(found)))
+    names = sorted(set(per_sequence))
+    if groups is None:
+        if len(names) != 2:
+            raise ValueError(f"--compare {field!r} has {len(names)} values ({names[:10]}); name the two groups to "
+                             "compare with --groups A B")
+        groups = (names[0], names[1])
+    states = {sequence: rows["cluster"].to_numpy() for sequence, rows in table.groupby(SEQUENCE_FIELD, sort=False)}
+    members = [[states[s] for s, value in per_sequence.items() if value == str(group)] for group in groups]
+    for group, sequences in zip(groups, members):
+        if not sequences:
+            raise ValueError(f"--compare {field!r}: no sequence has the value {group!r}; its values are {names[:10]}")
+    result = compare_transitions(members[0], members[1], n_states, n_permutations, seed)
+    return {"field": field, "groups": [str(group) for group in groups], **result}
+
+
 def trajectory_table(model, datamodule, splits: tuple[str, ...] = SPLITS, num_points: int | None = None,
                      batch_size: int | None = None, bandwidth: float = 0.1,
                      log_likelihood: bool = False) -> Trajectories:

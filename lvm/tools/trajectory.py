@@ -1,6 +1,6 @@
 """Recordings as paths through the latent space, one row per window:
 ``python -m lvm.tools.trajectory --ckpt CKPT --out traj.{parquet,csv,npz} [--splits ...] [--num_points N]
-[--bandwidth 0.1] [--max_figures 12] [--data.init_args.* ...]``.
+[--bandwidth 0.1] [--max_figures 12] [--compare FIELD [--groups A B]] [--data.init_args.* ...]``.
 
 For a model trained on windows (or frames) of sequences: data whose per-example metadata has a ``sequence`` id and a
 ``time`` (the window's start from the sequence's start, in seconds): the vocalization preprocessing's shotgun windows,
@@ -12,7 +12,8 @@ the mocap windows, or one's own data with a sequence and a time column. Writes
   the metadata, a conditional model's covariates (each window's posterior given its own); the provenance beside it in
   ``OUT.provenance.json`` (as ``lvm.tools.embed`` writes it);
 * ``OUT_STEM.sequences.json``: transition matrix, dwell times and entropy rate of the clusters, pooled and per sequence
-  (:mod:`lvm.analysis.sequences`), with the modes;
+  (:mod:`lvm.analysis.sequences`), with the modes; with ``--compare FIELD``, the permutation test between the
+  sequences of two values of that field (:func:`lvm.analysis.trajectory.compare_groups`);
 * ``OUT_STEM.transitions.png``: the transition graph, the nodes at the modes;
 * ``OUT_STEM.trajectories/SEQUENCE.png``: the path of each of the first ``--max_figures`` sequences over the
   aggregated posterior, coloured by time.
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bandwidth", type=float, default=0.1,
                         help="mean-shift bandwidth of the aggregated posterior's modes (latent units; torus period 1)")
     parser.add_argument("--max_figures", type=int, default=12, help="sequences drawn as trajectory figures")
+    parser.add_argument("--compare", default=None, metavar="FIELD",
+                        help="compare the transitions of two groups of sequences by a metadata field constant within "
+                             "each sequence (a bird, a condition): a permutation test relabelling whole sequences")
+    parser.add_argument("--groups", nargs=2, default=None, metavar=("A", "B"),
+                        help="the two values of --compare to test (default: its only two values)")
+    parser.add_argument("--permutations", type=int, default=999, help="permutations of the --compare test")
     args, rest = parser.parse_known_args(argv)
 
     def export() -> None:
@@ -84,6 +91,14 @@ def main(argv: list[str] | None = None) -> None:
                                       args.bandwidth, args.log_likelihood)
         except ValueError as error:  # lvm.covariates.CovariateError, no lattice, no modes, repeated times
             raise UsageError(str(error).rstrip(".") + ".") from None
+        comparison = None
+        if args.compare is not None:
+            from lvm.analysis.trajectory import compare_groups
+            try:
+                comparison = compare_groups(result.table, args.compare, len(result.modes),
+                                            tuple(args.groups) if args.groups else None, args.permutations)
+            except ValueError as error:
+                raise UsageError(str(error).rstrip(".") + ".") from None
         paths = output_paths(args.out)
         settings = {key: value for key, value in vars(args).items() if key not in ("ckpt", "out")}
         record = provenance(args.ckpt, result.fingerprints, {**settings, "data_overrides": data_overrides(rest)})
@@ -91,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
                                 "time_unit": result.time_unit, "definitions": result.statistics["definitions"]}
         table = result.table
         write_embedding(table, paths["table"], record)
-        write_atomically(paths["statistics"], lambda partial: write_sequence_statistics(partial, result.statistics))
+        write_atomically(paths["statistics"],
+                         lambda partial: write_sequence_statistics(partial, result.statistics, comparison))
         pooled = result.statistics["pooled"]["transition_matrix"]
         dim, periodic = model.prior.dim, model.prior.periodic
         graph = plot_transition_graph(pooled, positions=result.modes[:, :2] if dim >= 2 else None,
@@ -113,6 +129,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{paths['table']} (provenance beside it), sequence statistics to {paths['statistics']}, the transition "
               f"graph to {paths['graph']} and {min(len(sequences), max(args.max_figures, 0))} trajectory figures to "
               f"{paths['figures']}.")
+        if comparison is not None:
+            a, b = comparison["groups"]
+            print(f"Transitions of {args.compare} = {a} ({comparison['n_sequences'][0]} sequences) against {b} "
+                  f"({comparison['n_sequences'][1]}): T = {comparison['statistic']:.4f}, p = {comparison['p_value']:.4g} "
+                  f"({comparison['n_permutations']} permutations of whole sequences).")
 
     run_command(export)
 
