@@ -110,6 +110,7 @@ class Covariates(nn.Module):
         self.session = sessions[0] if sessions else None  # the column of the session covariate
         self.num_outputs, self.hidden = num_outputs, hidden
         self.embeddings = nn.ModuleDict()
+        self.offsets_only = False  # set by the model during its covariate warm-up (gains held at zero)
         self.film: nn.Sequential | None = None
         if self.fitted:
             self._build()
@@ -285,6 +286,8 @@ class Covariates(nn.Module):
     def modulation(self, rows: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Gain and offset ``[U, P]`` of rows ``[U, C]``: ``params = outputs * (1 + gain) + offset``."""
         gain, offset = self.film(self.features(rows)).chunk(2, dim=1)
+        if self.offsets_only:  # the warm-up: each row's offset only, against the decoder's outputs as they are
+            gain = torch.zeros_like(gain)
         return (gain, offset) if dtype is None else (gain.to(dtype), offset.to(dtype))
 
     def modulate(self, outputs: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

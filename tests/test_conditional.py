@@ -161,7 +161,18 @@ def test_only_the_covariates_learn_during_the_warmup():
     with model.given(codes):
         model.objective(model, torch.rand(8, 6))["loss"].backward()
     assert all(p.grad is None for p in model.decoder.parameters())
-    assert all(p.grad is not None for p in model.covariates.film.parameters())
+    last = model.covariates.film[-1]  # outputs [gain (P), offset (P)]: only the offsets learn in the warm-up
+    assert last.weight.grad[:6].abs().sum() == 0 and last.weight.grad[6:].abs().sum() > 0
+    model.eval()
+    assert not model._covariates_warming() and not model.covariates.offsets_only  # evaluation: the whole network
+
+
+def test_the_default_warmup_is_a_tenth_of_the_run_at_most_200_steps():
+    for total, expected in ((50, 5), (1000, 100), (10**5, 200)):
+        model = _model()
+        model.hparams["covariate_warmup_steps"] = None
+        model.__dict__["_trainer"] = type("T", (), {"global_step": 0, "estimated_stepping_batches": total})()
+        assert model._warmup_steps() == expected
 
 
 class _CodedDigits(L.LightningDataModule):
