@@ -248,6 +248,13 @@ def test_a_checkpoint_meets_windows_of_another_length_or_syllables_in_one_line_a
         error = capsys.readouterr().err.strip()
         assert status.value.code == 2 and "\n" not in error and not (tmp_path / f"{root}.csv").exists()
         assert f"The checkpoint was trained on 0.1 s windows, but {tmp_path / root} holds {data}" in error
+    # resuming the run on windows of another length: the same line, before the run directory gains a file
+    before = sorted(Path(run.trainer.default_root_dir).rglob("*"))
+    with pytest.raises(UsageError, match=r"^The checkpoint was trained on 0.1 s windows, but .* holds 0.05 s windows"):
+        cli_main(["--config", str(CONFIGS / "qlvm_vocalizations_cpu.yaml"), "--ckpt_path", ckpt, *FAST,
+                  "--trainer.max_epochs", "3", "--data.init_args.root", str(tmp_path / "short"),
+                  "--model.decoder.init_args.channels", "[4, 4]", "--model.decoder.init_args.hidden", "8"])
+    assert sorted(Path(run.trainer.default_root_dir).rglob("*")) == before
 
 
 # ----- a long recording in bounded memory ---------------------------------------------------------------------------

@@ -278,6 +278,12 @@ class LVMCLI(LightningCLI):
                 self.model.attach_covariates(self.datamodule)
             except (KeyError, ValueError, TypeError) as error:
                 raise _usage_error(error) from error
+        state = (getattr(self, "_resumed", None) or {}).get(type(self.datamodule).__qualname__)
+        if self.read_data and state is not None:  # a resume: the datamodule refuses a checkpoint of other data
+            try:                                  # (e.g. windows of another length) before anything is written
+                self.datamodule.load_state_dict(state)
+            except (KeyError, ValueError) as error:
+                raise _usage_error(error) from error
         if self.read_data and hasattr(self.datamodule, "check_support"):  # counts for a count likelihood, ...
             try:
                 self.datamodule.check_support(getattr(self.model.likelihood, "support", "real"))
@@ -326,6 +332,7 @@ class LVMCLI(LightningCLI):
         self._fill_from_datamodule(config)
         if config.ckpt_path:
             checkpoint = read_checkpoint(config.ckpt_path)  # before anything is written into the run
+            self._resumed = checkpoint
             done, max_epochs = completed_epochs(checkpoint), config.trainer.max_epochs
             if max_epochs is not None and max_epochs != -1 and max_epochs < done:
                 raise UsageError(f"--trainer.max_epochs {max_epochs} is below the {done} epochs the checkpoint has "
