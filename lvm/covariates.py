@@ -110,7 +110,6 @@ class Covariates(nn.Module):
         self.session = sessions[0] if sessions else None  # the column of the session covariate
         self.num_outputs, self.hidden = num_outputs, hidden
         self.embeddings = nn.ModuleDict()
-        self.offsets_only = False  # set by the model during its covariate warm-up (gains held at zero)
         self.film: nn.Sequential | None = None
         if self.fitted:
             self._build()
@@ -283,25 +282,28 @@ class Covariates(nn.Module):
                 parts.append(rows[:, k:k + 1])
         return torch.cat(parts, dim=1)
 
-    def modulation(self, rows: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gain and offset ``[U, P]`` of rows ``[U, C]``: ``params = outputs * (1 + gain) + offset``."""
+    def modulation(self, rows: torch.Tensor, dtype: torch.dtype | None = None, offsets_only: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and offset ``[U, P]`` of rows ``[U, C]``: ``params = outputs * (1 + gain) + offset``; ``offsets_only``
+        (the model's covariate warm-up): the gains held at zero."""
         gain, offset = self.film(self.features(rows)).chunk(2, dim=1)
-        if self.offsets_only:  # the warm-up: each row's offset only, against the decoder's outputs as they are
+        if offsets_only:
             gain = torch.zeros_like(gain)
         return (gain, offset) if dtype is None else (gain.to(dtype), offset.to(dtype))
 
-    def modulate(self, outputs: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    def modulate(self, outputs: torch.Tensor, codes: torch.Tensor, offsets_only: bool = False) -> torch.Tensor:
         """Conditioned parameters ``[n, P]`` of decoder outputs ``[n, P]`` whose example ``i`` has codes
         ``codes[i]`` (``[n, C]``). Before :meth:`fit` the outputs as they are (the network starts at zero)."""
         if self.film is None:
             return outputs
         rows, inverse = self.rows(codes)
-        gain, offset = self.modulation(rows.to(outputs.device), outputs.dtype)  # [U, P]
+        gain, offset = self.modulation(rows.to(outputs.device), outputs.dtype, offsets_only)  # [U, P]
         return outputs * (1 + gain[inverse]) + offset[inverse]
 
     def pairwise(self, x_flat: torch.Tensor, outputs: torch.Tensor, codes: torch.Tensor,
                  pairwise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 modulated: Callable[..., torch.Tensor | None] | None = None) -> torch.Tensor:
+                 modulated: Callable[..., torch.Tensor | None] | None = None, offsets_only: bool = False
+                 ) -> torch.Tensor:
         """``log p(x_i | z_j, c_i)`` ``[b, m]`` for data ``[b, D]``, the decoder's outputs on ``m`` latent points
         ``[m, P]`` and the examples' codes ``[b, C]``.
 
@@ -309,13 +311,14 @@ class Covariates(nn.Module):
         gain [b, P], offset [b, P]) -> [b, m]``, or ``None`` where it cannot:
         :meth:`lvm.likelihoods.Likelihood.modulated_pairwise_log_prob`), one call does it for the whole batch.
         Otherwise the examples are grouped by covariate row, each row modulates the outputs once (``[m, P]``
-        elementwise), and ``pairwise(x_group, params) -> [b_u, m]`` scores a group against its own row only."""
+        elementwise), and ``pairwise(x_group, params) -> [b_u, m]`` scores a group against its own row only.
+        ``offsets_only``: as :meth:`modulation`."""
         if len(codes) != len(x_flat):
             raise ValueError(f"{len(x_flat)} examples but covariates for {len(codes)}.")
         if self.film is None:  # not fitted yet: the unconditional decoder
             return pairwise(x_flat, outputs)
         rows, inverse = self.rows(codes)
-        gain, offset = self.modulation(rows.to(outputs.device), outputs.dtype)  # [U, P]
+        gain, offset = self.modulation(rows.to(outputs.device), outputs.dtype, offsets_only)  # [U, P]
         if modulated is not None and self.session is None:
             inverse = inverse.to(outputs.device)
             table = modulated(x_flat, outputs, gain[inverse], offset[inverse])  # [b, m]

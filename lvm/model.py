@@ -203,11 +203,8 @@ class LatentVariableModel(L.LightningModule):
     def _covariates_warming(self) -> bool:
         """Whether this is one of the first ``covariate_warmup_steps`` training steps of a conditional model; the
         covariates' network then gives offsets only (its gains held at zero), while the decoder's outputs are held."""
-        warming = (self.covariates is not None and self.training and torch.is_grad_enabled()
-                   and self._trainer is not None and self.global_step < self._warmup_steps())
-        if self.covariates is not None:
-            self.covariates.offsets_only = warming
-        return warming
+        return (self.covariates is not None and self.training and torch.is_grad_enabled()
+                and self._trainer is not None and self.global_step < self._warmup_steps())
 
     def _warmup_steps(self) -> int:
         """``covariate_warmup_steps``, or a tenth of the run's training steps, at most 200 (read once per fit)."""
@@ -232,7 +229,8 @@ class LatentVariableModel(L.LightningModule):
             raise ValueError(f"A conditional model decodes latents [n, d] with n a multiple of the batch's {len(codes)} "
                              f"examples (row r has example r % b's covariates); got n = {len(z)}. For other latent "
                              "points use decode(z, covariates).")
-        return self.covariates.modulate(outputs, codes.to(outputs.device).repeat(len(z) // len(codes), 1))
+        return self.covariates.modulate(outputs, codes.to(outputs.device).repeat(len(z) // len(codes), 1),
+                                        self._covariates_warming())
 
     def pairwise_log_likelihood(self, x_flat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``log p(x_i | z_j)`` (``log p(x_i | z_j, c_i)`` in a conditional model) for flattened data ``[b, D]`` and
@@ -245,9 +243,8 @@ class LatentVariableModel(L.LightningModule):
         the examples by covariate row so the table costs what the unconditional one does)."""
         if self.covariates is None:
             return self._likelihood_table(x_flat, params)
-        self._covariates_warming()  # (sets the covariates' offsets-only flag for this call)
         return self.covariates.pairwise(x_flat, params, self.given_codes(), self._likelihood_table,
-                                        self._modulated_table)
+                                        self._modulated_table, self._covariates_warming())
 
     def _likelihood_table(self, x_flat: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """The likelihood's pairwise table, always in at least float32: under mixed precision (``trainer.precision:
@@ -419,8 +416,8 @@ class LatentVariableModel(L.LightningModule):
         data_shape = out.shape[1:] if self.likelihood.params_per_dim == 1 else out.shape[2:]
         out = out.to(torch.promote_types(out.dtype, torch.float32)).flatten(start_dim=1)  # [n, P]
         if self.covariates is not None:
-            self._covariates_warming()
-            out = self.covariates.modulate(out, self.decoding_codes(covariates, len(out)).to(out.device))
+            out = self.covariates.modulate(out, self.decoding_codes(covariates, len(out)).to(out.device),
+                                           self._covariates_warming())
         return self.likelihood.mean(out).view(-1, *data_shape)
 
     def decoding_codes(self, covariates, n: int) -> torch.Tensor:
