@@ -84,6 +84,15 @@ def _spec(raw: Mapping) -> dict:
     return spec
 
 
+def _by_group(groups: torch.Tensor, compute: Callable[[int, torch.Tensor], torch.Tensor], dim: int) -> torch.Tensor:
+    """``compute(g, members)`` for each group ``g`` present in ``groups`` ``[b]`` (``members``: the indices of its
+    examples), each result having its examples along ``dim``, put back in the batch's order along ``dim``."""
+    order = torch.argsort(groups, stable=True)  # examples grouped
+    counts = torch.bincount(groups).tolist()
+    parts = [compute(g, members) for g, members in enumerate(order.split(counts)) if len(members)]
+    return torch.cat(parts, dim=dim).index_select(dim, torch.argsort(order))
+
+
 class Covariates(nn.Module):
     """The covariates of a conditional model: their encodings and the FiLM network of the decoder's outputs.
 
@@ -327,15 +336,12 @@ class Covariates(nn.Module):
         if len(rows) == 1:
             block = self.block(rows[0])
             return pairwise(x_flat[:, block], outputs[:, block] * (1 + gain[0, block]) + offset[0, block])
-        order = torch.argsort(inverse.to(outputs.device), stable=True)  # examples grouped by row
-        counts = torch.bincount(inverse, minlength=len(rows)).tolist()
-        parts = []
-        for u, members in enumerate(order.split(counts)):
-            if len(members):
-                block = self.block(rows[u])  # a session's own columns (all columns without sessions)
-                parts.append(pairwise(x_flat[members][:, block],
-                                      outputs[:, block] * (1 + gain[u, block]) + offset[u, block]))  # [b_u, m]
-        return torch.cat(parts)[torch.argsort(order)]  # back to the batch's order [b, m]
+
+        def score(u: int, members: torch.Tensor) -> torch.Tensor:  # [b_u, m]
+            block = self.block(rows[u])  # a session's own columns (all columns without sessions)
+            return pairwise(x_flat[members][:, block], outputs[:, block] * (1 + gain[u, block]) + offset[u, block])
+
+        return _by_group(inverse.to(outputs.device), score, dim=0)  # [b, m]
 
     def block(self, row: torch.Tensor) -> slice:
         """The feature columns of a covariate row ``[C]``: its session's block, or all columns."""
@@ -351,12 +357,11 @@ class Covariates(nn.Module):
         example over its own session's columns (``log_prob(x [b_s, D_s], params [k, b_s, D_s]) -> [k, b_s]``)."""
         if self.session is None:
             return log_prob(x_flat[None], params)
-        column = codes[:, self.session].round().long().to(x_flat.device)  # [b] each example's session
-        parts, positions = [], []
-        for category in column.unique().tolist():
-            members = (column == category).nonzero().squeeze(1)
-            start, stop = self.specs[self.session]["blocks"][self.specs[self.session]["categories"][category]]
-            parts.append(log_prob(x_flat[members, start:stop][None], params[:, members, start:stop]))  # [k, b_s]
-            positions.append(members)
-        order = torch.cat(positions)
-        return torch.cat(parts, dim=1)[:, torch.argsort(order)]  # back to the batch's order
+        spec = self.specs[self.session]
+
+        def score(category: int, members: torch.Tensor) -> torch.Tensor:  # [k, b_s]
+            start, stop = spec["blocks"][spec["categories"][category]]
+            return log_prob(x_flat[members, start:stop][None], params[:, members, start:stop])
+
+        sessions = codes[:, self.session].round().long().to(x_flat.device)  # [b] each example's session
+        return _by_group(sessions, score, dim=1)  # [k, b]
