@@ -420,9 +420,16 @@ class LatentVariableModel(L.LightningModule):
                                            self._covariates_warming())
         return self.likelihood.mean(out).view(-1, *data_shape)
 
-    def decoding_codes(self, covariates, n: int) -> torch.Tensor:
+    def decoding_codes(self, covariates, n: int) -> torch.Tensor | None:
         """Codes ``[n, C]`` for decoding ``n`` points under ``covariates`` (see :meth:`decode`: codes, raw values with
-        the ones left out at their reference, or ``None``)."""
+        the ones left out at their reference, or ``None``); ``None`` for an unconditional model, which refuses
+        covariates (:class:`lvm.covariates.CovariateError`)."""
+        if self.covariates is None:
+            if covariates is not None and not (isinstance(covariates, dict) and not covariates):
+                given = sorted(covariates) if isinstance(covariates, dict) else "codes"
+                raise CovariateError(f"covariates {given} given, but this model is unconditional (no "
+                                     "model.covariates).")
+            return None
         size = len(self.covariates.specs)
         if covariates is None:
             if self._codes is not None and len(self._codes) == n:

@@ -296,18 +296,9 @@ class Embedding(TransformerMixin, BaseEstimator):
         z = torch.as_tensor(np.asarray(Z, dtype=np.float32))
         if z.dim() != 2 or z.shape[1] != self.model_.prior.dim:
             raise ValueError(f"Z has shape {list(z.shape)}; pass [n, {self.model_.prior.dim}].")
-        with self.model_.given(self._decoding_codes(covariates, len(z))):
+        with self.model_.given(self.model_.decoding_codes(covariates or None, len(z))):
             mean = self.model_.decoded_mean(z)
         return self.datamodule_.inverse_transform_array(mean).reshape(len(z), -1)
-
-    def _decoding_codes(self, covariates: dict | None, n: int) -> torch.Tensor | None:
-        """Codes ``[n, C]`` of ``covariates`` for decoding ``n`` points (``None`` for an unconditional embedding)."""
-        model = self.model_
-        if model.covariates is None:
-            if covariates:
-                raise ValueError(f"This {type(self).__name__} is not conditioned on covariates; got {covariates}.")
-            return None
-        return model.decoding_codes(covariates or None, n)
 
     @torch.no_grad()
     def score_samples(self, X, metadata=None) -> np.ndarray:
@@ -334,7 +325,7 @@ class Embedding(TransformerMixin, BaseEstimator):
             torch.manual_seed(random_state)
         model = self.model_
         z = model.prior.sample(int(n_samples), device=model.device, immersion=model.immersion())
-        with model.given(self._decoding_codes(covariates, len(z))):
+        with model.given(model.decoding_codes(covariates or None, len(z))):
             x = model.likelihood.sample(model.decoder_params(z))
         return self.datamodule_.inverse_transform_array(x).reshape(int(n_samples), -1)
 

@@ -79,13 +79,8 @@ def decoding_covariates(model, given: dict | None):
     saw, is a :class:`lvm.runs.usage.UsageError`."""
     from lvm.covariates import CovariateError
 
-    given = dict(given or {})
-    if model.covariates is None:
-        if given:
-            raise UsageError(f"covariates {sorted(given)} given, but this model is unconditional (no model.covariates).")
-        return None
     try:
-        return model.decoding_codes(given, 1)
+        return model.decoding_codes(dict(given or {}), 1)
     except CovariateError as error:
         raise UsageError(str(error)) from None
 
