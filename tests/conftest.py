@@ -29,3 +29,14 @@ def quickstart_checkpoint(tmp_path_factory) -> Path:
                     "--trainer.limit_train_batches", "5", "--trainer.logger", "false",
                     "--trainer.enable_progress_bar", "false", "--model.eval_num_points", "233"])
     return Path(cli.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of a headless-capable Chromium (tests/browser.py renders pages in it); the test is skipped without one."""
+    from browser import find_chromium
+
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no chromium, chromium-browser or google-chrome on PATH: cannot render pages")
+    return path

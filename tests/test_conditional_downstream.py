@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from browser import find_chromium, render_page, when_rendered
+from browser import render_page, when_rendered
 from lvm.analysis.embedding import embed_loader, embedding_table, latent_columns
 from lvm.analysis.landscape import aggregated_posterior, jacobian_frobenius_norm
 from lvm.runs.usage import UsageError
@@ -152,10 +152,7 @@ def test_the_explorer_offers_the_grid_under_each_category_and_five_durations(run
     assert page.count("__explorer_condition:") >= len(names) - 1 and "Decode the grid as" in page
 
 
-def test_the_explorers_condition_selector_swaps_the_decoded_grid_in_the_browser(run):
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("no chromium on PATH: cannot render pages")
+def test_the_explorers_condition_selector_swaps_the_decoded_grid_in_the_browser(run, chromium):
     page = (Path(run[0].trainer.default_root_dir) / "plots" / "explorer.html").read_text()
     check = when_rendered("projection z1-z2", """
   const doc = Bokeh.documents[0]

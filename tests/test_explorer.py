@@ -21,7 +21,7 @@ import pytest
 
 from lvm.numerics.torus import nearest_image, translate
 from lvm.plotting.explorer import LatentGrid, explorer_html
-from browser import find_chromium, render_page, when_rendered
+from browser import render_page, when_rendered
 
 CATEGORY_BLUE, CATEGORY_ORANGE = "#1f77b4", "#ff7f0e"  # Category10 colours of the first two categories
 OFFSETS = np.array([0.37, 0.81])  # the seams of a re-centred torus view, far from 0
@@ -451,14 +451,6 @@ def test_line_plots_of_long_vectors_keep_every_peak():
 
 
 # --- in a real browser --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def chromium():
-    path = find_chromium()
-    if path is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH: cannot render pages")
-    return path
-
 
 ERROR_PAGES = {
     "thrown error": "<script>throw new Error('deliberate')</script>",

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from browser import find_chromium, render_page, when_rendered
+from browser import render_page, when_rendered
 
 OGG_URI = re.compile(r"data:audio/ogg;codecs=opus;base64,([A-Za-z0-9+/=]+)")
 
@@ -122,12 +122,10 @@ def test_a_missing_recording_is_named_in_a_warning_and_its_points_keep_their_rec
 
 
 @pytest.fixture(scope="module")
-def chromium(tmp_path_factory):
+def chromium(chromium, tmp_path_factory):
     """Chromium that lets a page play sound without a user gesture: the test's clicks are synthetic events, which
     carry no user activation, while a person's click does (a wrapper script adding the flag to render_page's command)."""
-    path = find_chromium()
-    if path is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH: cannot render pages")
+    path = chromium  # conftest's: skipped without one
     wrapper = tmp_path_factory.mktemp("chromium") / "chromium"
     wrapper.write_text(f'#!/bin/sh\nexec "{path}" --autoplay-policy=no-user-gesture-required "$@"\n')
     wrapper.chmod(0o755)

@@ -17,7 +17,7 @@ import pytest
 
 from lvm.analysis.sequences import dwell_runs, stationary_distribution
 from lvm.analysis.provenance import read_embedding
-from browser import find_chromium, render_page, when_rendered
+from browser import render_page, when_rendered
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = np.array([[0.90, 0.07, 0.03],
@@ -169,14 +169,6 @@ def test_the_trajectory_figure_labels_time_and_axes():
         "start", "end", "mean-shift modes"}
     (lines,) = ax.collections[1:2]
     assert len(lines.get_segments()) == 38  # 39 steps, the one across the edge left out
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    path = find_chromium()
-    if path is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH: cannot render pages")
-    return path
 
 
 MARKER_MARK = "trajectory marker:"
