@@ -180,3 +180,19 @@ def test_transition_graph_figure(tmp_path):
     assert ax.get_ylabel() == "z2" and ax.get_xlabel().startswith("z1")
     assert len([p for p in ax.patches if isinstance(p, FancyArrowPatch)]) == 5  # all but the 0.03
     placed.savefig(tmp_path / "placed.png")
+
+
+def test_the_transition_graph_keeps_its_title_caption_and_colour_bar_inside_the_figure():
+    """Regression: the export's graph (a long title, the two-line caption under the axis) was drawn past the figure's
+    edges and clipped in the PNG ("ansitions between the 3 modes ...")."""
+    for positions in (None, [[0.6, 0.15], [0.45, 0.7], [0.05, 0.3]]):
+        figure = plot_transition_graph(CHAIN, positions=positions, state_names=["mode 1", "mode 2", "mode 3"],
+                                       title="Transitions between the 3 modes (pooled over 12 sequences)")
+        renderer = figure.canvas.get_renderer()
+        figure.draw(renderer)
+        page = figure.bbox
+        axes, bar = figure.axes
+        for artist in (axes.title, axes.xaxis.label, bar.yaxis.label):
+            box = artist.get_window_extent(renderer)
+            assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1, \
+                (artist.get_text(), box, page)

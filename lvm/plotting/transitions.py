@@ -42,7 +42,7 @@ def plot_transition_graph(matrix, positions=None, state_names=None, min_probabil
         if xy.shape != (k, 2):
             raise ValueError(f"positions must be [K, 2] = [{k}, 2], got shape {xy.shape}.")
     if ax is None:
-        figure, ax = subplots(figsize=(5.5, 4.8))
+        figure, ax = subplots(figsize=(7.0, 5.4), layout="constrained")  # the title, caption and colour bar inside
     else:
         figure = ax.get_figure()
     colours = matplotlib.colormaps["viridis"]
